@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Generates the development PKI into certs/ when it is missing, then runs the Q-TLS daemon on it.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh
+qsign() { .tools/node_modules/.bin/deno task --quiet qsign "$@"; }
+[ -f certs/root-ca.crt ] || qsign pki init --dir certs
+exec .tools/node_modules/.bin/deno task --quiet qsign serve \
+  --cert certs/server.crt --key certs/server.key --ca certs/root-ca.crt "$@"

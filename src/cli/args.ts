@@ -1,0 +1,191 @@
+/**
+ * Command-line parsing for every qsign command, on Node's `util.parseArgs` (shipped with Deno's
+ * Node compatibility layer, so no extra dependency): one spec per command gives both the parser
+ * and the `--help` text, and every mistake becomes a one-line `UsageError` (exit status 2).
+ */
+import { parseArgs } from "node:util";
+import { UsageError } from "../errors.ts";
+
+/** One option of a command. */
+export interface OptionSpec {
+  type: "string" | "boolean";
+  /** One line for `--help`. */
+  help: string;
+  short?: string;
+  /** Repeatable: every occurrence is kept, in order. */
+  multiple?: boolean;
+  /** Placeholder shown in `--help` for the value, e.g. `FILE`. */
+  value?: string;
+  default?: string | boolean;
+}
+
+/** A command's options, positional arguments and help text. */
+export interface CommandSpec {
+  /** As typed, e.g. `pki init`. */
+  name: string;
+  summary: string;
+  /** Positional arguments, shown in the usage line, e.g. `HOST:PORT`. */
+  positionals?: { name: string; help: string; optional?: boolean; variadic?: boolean }[];
+  options: Record<string, OptionSpec>;
+}
+
+/** Parsed arguments with typed accessors that raise `UsageError` on bad values. */
+export class Args {
+  constructor(
+    readonly spec: CommandSpec,
+    private readonly values: Record<string, string | boolean | (string | boolean)[] | undefined>,
+    readonly positionals: string[],
+  ) {}
+
+  /** True when the option was given on the command line (defaults do not count). */
+  has(name: string): boolean {
+    return this.values[name] !== undefined;
+  }
+
+  string(name: string): string | undefined {
+    const v = this.values[name] ?? this.spec.options[name]?.default;
+    return typeof v === "string" ? v : undefined;
+  }
+
+  requireString(name: string): string {
+    const v = this.string(name);
+    if (v === undefined || v === "") {
+      throw new UsageError(`${this.spec.name}: --${name} is required`);
+    }
+    return v;
+  }
+
+  boolean(name: string): boolean {
+    const v = this.values[name] ?? this.spec.options[name]?.default;
+    return v === true;
+  }
+
+  /** A repeatable option; comma-separated values are split too (`--san a,b --san c`). */
+  list(name: string, { splitCommas = false } = {}): string[] {
+    const v = this.values[name];
+    const items = (Array.isArray(v) ? v : v === undefined ? [] : [v]).filter(
+      (x): x is string => typeof x === "string",
+    );
+    return splitCommas
+      ? items.flatMap((x) => x.split(",")).map((x) => x.trim()).filter(Boolean)
+      : items;
+  }
+
+  integer(name: string, { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = {}):
+    | number
+    | undefined {
+    const v = this.string(name);
+    if (v === undefined) return undefined;
+    if (!/^-?\d+$/.test(v)) {
+      throw new UsageError(`${this.spec.name}: --${name} must be a whole number, got "${v}"`);
+    }
+    const n = Number(v);
+    if (n < min || n > max) {
+      throw new UsageError(
+        `${this.spec.name}: --${name} must be between ${min} and ${max}, got ${n}`,
+      );
+    }
+    return n;
+  }
+
+  /** One of a fixed set of words. */
+  choice<T extends string>(name: string, choices: readonly T[]): T | undefined {
+    const v = this.string(name);
+    if (v === undefined) return undefined;
+    if (!(choices as readonly string[]).includes(v)) {
+      throw new UsageError(
+        `${this.spec.name}: --${name} must be one of ${choices.join("|")}, got "${v}"`,
+      );
+    }
+    return v as T;
+  }
+
+  positional(index: number, label: string): string {
+    const v = this.positionals[index];
+    if (v === undefined) throw new UsageError(`${this.spec.name}: missing ${label}`);
+    return v;
+  }
+}
+
+/**
+ * Parses `argv` against `spec`. Returns `null` when `--help`/`-h` was asked for, after printing
+ * the help text. Throws `UsageError` for unknown options, missing values and stray arguments.
+ */
+export function parseCommand(spec: CommandSpec, argv: string[]): Args | null {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(helpText(spec));
+    return null;
+  }
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {};
+  for (const [name, o] of Object.entries(spec.options)) {
+    options[name] = {
+      type: o.type,
+      ...(o.short ? { short: o.short } : {}),
+      ...(o.multiple ? { multiple: true } : {}),
+    };
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+  } catch (e) {
+    throw new UsageError(`${spec.name}: ${describeParseError(e)} (see qsign ${spec.name} --help)`);
+  }
+  const declared = spec.positionals ?? [];
+  const variadic = declared.some((p) => p.variadic);
+  if (!variadic && parsed.positionals.length > declared.length) {
+    throw new UsageError(
+      `${spec.name}: unexpected argument "${
+        parsed.positionals[declared.length]
+      }" (see qsign ${spec.name} --help)`,
+    );
+  }
+  return new Args(spec, parsed.values, parsed.positionals);
+}
+
+function describeParseError(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const unknown = /Unknown option '([^']+)'/.exec(message);
+  if (unknown) return `unknown option ${unknown[1]}`;
+  const missing = /Option '([^']+)' argument missing/.exec(message);
+  if (missing) return `option ${missing[1].split(",").pop()!.trim()} needs a value`;
+  return message.split("\n")[0].replace(/\.$/, "");
+}
+
+/** The `--help` text: usage line, summary, one line per option. */
+export function helpText(spec: CommandSpec): string {
+  const pos = (spec.positionals ?? []).map((p) => {
+    const n = p.variadic ? `${p.name}...` : p.name;
+    return p.optional ? `[${n}]` : n;
+  });
+  const lines = [
+    `usage: qsign ${spec.name} [options]${pos.length ? " " + pos.join(" ") : ""}`,
+    "",
+    spec.summary,
+  ];
+  if (spec.positionals?.length) {
+    lines.push("", "arguments:");
+    for (const p of spec.positionals) lines.push(`  ${p.name.padEnd(28)} ${p.help}`);
+  }
+  lines.push("", "options:");
+  const entries = Object.entries(spec.options).sort(([a], [b]) => a.localeCompare(b));
+  for (
+    const [name, o] of [
+      ...entries,
+      ["help", { type: "boolean", help: "show this help" } as OptionSpec] as const,
+    ]
+  ) {
+    const flag = `${o.short ? `-${o.short}, ` : ""}--${name}${
+      o.type === "string" ? ` ${o.value ?? "VALUE"}` : ""
+    }`;
+    const extra = [
+      o.multiple ? "repeatable" : "",
+      o.default !== undefined ? `default: ${o.default}` : "",
+    ]
+      .filter(Boolean).join("; ");
+    lines.push(`  ${flag.padEnd(28)} ${o.help}${extra ? ` (${extra})` : ""}`);
+  }
+  return lines.join("\n");
+}

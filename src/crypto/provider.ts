@@ -1,0 +1,114 @@
+/**
+ * The crypto provider seam: every primitive qsign uses, behind one interface, so the TLS engine,
+ * the PKI and the tests do not care whether an algorithm runs in Deno's native WebCrypto or in
+ * the portable @noble/* implementation. Select with `QSIGN_CRYPTO=native|noble` (see index.ts).
+ *
+ * Byte conventions: all inputs and outputs are `Uint8Array`; public keys are in their TLS wire
+ * form (ML-KEM encapsulation key, X25519 raw 32 bytes, P-256/P-384 uncompressed points) for key
+ * agreement, and SubjectPublicKeyInfo DER for signatures; ECDSA signatures are DER (as TLS and
+ * X.509 carry them).
+ */
+
+export type HashName = "SHA-256" | "SHA-384" | "SHA-512";
+export type AeadName = "AES-128-GCM" | "AES-256-GCM" | "ChaCha20-Poly1305";
+export type KemName = "ML-KEM-512" | "ML-KEM-768" | "ML-KEM-1024";
+export type EcdhName = "X25519" | "P-256" | "P-384";
+export type SignatureAlgorithmName =
+  | "ML-DSA-44"
+  | "ML-DSA-65"
+  | "ML-DSA-87"
+  | "ECDSA-P256-SHA256"
+  | "ECDSA-P384-SHA384"
+  | "Ed25519"
+  | "RSA-PSS-SHA256"
+  | "RSA-PSS-SHA384"
+  | "RSA-PKCS1-SHA256"
+  | "RSA-PKCS1-SHA384";
+
+/** Raised when an AEAD tag does not verify (maps to the TLS alert bad_record_mac). */
+export class AeadAuthError extends Error {
+  constructor() {
+    super("AEAD authentication failed");
+    this.name = "AeadAuthError";
+  }
+}
+
+/** Raised for a malformed public key, point or ciphertext from a peer (illegal_parameter). */
+export class InvalidPublicValueError extends Error {
+  constructor(what: string) {
+    super(`invalid ${what}`);
+    this.name = "InvalidPublicValueError";
+  }
+}
+
+/** An AEAD bound to one key. */
+export interface Aead {
+  readonly tagLength: number;
+  seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+  /** Throws `AeadAuthError` when the tag does not verify. */
+  open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+}
+
+/** An ephemeral ML-KEM key pair whose secret stays inside the provider. */
+export interface KemKeyPair {
+  /** The encapsulation key, as sent on the wire. */
+  readonly publicKey: Uint8Array;
+  /** Throws `InvalidPublicValueError` for a ciphertext of the wrong length. */
+  decapsulate(ciphertext: Uint8Array): Promise<Uint8Array>;
+}
+
+export interface Kem {
+  readonly name: KemName;
+  readonly publicKeyLength: number;
+  readonly ciphertextLength: number;
+  generateKeyPair(): Promise<KemKeyPair>;
+  /** Deterministic key generation from the 64-byte seed d || z (FIPS 203). */
+  keyPairFromSeed(seed: Uint8Array): Promise<KemKeyPair>;
+  /** Throws `InvalidPublicValueError` for a malformed encapsulation key. */
+  encapsulate(publicKey: Uint8Array): Promise<{ ciphertext: Uint8Array; sharedSecret: Uint8Array }>;
+}
+
+/** An ephemeral (EC)DH key pair whose secret stays inside the provider. */
+export interface KeyAgreementKeyPair {
+  readonly publicKey: Uint8Array;
+  /** Throws `InvalidPublicValueError` for an invalid point or an all-zero X25519 result. */
+  deriveSharedSecret(peerPublicKey: Uint8Array): Promise<Uint8Array>;
+}
+
+export interface KeyAgreement {
+  readonly name: EcdhName;
+  readonly publicKeyLength: number;
+  generateKeyPair(): Promise<KeyAgreementKeyPair>;
+}
+
+/** An imported private key, opaque outside the provider that made it. */
+export interface PrivateKey {
+  readonly algorithm: SignatureAlgorithmName;
+}
+
+export interface SignatureAlgorithm {
+  readonly name: SignatureAlgorithmName;
+  /** Generates a key pair; the public key is SubjectPublicKeyInfo DER. */
+  generateKeyPair(): Promise<
+    { privateKey: PrivateKey; publicKeySpki: Uint8Array; pkcs8: Uint8Array }
+  >;
+  /** Imports a PKCS#8 DER private key (ML-DSA in seed form). */
+  importPrivateKey(pkcs8: Uint8Array): Promise<PrivateKey>;
+  sign(privateKey: PrivateKey, message: Uint8Array): Promise<Uint8Array>;
+  /** False for a bad signature; throws `InvalidPublicValueError` for an unusable key. */
+  verify(publicKeySpki: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean>;
+}
+
+/** Every primitive qsign uses. */
+export interface CryptoProvider {
+  readonly name: "native" | "noble";
+  randomBytes(length: number): Uint8Array;
+  hash(alg: HashName, data: Uint8Array): Promise<Uint8Array>;
+  hmac(alg: HashName, key: Uint8Array, data: Uint8Array): Promise<Uint8Array>;
+  hkdfExtract(alg: HashName, salt: Uint8Array, ikm: Uint8Array): Promise<Uint8Array>;
+  hkdfExpand(alg: HashName, prk: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array>;
+  aead(alg: AeadName, key: Uint8Array): Promise<Aead>;
+  kem(alg: KemName): Kem;
+  keyAgreement(alg: EcdhName): KeyAgreement;
+  signature(alg: SignatureAlgorithmName): SignatureAlgorithm;
+}

