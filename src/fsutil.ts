@@ -36,7 +36,8 @@ export async function writeFileAtomic(
   await syncDirectory(dirname(path));
 }
 
-async function syncDirectory(dir: string): Promise<void> {
+/** Fsyncs a directory so that a rename inside it survives a crash. */
+export async function syncDirectory(dir: string): Promise<void> {
   try {
     const handle = await Deno.open(dir, { read: true });
     try {

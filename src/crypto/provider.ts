@@ -41,6 +41,14 @@ export class InvalidPublicValueError extends Error {
   }
 }
 
+/** Raised when a PKCS#8 private key (or raw private scalar) cannot be imported. */
+export class InvalidPrivateKeyError extends Error {
+  constructor(problem: string) {
+    super(`invalid private key: ${problem}`);
+    this.name = "InvalidPrivateKeyError";
+  }
+}
+
 /** An AEAD bound to one key. */
 export interface Aead {
   readonly tagLength: number;
@@ -79,11 +87,27 @@ export interface KeyAgreement {
   readonly name: EcdhName;
   readonly publicKeyLength: number;
   generateKeyPair(): Promise<KeyAgreementKeyPair>;
+  /**
+   * A key pair from a fixed private key, for known-answer tests and protocol traces: X25519's
+   * 32-byte scalar, or the P-256/P-384 scalar big-endian in 32/48 bytes. Throws
+   * `InvalidPrivateKeyError` for a wrong length or an out-of-range scalar.
+   */
+  keyPairFromPrivateKey(privateKey: Uint8Array): Promise<KeyAgreementKeyPair>;
 }
 
 /** An imported private key, opaque outside the provider that made it. */
 export interface PrivateKey {
   readonly algorithm: SignatureAlgorithmName;
+  /** The matching public key, SubjectPublicKeyInfo DER. */
+  readonly publicKeySpki: Uint8Array;
+}
+
+/**
+ * Per-call signature options. `context` is the FIPS 204 context string (at most 255 bytes) and
+ * is only defined for ML-DSA; TLS uses the empty context, composite signatures a non-empty one.
+ */
+export interface SignatureOptions {
+  readonly context?: Uint8Array;
 }
 
 export interface SignatureAlgorithm {
@@ -92,11 +116,30 @@ export interface SignatureAlgorithm {
   generateKeyPair(): Promise<
     { privateKey: PrivateKey; publicKeySpki: Uint8Array; pkcs8: Uint8Array }
   >;
-  /** Imports a PKCS#8 DER private key (ML-DSA in seed form). */
+  /**
+   * Imports a PKCS#8 DER private key (ML-DSA in seed or seed-and-expanded form; the seed is
+   * what is used). Throws `InvalidPrivateKeyError` for anything else.
+   */
   importPrivateKey(pkcs8: Uint8Array): Promise<PrivateKey>;
-  sign(privateKey: PrivateKey, message: Uint8Array): Promise<Uint8Array>;
-  /** False for a bad signature; throws `InvalidPublicValueError` for an unusable key. */
-  verify(publicKeySpki: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean>;
+  /**
+   * Signs `message` (hashing it as the algorithm requires; ML-DSA signs hedged, ECDSA returns
+   * DER). Throws `RangeError` for a context on a non-ML-DSA algorithm or one over 255 bytes.
+   */
+  sign(
+    privateKey: PrivateKey,
+    message: Uint8Array,
+    options?: SignatureOptions,
+  ): Promise<Uint8Array>;
+  /**
+   * False for a bad or malformed signature (and, as FIPS 204 says, for a context over 255
+   * bytes); throws `InvalidPublicValueError` for an unusable key.
+   */
+  verify(
+    publicKeySpki: Uint8Array,
+    message: Uint8Array,
+    signature: Uint8Array,
+    options?: SignatureOptions,
+  ): Promise<boolean>;
 }
 
 /** Every primitive qsign uses. */

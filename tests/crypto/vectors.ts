@@ -1,0 +1,86 @@
+/** Loading the shared known-answer vectors (`../shared/testdata`) for the crypto tests. */
+import { nativeProvider, nobleProvider } from "../../src/crypto/index.ts";
+import { TESTDATA } from "../support/env.ts";
+
+/** Both providers, for tests that run every vector on each. */
+export const PROVIDERS = [nativeProvider, nobleProvider] as const;
+
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2) throw new Error(`odd-length hex: ${hex.slice(0, 16)}…`);
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+    if (Number.isNaN(byte)) throw new Error(`bad hex: ${hex.slice(2 * i, 2 * i + 2)}`);
+    bytes[i] = byte;
+  }
+  return bytes;
+}
+
+export function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** One Wycheproof test: its id, verdict and flags, plus the file-specific fields (hex strings). */
+export interface WycheproofTest {
+  tcId: number;
+  comment?: string;
+  result: "valid" | "acceptable" | "invalid";
+  flags: string[];
+  [field: string]: unknown;
+}
+
+export interface WycheproofGroup {
+  tests: WycheproofTest[];
+  [field: string]: unknown;
+}
+
+/** The test groups of `wycheproof/NAME.json`. */
+export async function wycheproof(name: string): Promise<WycheproofGroup[]> {
+  const text = await Deno.readTextFile(`${TESTDATA}/wycheproof/${name}.json`);
+  return (JSON.parse(text) as { testGroups: WycheproofGroup[] }).testGroups;
+}
+
+/** Every test of a Wycheproof file with its group. */
+export async function wycheproofTests(
+  name: string,
+): Promise<{ group: WycheproofGroup; test: WycheproofTest }[]> {
+  return (await wycheproof(name)).flatMap((group) => group.tests.map((test) => ({ group, test })));
+}
+
+/** An ACVP vector set: the inputs (`internalProjection.json`) of one algorithm/mode. */
+export interface AcvpGroup {
+  tgId: number;
+  parameterSet: string;
+  tests: Record<string, unknown>[];
+  [field: string]: unknown;
+}
+
+export async function acvp(directory: string): Promise<AcvpGroup[]> {
+  const text = await Deno.readTextFile(`${TESTDATA}/acvp/${directory}/internalProjection.json`);
+  return (JSON.parse(text) as { testGroups: AcvpGroup[] }).testGroups;
+}
+
+/** A hex string field of a vector. */
+export function hexField(record: Record<string, unknown>, field: string): Uint8Array {
+  const value = record[field];
+  if (typeof value !== "string") throw new Error(`vector field ${field} is not a hex string`);
+  return fromHex(value);
+}
+
+/** Labels an assertion with the vector it came from. */
+export function label(file: string, test: { tcId: unknown; comment?: unknown }): string {
+  return `${file} tcId ${test.tcId}${test.comment ? ` (${test.comment})` : ""}`;
+}
+
+/**
+ * Runs `check` and returns the error it threw, or undefined. For vectors whose expected outcome
+ * is "rejected", whichever way the API rejects (an exception or a false result) is then asserted.
+ */
+export async function thrown(check: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await check();
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
