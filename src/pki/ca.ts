@@ -1,0 +1,509 @@
+/**
+ * The embedded QSIGN CA: the directory tree `qsign pki init` creates (Root CA → Server and
+ * Client intermediate CAs → leaves), issuing leaves from a profile, revocation and CRLs. The CA
+ * keeps an index of what it issued and revoked in `DIR/index.json`, written atomically under a
+ * lock so concurrent `qsign pki issue` and renewals do not lose entries.
+ */
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { basename, join } from "node:path";
+import { QsignError, UsageError } from "../errors.ts";
+import { writeFileAtomic } from "../fsutil.ts";
+import { createCertificate, createCrl, parseSubjectAltName, toHex } from "./certificate.ts";
+import {
+  DEFAULT_KEY_ALGORITHM,
+  generateKeyPair,
+  type KeyAlgorithm,
+  type LoadedPrivateKey,
+  privateKeyPem,
+  readPrivateKeyFile,
+  type TbsSigner,
+  writePrivateKeyFile,
+} from "./keys.ts";
+import { bufferSource } from "./der.ts";
+import { pemEncode, readCertificatesFile } from "./pem.ts";
+import { verifySignature } from "./signatures.ts";
+
+export type CaProfile = "server" | "client";
+
+/** File names inside a PKI directory. */
+export const PKI_FILES = {
+  rootCert: "root-ca.crt",
+  rootKey: "root-ca.key",
+  serverCaCert: "server-ca.crt",
+  serverCaKey: "server-ca.key",
+  clientCaCert: "client-ca.crt",
+  clientCaKey: "client-ca.key",
+  serverCert: "server.crt",
+  serverKey: "server.key",
+  clientCert: "client.crt",
+  clientKey: "client.key",
+  index: "index.json",
+} as const;
+
+const YEAR_MS = 365 * 24 * 3600 * 1000;
+/** Leaves are valid from a minute ago, so a peer with a slightly slow clock accepts them. */
+const BACKDATE_MS = 60 * 1000;
+
+export const SERVER_LEAF_CN = "qtls-server.qsign.local";
+export const CLIENT_LEAF_CN = "qtls-client.qsign.local";
+export const SERVER_LEAF_SANS = [
+  "DNS:qtls-server.qsign.local",
+  "DNS:*.qsign.local",
+  "DNS:localhost",
+  "IP:127.0.0.1",
+  "IP:::1",
+];
+
+const EKU = { server: x509.ExtendedKeyUsage.serverAuth, client: x509.ExtendedKeyUsage.clientAuth };
+
+/** Revocation reasons of `qsign pki revoke --reason` (RFC 5280 CRLReason names). */
+export const REVOCATION_REASONS = [
+  "unspecified",
+  "keyCompromise",
+  "cACompromise",
+  "affiliationChanged",
+  "superseded",
+  "cessationOfOperation",
+  "certificateHold",
+  "privilegeWithdrawn",
+] as const;
+export type RevocationReason = typeof REVOCATION_REASONS[number];
+
+/** One certificate the CA issued. */
+export interface IndexEntry {
+  serial: string;
+  /** Which CA issued it. */
+  issuer: "root" | CaProfile;
+  subject: string;
+  notBefore: string;
+  notAfter: string;
+  sha256: string;
+  status: "valid" | "revoked";
+  revokedAt?: string;
+  reason?: RevocationReason;
+}
+
+interface CaIndex {
+  version: 1;
+  crlNumbers: Partial<Record<CaProfile, number>>;
+  certificates: IndexEntry[];
+}
+
+/** Raised for PKI directory problems an operator must fix (missing CA, existing PKI...). */
+export class PkiError extends QsignError {}
+
+/** An intermediate CA ready to sign: its certificate and key. */
+export interface OpenCa {
+  dir: string;
+  profile: CaProfile;
+  cert: x509.X509Certificate;
+  der: Uint8Array;
+  key: LoadedPrivateKey;
+}
+
+function caFiles(profile: CaProfile) {
+  return profile === "server"
+    ? { cert: PKI_FILES.serverCaCert, key: PKI_FILES.serverCaKey }
+    : { cert: PKI_FILES.clientCaCert, key: PKI_FILES.clientCaKey };
+}
+
+/** Loads the Server or Client intermediate CA of a PKI directory. */
+export async function openCa(dir: string, profile: CaProfile): Promise<OpenCa> {
+  const files = caFiles(profile);
+  const [der] = await readCertificatesFile(join(dir, files.cert));
+  const key = await readPrivateKeyFile(join(dir, files.key));
+  const cert = new x509.X509Certificate(bufferSource(der));
+  if (toHex(key.spki) !== toHex(new Uint8Array(cert.publicKey.rawData))) {
+    throw new PkiError(`${join(dir, files.key)} is not the key of ${join(dir, files.cert)}`);
+  }
+  return { dir, profile, cert, der, key };
+}
+
+/** Options of `qsign pki init`. */
+export interface InitOptions {
+  dir: string;
+  alg?: KeyAlgorithm;
+  org?: string;
+  /** Replace an existing PKI. */
+  force?: boolean;
+  /** Issue time (tests); default now. */
+  now?: Date;
+}
+
+/** Creates the whole tree; returns the files written. Refuses to overwrite without `force`. */
+export async function initPki(options: InitOptions): Promise<string[]> {
+  const { dir } = options;
+  const alg = options.alg ?? DEFAULT_KEY_ALGORITHM;
+  const org = options.org ?? "QSIGN";
+  const now = options.now ?? new Date();
+  const files = Object.values(PKI_FILES).map((f) => join(dir, f));
+  if (!options.force) {
+    const existing = [];
+    for (const f of files) if (await exists(f)) existing.push(f);
+    if (existing.length) {
+      throw new PkiError(
+        `${dir} already holds a PKI (${
+          existing.map((f) => basename(f)).join(", ")
+        }); use --force to replace it`,
+      );
+    }
+  }
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+
+  const notBefore = new Date(now.getTime() - BACKDATE_MS);
+  const years = (n: number) => new Date(now.getTime() + n * YEAR_MS);
+  const caUsage = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
+  const entries: IndexEntry[] = [];
+
+  const rootKey = await generateKeyPair(alg);
+  const root = await createCertificate({
+    subject: distinguishedName(`${org} Root CA`, org),
+    spki: rootKey.spki,
+    signer: rootKey,
+    notBefore,
+    notAfter: years(20),
+    ca: {},
+    keyUsage: caUsage,
+  });
+
+  const intermediates = {} as Record<
+    CaProfile,
+    { cert: x509.X509Certificate; key: LoadedPrivateKey }
+  >;
+  for (const profile of ["server", "client"] as const) {
+    const key = await generateKeyPair(alg);
+    const label = profile === "server" ? "Server" : "Client";
+    const cert = await createCertificate({
+      subject: distinguishedName(`${org} Intermediate CA (${label})`, org),
+      spki: key.spki,
+      issuer: root,
+      signer: rootKey,
+      notBefore,
+      notAfter: years(10),
+      ca: { pathLength: 0 },
+      keyUsage: caUsage,
+    });
+    intermediates[profile] = { cert, key };
+    entries.push(await indexEntry(cert, "root"));
+  }
+
+  const leaves = {} as Record<CaProfile, { cert: x509.X509Certificate; key: LoadedPrivateKey }>;
+  for (const profile of ["server", "client"] as const) {
+    const ca = intermediates[profile];
+    const key = await generateKeyPair(alg);
+    const cn = profile === "server" ? SERVER_LEAF_CN : CLIENT_LEAF_CN;
+    const sans = profile === "server" ? SERVER_LEAF_SANS : [`DNS:${CLIENT_LEAF_CN}`];
+    const cert = await createLeafCertificate({
+      ca: { cert: ca.cert, signer: ca.key },
+      profile,
+      subject: distinguishedName(cn, org),
+      spki: key.spki,
+      sans,
+      notBefore,
+      notAfter: years(1),
+    });
+    leaves[profile] = { cert, key };
+    entries.push(await indexEntry(cert, profile));
+  }
+
+  const pem = (c: x509.X509Certificate) => pemEncode("CERTIFICATE", new Uint8Array(c.rawData));
+  const writes: [string, string | LoadedPrivateKey][] = [
+    [PKI_FILES.rootKey, rootKey],
+    [PKI_FILES.rootCert, pem(root)],
+    [PKI_FILES.serverCaKey, intermediates.server.key],
+    [PKI_FILES.serverCaCert, pem(intermediates.server.cert)],
+    [PKI_FILES.clientCaKey, intermediates.client.key],
+    [PKI_FILES.clientCaCert, pem(intermediates.client.cert)],
+    [PKI_FILES.serverKey, leaves.server.key],
+    [PKI_FILES.serverCert, pem(leaves.server.cert) + pem(intermediates.server.cert)],
+    [PKI_FILES.clientKey, leaves.client.key],
+    [PKI_FILES.clientCert, pem(leaves.client.cert) + pem(intermediates.client.cert)],
+  ];
+  for (const [name, content] of writes) {
+    const path = join(dir, name);
+    if (typeof content === "string") await writeFileAtomic(path, content);
+    else await writePrivateKeyFile(path, content);
+  }
+  await writeIndex(dir, { version: 1, crlNumbers: {}, certificates: entries });
+  return files;
+}
+
+/** `CN=…, O=…` with the characters RFC 4514 needs escaped. */
+function distinguishedName(cn: string, org: string): string {
+  const escape = (v: string) => v.replace(/([,+"\\<>;=])/g, "\\$1").replace(/^([ #])/, "\\$1");
+  return `CN=${escape(cn)}, O=${escape(org)}`;
+}
+
+async function createLeafCertificate(options: {
+  ca: { cert: x509.X509Certificate; signer: TbsSigner };
+  profile: CaProfile;
+  subject: string;
+  spki: Uint8Array;
+  sans: string[];
+  notBefore: Date;
+  notAfter: Date;
+}): Promise<x509.X509Certificate> {
+  return await createCertificate({
+    subject: options.subject,
+    spki: options.spki,
+    issuer: options.ca.cert,
+    signer: options.ca.signer,
+    notBefore: options.notBefore,
+    notAfter: options.notAfter,
+    keyUsage: x509.KeyUsageFlags.digitalSignature,
+    extendedKeyUsage: [EKU[options.profile]],
+    subjectAltNames: options.sans.map(parseSubjectAltName),
+  });
+}
+
+/** Options of `qsign pki issue` and of the `local` renewal issuer. */
+export interface IssueLeafOptions {
+  dir: string;
+  profile: CaProfile;
+  cn: string;
+  /** `DNS:…`, `IP:…`, `URI:…`, `EMAIL:…`; default: `DNS:<cn>` when the CN is a host name. */
+  sans?: string[];
+  /** Lifetime; default one year. */
+  ttlSeconds?: number;
+  /** Key algorithm of a generated key (ignored with `csrDer`); default: the CA's. */
+  alg?: KeyAlgorithm;
+  /** Certify the key of this PKCS#10 request instead of generating one. */
+  csrDer?: Uint8Array;
+  /** Subject O; default: the CA's. */
+  org?: string;
+  /** Issue time (tests); default now. */
+  now?: Date;
+}
+
+export interface IssuedLeaf {
+  /** The leaf followed by its intermediate, PEM: servable as is. */
+  certPem: string;
+  /** The generated key (PKCS#8 PEM); absent when a CSR was certified. */
+  keyPem?: string;
+  /** The generated key; absent when a CSR was certified. */
+  key?: LoadedPrivateKey;
+  /** Serial number, lowercase hex. */
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** Leaf then intermediate, DER. */
+  chain: Uint8Array[];
+}
+
+/** Raised for a CSR that cannot be certified (unparsable, or its signature does not verify). */
+export class CsrError extends QsignError {}
+
+/** Issues a leaf from the profile's intermediate and records it in the index. */
+export async function issueLeaf(options: IssueLeafOptions): Promise<IssuedLeaf> {
+  const ca = await openCa(options.dir, options.profile);
+  const now = options.now ?? new Date();
+  const ttlMs = (options.ttlSeconds ?? YEAR_MS / 1000) * 1000;
+  if (ttlMs <= 0) throw new UsageError("certificate lifetime must be positive");
+  const notBefore = new Date(now.getTime() - BACKDATE_MS);
+  const notAfter = new Date(Math.min(now.getTime() + ttlMs, ca.cert.notAfter.getTime()));
+
+  let spki: Uint8Array;
+  let key: LoadedPrivateKey | undefined;
+  if (options.csrDer) {
+    spki = await certifiableCsrKey(options.csrDer);
+  } else {
+    const alg = options.alg ?? ca.key.keyAlgorithm;
+    key = await generateKeyPair(alg);
+    spki = key.spki;
+  }
+  const org = options.org ?? ca.cert.subjectName.getField("O")[0] ?? "QSIGN";
+  const sans = options.sans?.length ? options.sans : defaultSans(options.cn);
+  const cert = await createLeafCertificate({
+    ca: { cert: ca.cert, signer: ca.key },
+    profile: options.profile,
+    subject: distinguishedName(options.cn, org),
+    spki,
+    sans,
+    notBefore,
+    notAfter,
+  });
+  const entry = await indexEntry(cert, options.profile);
+  await updateIndex(options.dir, (index) => index.certificates.push(entry));
+  const leafDer = new Uint8Array(cert.rawData);
+  return {
+    certPem: pemEncode("CERTIFICATE", leafDer) + pemEncode("CERTIFICATE", ca.der),
+    keyPem: key ? privateKeyPem(key) : undefined,
+    key,
+    serial: entry.serial,
+    notBefore,
+    notAfter,
+    chain: [leafDer, ca.der],
+  };
+}
+
+/** `DNS:<cn>` when the CN is a host name (dotted, or localhost), so host checks can pass. */
+function defaultSans(cn: string): string[] {
+  const hostName = /^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(cn) &&
+    (cn.includes(".") || cn === "localhost");
+  return hostName ? [`DNS:${cn}`] : [];
+}
+
+/** The public key of a CSR whose self-signature verifies. */
+async function certifiableCsrKey(csrDer: Uint8Array): Promise<Uint8Array> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(bufferSource(csrDer));
+  } catch (e) {
+    throw new CsrError(`the CSR cannot be parsed (${(e as Error).message})`);
+  }
+  if (!(await verifySignature(csr, csr.publicKey))) {
+    throw new CsrError(`the CSR's signature does not verify (subject ${csr.subject || "empty"})`);
+  }
+  return new Uint8Array(csr.publicKey.rawData);
+}
+
+/** Marks a certificate revoked in the index. `serial` is hex (any case, colons allowed). */
+export async function revokeCertificate(options: {
+  dir: string;
+  serial: string;
+  reason?: RevocationReason;
+  at?: Date;
+}): Promise<IndexEntry> {
+  const serial = normalizeSerial(options.serial);
+  let revoked: IndexEntry | undefined;
+  await updateIndex(options.dir, (index) => {
+    const entry = index.certificates.find((e) => e.serial === serial);
+    if (!entry) throw new PkiError(`serial ${serial} was not issued by the CA in ${options.dir}`);
+    if (entry.issuer === "root") {
+      throw new PkiError(
+        `serial ${serial} is an intermediate CA; qsign pki issues CRLs for leaves only (re-run pki init)`,
+      );
+    }
+    if (entry.status === "revoked") throw new PkiError(`serial ${serial} is already revoked`);
+    entry.status = "revoked";
+    entry.revokedAt = (options.at ?? new Date()).toISOString();
+    entry.reason = options.reason ?? "unspecified";
+    revoked = entry;
+  });
+  return revoked!;
+}
+
+/** The serial number of a certificate, as the index stores it. */
+export function certificateSerial(der: Uint8Array): string {
+  return normalizeSerial(new x509.X509Certificate(bufferSource(der)).serialNumber);
+}
+
+function normalizeSerial(serial: string): string {
+  const hex = serial.replace(/[:\s]/g, "").toLowerCase().replace(/^0x/, "");
+  if (!/^[0-9a-f]+$/.test(hex)) throw new UsageError(`"${serial}" is not a hex serial number`);
+  return hex.replace(/^(00)+(?=[0-9a-f]{2})/, "");
+}
+
+/** Issues a CRL from the profile's intermediate listing every certificate it revoked. */
+export async function generateCrl(options: {
+  dir: string;
+  profile: CaProfile;
+  days?: number;
+  now?: Date;
+}): Promise<Uint8Array> {
+  const ca = await openCa(options.dir, options.profile);
+  const now = options.now ?? new Date();
+  let crlNumber = 0;
+  let revoked: IndexEntry[] = [];
+  await updateIndex(options.dir, (index) => {
+    crlNumber = (index.crlNumbers[options.profile] ?? 0) + 1;
+    index.crlNumbers[options.profile] = crlNumber;
+    revoked = index.certificates.filter((e) =>
+      e.issuer === options.profile && e.status === "revoked"
+    );
+  });
+  const crl = await createCrl({
+    issuer: ca.cert,
+    signer: ca.key,
+    thisUpdate: new Date(now.getTime() - BACKDATE_MS),
+    nextUpdate: new Date(now.getTime() + (options.days ?? 7) * 24 * 3600 * 1000),
+    crlNumber,
+    entries: revoked.map((e) => ({
+      serial: e.serial,
+      revokedAt: new Date(e.revokedAt!),
+      reason: x509.X509CrlReason[e.reason ?? "unspecified"],
+    })),
+  });
+  return new Uint8Array(crl.rawData);
+}
+
+async function indexEntry(
+  cert: x509.X509Certificate,
+  issuer: IndexEntry["issuer"],
+): Promise<IndexEntry> {
+  return {
+    serial: normalizeSerial(cert.serialNumber),
+    issuer,
+    subject: cert.subject,
+    notBefore: cert.notBefore.toISOString(),
+    notAfter: cert.notAfter.toISOString(),
+    sha256: toHex(new Uint8Array(await cert.getThumbprint("SHA-256"))),
+    status: "valid",
+  };
+}
+
+/** Reads the CA index of a PKI directory. */
+export async function readIndex(dir: string): Promise<CaIndex> {
+  const path = join(dir, PKI_FILES.index);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new PkiError(`${path}: no CA index (is ${dir} a PKI made by qsign pki init?)`);
+    }
+    throw e;
+  }
+  try {
+    const index = JSON.parse(text) as CaIndex;
+    if (index.version !== 1 || !Array.isArray(index.certificates)) {
+      throw new Error("unknown layout");
+    }
+    index.crlNumbers ??= {};
+    return index;
+  } catch (e) {
+    throw new PkiError(`${path}: not a qsign CA index (${(e as Error).message})`);
+  }
+}
+
+async function writeIndex(dir: string, index: CaIndex): Promise<void> {
+  await writeFileAtomic(join(dir, PKI_FILES.index), JSON.stringify(index, null, 2) + "\n");
+}
+
+/** Read-modify-write of the index under an exclusive lock file. */
+async function updateIndex(dir: string, change: (index: CaIndex) => void): Promise<void> {
+  const lock = join(dir, ".index.lock");
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      (await Deno.open(lock, { write: true, createNew: true })).close();
+      break;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      if (Date.now() > deadline) {
+        throw new PkiError(
+          `${lock} is held by another qsign; remove it if no qsign pki is running`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    const index = await readIndex(dir);
+    change(index);
+    await writeIndex(dir, index);
+  } finally {
+    await Deno.remove(lock).catch(() => {});
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Checking the signature on a certificate, CRL or CSR against an issuer's public key: ML-DSA,
+ * composite ML-DSA-65 + ECDSA-P384, ECDSA, RSA-PSS, RSA PKCS#1 v1.5 (Vault and legacy chains)
+ * and Ed25519. Imported WebCrypto keys are cached per public key object, so a trust anchor's key
+ * is imported once however many handshakes it verifies.
+ */
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { COMPOSITE_MLDSA65_ECDSA_P384_OID, compositeVerify } from "../crypto/composite.ts";
+import { bufferSource, toBeSigned } from "./der.ts";
+
+type SignedObject = x509.X509Certificate | x509.X509Crl | x509.Pkcs10CertificateRequest;
+
+const keyCache = new WeakMap<x509.PublicKey, Map<string, Promise<CryptoKey>>>();
+const ecdsaFormatter = new x509.AsnEcSignatureFormatter();
+
+/** The name of a signature algorithm for messages: `ML-DSA-65`, `ECDSA/SHA-384`, an OID. */
+export function signatureAlgorithmName(signed: SignedObject): string {
+  const alg = signed.signatureAlgorithm as Algorithm & { hash?: Algorithm | string };
+  if (alg.name === COMPOSITE_MLDSA65_ECDSA_P384_OID) return "MLDSA65-ECDSA-P384-SHA512 (composite)";
+  const hash = hashName(alg.hash);
+  return hash ? `${alg.name}/${hash}` : alg.name;
+}
+
+function hashName(hash: Algorithm | string | undefined): string | undefined {
+  return typeof hash === "string" ? hash : hash?.name;
+}
+
+/**
+ * True when `signed` carries a valid signature by `issuerKey`. False for a wrong key, a key of
+ * another type, a malformed signature or an algorithm qsign does not know.
+ */
+export async function verifySignature(
+  signed: SignedObject,
+  issuerKey: x509.PublicKey,
+): Promise<boolean> {
+  try {
+    const tbs = toBeSigned(new Uint8Array(signed.rawData));
+    const signature = new Uint8Array(signed.signature);
+    const alg = signed.signatureAlgorithm as Algorithm & {
+      hash?: Algorithm | string;
+      saltLength?: number;
+    };
+    if (alg.name === COMPOSITE_MLDSA65_ECDSA_P384_OID) {
+      return await compositeVerify(new Uint8Array(issuerKey.rawData), tbs, signature);
+    }
+    const hash = hashName(alg.hash);
+    switch (alg.name) {
+      case "ML-DSA-44":
+      case "ML-DSA-65":
+      case "ML-DSA-87":
+      case "Ed25519":
+        return await verifyWith(issuerKey, { name: alg.name }, { name: alg.name }, signature, tbs);
+      case "EdDSA":
+        return await verifyWith(
+          issuerKey,
+          { name: "Ed25519" },
+          { name: "Ed25519" },
+          signature,
+          tbs,
+        );
+      case "ECDSA": {
+        const namedCurve = (issuerKey.algorithm as EcKeyAlgorithm).namedCurve;
+        const raw = ecdsaFormatter.toWebSignature(
+          { name: "ECDSA", namedCurve } as Algorithm,
+          signature,
+        );
+        if (!raw || !hash) return false;
+        return await verifyWith(
+          issuerKey,
+          { name: "ECDSA", namedCurve } as EcKeyImportParams,
+          { name: "ECDSA", hash } as EcdsaParams,
+          new Uint8Array(raw),
+          tbs,
+        );
+      }
+      case "RSASSA-PKCS1-v1_5":
+        if (!hash) return false;
+        return await verifyWith(
+          issuerKey,
+          { name: alg.name, hash } as RsaHashedImportParams,
+          {
+            name: alg.name,
+          },
+          signature,
+          tbs,
+        );
+      case "RSA-PSS":
+        if (!hash) return false;
+        return await verifyWith(
+          issuerKey,
+          { name: "RSA-PSS", hash } as RsaHashedImportParams,
+          { name: "RSA-PSS", saltLength: alg.saltLength ?? 20 } as RsaPssParams,
+          signature,
+          tbs,
+        );
+      default:
+        return false;
+    }
+  } catch {
+    return false;
+  }
+}
+
+async function verifyWith(
+  issuerKey: x509.PublicKey,
+  importAlgorithm: AlgorithmIdentifier | RsaHashedImportParams | EcKeyImportParams,
+  verifyAlgorithm: AlgorithmIdentifier | RsaPssParams | EcdsaParams,
+  signature: Uint8Array,
+  data: Uint8Array,
+): Promise<boolean> {
+  const key = await importCached(issuerKey, importAlgorithm);
+  return await crypto.subtle.verify(
+    verifyAlgorithm,
+    key,
+    bufferSource(signature),
+    bufferSource(data),
+  );
+}
+
+function importCached(
+  issuerKey: x509.PublicKey,
+  algorithm: AlgorithmIdentifier | RsaHashedImportParams | EcKeyImportParams,
+): Promise<CryptoKey> {
+  let perKey = keyCache.get(issuerKey);
+  if (!perKey) keyCache.set(issuerKey, perKey = new Map());
+  const cacheKey = JSON.stringify(algorithm);
+  let key = perKey.get(cacheKey);
+  if (!key) {
+    key = crypto.subtle.importKey("spki", issuerKey.rawData, algorithm, false, ["verify"]);
+    // A failed import is not cached: the next caller gets the same failure afresh.
+    key.catch(() => perKey.delete(cacheKey));
+    perKey.set(cacheKey, key);
+  }
+  return key;
+}
