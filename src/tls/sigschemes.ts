@@ -1,7 +1,14 @@
 /**
  * TLS signature schemes and the `Signer` seam: the engine never touches private key bytes, it
- * asks a Signer (file key, PKCS#11 key, composite of two) to sign.
+ * asks a Signer (file key, PKCS#11 key, composite of two) to sign. Verification of a peer's
+ * CertificateVerify goes through the crypto provider (and `src/crypto/composite.ts` for the
+ * composite ML-DSA-65 + ECDSA-P384 scheme).
  */
+import "reflect-metadata";
+import { X509Certificate } from "@peculiar/x509";
+import { getCryptoProvider } from "../crypto/index.ts";
+import { InvalidPublicValueError, type SignatureAlgorithmName } from "../crypto/provider.ts";
+import { compositeVerify } from "../crypto/composite.ts";
 
 /** A TLS SignatureScheme code point (RFC 8446 §4.2.3 and the ML-DSA / composite drafts). */
 export type SignatureScheme = number;
@@ -17,4 +24,250 @@ export interface Signer {
    * `scheme`, hashing as the scheme requires. The result is in the scheme's wire form.
    */
   sign(scheme: SignatureScheme, message: Uint8Array): Promise<Uint8Array>;
+}
+
+/** What kind of public key a scheme needs, as read from a certificate's SubjectPublicKeyInfo. */
+export type KeyKind =
+  | "ML-DSA-44"
+  | "ML-DSA-65"
+  | "ML-DSA-87"
+  | "ECDSA-P256"
+  | "ECDSA-P384"
+  | "RSA"
+  | "RSA-PSS"
+  | "Ed25519"
+  | "MLDSA65-ECDSA-P384";
+
+export interface SchemeInfo {
+  readonly code: SignatureScheme;
+  readonly name: string;
+  /** Post-quantum (ML-DSA, alone or in a composite). */
+  readonly pq: boolean;
+  readonly key: KeyKind;
+  /** The provider algorithm; absent for the composite, which has its own verifier. */
+  readonly algorithm?: SignatureAlgorithmName;
+  /** Allowed in CertificateVerify (RSA PKCS#1 v1.5 is for certificate signatures only). */
+  readonly handshake: boolean;
+}
+
+/** The composite ML-DSA-65 + ECDSA-P384 scheme (draft-reddy-tls-composite-mldsa). */
+export const MLDSA65_ECDSA_P384 = 0x0908;
+
+/** Every scheme qsign knows, in its default preference order (post-quantum first). */
+export const SCHEMES: readonly SchemeInfo[] = [
+  {
+    code: 0x0905,
+    name: "mldsa65",
+    pq: true,
+    key: "ML-DSA-65",
+    algorithm: "ML-DSA-65",
+    handshake: true,
+  },
+  {
+    code: 0x0906,
+    name: "mldsa87",
+    pq: true,
+    key: "ML-DSA-87",
+    algorithm: "ML-DSA-87",
+    handshake: true,
+  },
+  {
+    code: 0x0904,
+    name: "mldsa44",
+    pq: true,
+    key: "ML-DSA-44",
+    algorithm: "ML-DSA-44",
+    handshake: true,
+  },
+  {
+    code: MLDSA65_ECDSA_P384,
+    name: "mldsa65_ecdsa_secp384r1_sha384",
+    pq: true,
+    key: "MLDSA65-ECDSA-P384",
+    handshake: true,
+  },
+  {
+    code: 0x0503,
+    name: "ecdsa_secp384r1_sha384",
+    pq: false,
+    key: "ECDSA-P384",
+    algorithm: "ECDSA-P384-SHA384",
+    handshake: true,
+  },
+  {
+    code: 0x0403,
+    name: "ecdsa_secp256r1_sha256",
+    pq: false,
+    key: "ECDSA-P256",
+    algorithm: "ECDSA-P256-SHA256",
+    handshake: true,
+  },
+  {
+    code: 0x0807,
+    name: "ed25519",
+    pq: false,
+    key: "Ed25519",
+    algorithm: "Ed25519",
+    handshake: true,
+  },
+  {
+    code: 0x0804,
+    name: "rsa_pss_rsae_sha256",
+    pq: false,
+    key: "RSA",
+    algorithm: "RSA-PSS-SHA256",
+    handshake: true,
+  },
+  {
+    code: 0x0805,
+    name: "rsa_pss_rsae_sha384",
+    pq: false,
+    key: "RSA",
+    algorithm: "RSA-PSS-SHA384",
+    handshake: true,
+  },
+  {
+    code: 0x0809,
+    name: "rsa_pss_pss_sha256",
+    pq: false,
+    key: "RSA-PSS",
+    algorithm: "RSA-PSS-SHA256",
+    handshake: true,
+  },
+  {
+    code: 0x080a,
+    name: "rsa_pss_pss_sha384",
+    pq: false,
+    key: "RSA-PSS",
+    algorithm: "RSA-PSS-SHA384",
+    handshake: true,
+  },
+  {
+    code: 0x0401,
+    name: "rsa_pkcs1_sha256",
+    pq: false,
+    key: "RSA",
+    algorithm: "RSA-PKCS1-SHA256",
+    handshake: false,
+  },
+  {
+    code: 0x0501,
+    name: "rsa_pkcs1_sha384",
+    pq: false,
+    key: "RSA",
+    algorithm: "RSA-PKCS1-SHA384",
+    handshake: false,
+  },
+];
+
+const BY_CODE = new Map(SCHEMES.map((s) => [s.code, s]));
+
+export function schemeInfo(code: SignatureScheme): SchemeInfo | undefined {
+  return BY_CODE.get(code);
+}
+
+/** A readable name for a scheme code point, known or not. */
+export function schemeName(code: SignatureScheme): string {
+  return BY_CODE.get(code)?.name ?? `0x${code.toString(16).padStart(4, "0")}`;
+}
+
+/** The scheme for a name (`mldsa65`, `ecdsa_secp384r1_sha384`, …). */
+export function schemeByName(name: string): SchemeInfo | undefined {
+  return SCHEMES.find((s) => s.name === name.toLowerCase());
+}
+
+/**
+ * The signature_algorithms qsign offers: every handshake scheme, or only the post-quantum ones
+ * when the peer must authenticate with PQ.
+ */
+export function offeredSchemes(pqOnly: boolean): SignatureScheme[] {
+  return SCHEMES.filter((s) => s.handshake && (s.pq || !pqOnly)).map((s) => s.code);
+}
+
+/** signature_algorithms_cert: every scheme a certificate in the peer's chain may be signed with. */
+export function offeredCertSchemes(pqOnly: boolean): SignatureScheme[] {
+  return SCHEMES.filter((s) => s.pq || !pqOnly).map((s) => s.code);
+}
+
+const OID_KIND: Record<string, KeyKind> = {
+  "2.16.840.1.101.3.4.3.17": "ML-DSA-44",
+  "2.16.840.1.101.3.4.3.18": "ML-DSA-65",
+  "2.16.840.1.101.3.4.3.19": "ML-DSA-87",
+  "1.2.840.113549.1.1.1": "RSA",
+  "1.2.840.113549.1.1.10": "RSA-PSS",
+  "1.3.101.112": "Ed25519",
+  // id-MLDSA65-ECDSA-P384-SHA512 (draft-ietf-lamps-pq-composite-sigs)
+  "1.3.6.1.5.5.7.6.46": "MLDSA65-ECDSA-P384",
+};
+
+/** The key kind of a certificate's public key, or undefined for one TLS cannot use. */
+export function keyKind(cert: X509Certificate): KeyKind | undefined {
+  const alg = cert.publicKey.algorithm as { name: string; namedCurve?: string };
+  if (alg.name === "ECDSA" || alg.name === "ECDH") {
+    return alg.namedCurve === "P-256"
+      ? "ECDSA-P256"
+      : alg.namedCurve === "P-384"
+      ? "ECDSA-P384"
+      : undefined;
+  }
+  return OID_KIND[spkiAlgorithmOid(cert)];
+}
+
+function spkiAlgorithmOid(cert: X509Certificate): string {
+  return (cert.publicKey as unknown as { asn: { algorithm: { algorithm: string } } }).asn
+    .algorithm.algorithm;
+}
+
+/** The handshake schemes a key of `kind` can make. */
+export function schemesForKey(kind: KeyKind): SignatureScheme[] {
+  return SCHEMES.filter((s) => s.handshake && s.key === kind).map((s) => s.code);
+}
+
+const CERT_SIGNATURE_SCHEME: Record<string, SignatureScheme> = {
+  "2.16.840.1.101.3.4.3.17": 0x0904,
+  "2.16.840.1.101.3.4.3.18": 0x0905,
+  "2.16.840.1.101.3.4.3.19": 0x0906,
+  "1.3.6.1.5.5.7.6.46": MLDSA65_ECDSA_P384,
+  "1.2.840.10045.4.3.2": 0x0403,
+  "1.2.840.10045.4.3.3": 0x0503,
+  "1.2.840.113549.1.1.11": 0x0401,
+  "1.2.840.113549.1.1.12": 0x0501,
+  "1.3.101.112": 0x0807,
+};
+
+/**
+ * The TLS scheme that names the signature on `cert` (for signature_algorithms_cert), or
+ * undefined when there is none (e.g. an RSA-PSS certificate signature: checked by the verifier).
+ */
+export function certificateSignatureScheme(cert: X509Certificate): SignatureScheme | undefined {
+  const oid = (cert as unknown as { asn: { signatureAlgorithm: { algorithm: string } } }).asn
+    .signatureAlgorithm.algorithm;
+  return CERT_SIGNATURE_SCHEME[oid];
+}
+
+/** True when `cert` is signed with a post-quantum algorithm. */
+export function isPqCertificateSignature(cert: X509Certificate): boolean {
+  const scheme = certificateSignatureScheme(cert);
+  return scheme !== undefined && (schemeInfo(scheme)?.pq ?? false);
+}
+
+/**
+ * Verifies a signature made with `scheme` by the key in `spki` over `message`. Returns false
+ * for a bad signature or a key the scheme cannot use.
+ */
+export async function verifySignature(
+  scheme: SignatureScheme,
+  spki: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  const info = schemeInfo(scheme);
+  if (!info) return false;
+  try {
+    if (!info.algorithm) return await compositeVerify(spki, message, signature);
+    return await getCryptoProvider().signature(info.algorithm).verify(spki, message, signature);
+  } catch (e) {
+    if (e instanceof InvalidPublicValueError) return false;
+    throw e;
+  }
 }

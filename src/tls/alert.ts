@@ -1,0 +1,109 @@
+/**
+ * TLS alerts (RFC 8446 §6) and the errors that carry them.
+ *
+ * Inside the engine, anything wrong with peer input throws `TlsAlert` naming the alert to send;
+ * the connection catches it, sends the alert, closes, and surfaces a `TlsError` to the user.
+ */
+import { QsignError } from "../errors.ts";
+import type { ClientOffer } from "./config.ts";
+
+/** Alert descriptions by name (RFC 8446 §6 and the registry). */
+export const ALERTS = {
+  close_notify: 0,
+  unexpected_message: 10,
+  bad_record_mac: 20,
+  record_overflow: 22,
+  handshake_failure: 40,
+  bad_certificate: 42,
+  unsupported_certificate: 43,
+  certificate_revoked: 44,
+  certificate_expired: 45,
+  certificate_unknown: 46,
+  illegal_parameter: 47,
+  unknown_ca: 48,
+  access_denied: 49,
+  decode_error: 50,
+  decrypt_error: 51,
+  protocol_version: 70,
+  insufficient_security: 71,
+  internal_error: 80,
+  inappropriate_fallback: 86,
+  user_canceled: 90,
+  missing_extension: 109,
+  unsupported_extension: 110,
+  unrecognized_name: 112,
+  bad_certificate_status_response: 113,
+  unknown_psk_identity: 115,
+  certificate_required: 116,
+  no_application_protocol: 120,
+} as const;
+
+export type AlertName = keyof typeof ALERTS;
+
+const NAMES = new Map<number, AlertName>(
+  Object.entries(ALERTS).map(([name, code]) => [code, name as AlertName]),
+);
+
+/** The alert name for a wire code; unknown codes are named `alert_N`. */
+export function alertName(code: number): AlertName | `alert_${number}` {
+  return NAMES.get(code) ?? `alert_${code}`;
+}
+
+/** Internal: "abort this connection with `alert`". Thrown by the codec and the handshakes. */
+export class TlsAlert extends Error {
+  constructor(readonly alert: AlertName, readonly reason: string) {
+    super(`${alert}: ${reason}`);
+    this.name = "TlsAlert";
+  }
+}
+
+/** Internal: the peer sent a fatal alert (or closed the transport mid-handshake). */
+export class PeerAlert extends Error {
+  constructor(readonly alert: AlertName | `alert_${number}`) {
+    super(`peer sent alert ${alert}`);
+    this.name = "PeerAlert";
+  }
+}
+
+/** Internal: the transport ended (EOF or reset) where TLS expected more. */
+export class TransportClosed extends Error {
+  constructor(what: string, options?: ErrorOptions) {
+    super(`connection closed ${what}`, options);
+    this.name = "TransportClosed";
+  }
+}
+
+/**
+ * Why a connection failed, as the user sees it: `alert` is what was sent (`sent: true`) or
+ * received (`sent: false`); `timeout` and `connection_closed` are failures with no alert.
+ */
+export type TlsFailure = AlertName | `alert_${number}` | "timeout" | "connection_closed";
+
+/** A TLS connection failed. `peer` is the remote address (`host:port`) when known. */
+export class TlsError extends QsignError {
+  constructor(
+    readonly alert: TlsFailure,
+    readonly reason: string,
+    readonly sent: boolean,
+    readonly peer?: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `${peer ? `${peer}: ` : ""}${
+        alert === "timeout" || alert === "connection_closed"
+          ? reason
+          : `${sent ? "sent" : "received"} alert ${alert}${reason ? ` (${reason})` : ""}`
+      }`,
+      1,
+      options,
+    );
+  }
+}
+
+/**
+ * The handshake failed. For a refused classical-only client, `clientOffer` records what it
+ * offered so the daemon can log it.
+ */
+export class TlsHandshakeError extends TlsError {
+  clientOffer?: ClientOffer;
+}

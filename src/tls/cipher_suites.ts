@@ -1,0 +1,60 @@
+/** The TLS 1.3 cipher suites qsign speaks (RFC 8446 §B.4). */
+import type { AeadName, HashName } from "../crypto/provider.ts";
+
+export interface CipherSuite {
+  readonly id: number;
+  readonly name: string;
+  readonly aead: AeadName;
+  readonly keyLength: number;
+  readonly hash: HashName;
+  readonly hashLength: number;
+}
+
+/** All suites, in qsign's default preference order. */
+export const CIPHER_SUITES: readonly CipherSuite[] = [
+  {
+    id: 0x1302,
+    name: "TLS_AES_256_GCM_SHA384",
+    aead: "AES-256-GCM",
+    keyLength: 32,
+    hash: "SHA-384",
+    hashLength: 48,
+  },
+  {
+    id: 0x1301,
+    name: "TLS_AES_128_GCM_SHA256",
+    aead: "AES-128-GCM",
+    keyLength: 16,
+    hash: "SHA-256",
+    hashLength: 32,
+  },
+  {
+    id: 0x1303,
+    name: "TLS_CHACHA20_POLY1305_SHA256",
+    aead: "ChaCha20-Poly1305",
+    keyLength: 32,
+    hash: "SHA-256",
+    hashLength: 32,
+  },
+];
+
+export function suiteById(id: number): CipherSuite | undefined {
+  return CIPHER_SUITES.find((s) => s.id === id);
+}
+
+/**
+ * Resolves configured suite names (IANA `TLS_…` names) to suites, in the given order; the
+ * default is every suite. Throws RangeError naming an unknown suite.
+ */
+export function resolveSuites(names?: readonly string[]): CipherSuite[] {
+  if (!names?.length) return [...CIPHER_SUITES];
+  return names.map((name) => {
+    const suite = CIPHER_SUITES.find((s) => s.name === name);
+    if (!suite) {
+      throw new RangeError(
+        `unknown cipher suite ${name} (known: ${CIPHER_SUITES.map((s) => s.name).join(", ")})`,
+      );
+    }
+    return suite;
+  });
+}

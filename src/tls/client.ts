@@ -1,0 +1,461 @@
+/**
+ * The client side of the TLS 1.3 handshake as one linear function over a small state object:
+ *
+ *   ClientHello → [← HelloRetryRequest, ClientHello2] ← ServerHello ← EncryptedExtensions
+ *   ← [CertificateRequest] ← Certificate ← CertificateVerify ← Finished (PSK: no certificates)
+ *   → [Certificate → CertificateVerify] → Finished
+ *
+ * NewSessionTickets arrive after the handshake and are handled by the connection (conn.ts).
+ */
+import "reflect-metadata";
+import { getCryptoProvider } from "../crypto/index.ts";
+import { TlsAlert } from "./alert.ts";
+import {
+  certificateVerifyInput,
+  checkCertificateVerify,
+  checkPqAuth,
+  parseCertificate,
+  signerScheme,
+} from "./auth.ts";
+import { type CipherSuite, resolveSuites, suiteById } from "./cipher_suites.ts";
+import { concat, equalBytes } from "./codec/bytes.ts";
+import { ContentType, ExtensionType, HandshakeType, PSK_DHE_KE, TLS13 } from "./codec/constants.ts";
+import {
+  bindersListLength,
+  decodeAlpn,
+  decodeCertificateAuthorities,
+  decodeCookie,
+  decodeServerKeyShare,
+  decodeU16,
+  decodeU16List,
+  encodeAlpn,
+  encodeClientKeyShares,
+  encodeClientVersions,
+  encodeCookie,
+  encodeOfferedPsks,
+  encodePskModes,
+  encodeServerName,
+  encodeU16,
+  encodeU16List,
+  type Extension,
+  findExtension,
+} from "./codec/extensions.ts";
+import {
+  decodeCertificate,
+  decodeCertificateRequest,
+  decodeCertificateVerify,
+  decodeEncryptedExtensions,
+  decodeServerHello,
+  encodeCertificate,
+  encodeCertificateVerify,
+  encodeClientHello,
+  encodeFinished,
+  type HandshakeMessage,
+} from "./codec/messages.ts";
+import type { TlsClientConfig, VerifiedPeer } from "./config.ts";
+import { type ClientKeyShare, groupName, type KeyExchangeGroup, resolveGroups } from "./groups.ts";
+import { finishedMac, KeySchedule } from "./key_schedule.ts";
+import { verifierFor } from "./peer.ts";
+import type { RecordLayer } from "./record.ts";
+import type { HandshakeResult } from "./server.ts";
+import {
+  offeredCertSchemes,
+  offeredSchemes,
+  schemeName,
+  type SignatureScheme,
+} from "./sigschemes.ts";
+import type { ClientSession } from "./tickets.ts";
+import { Transcript } from "./transcript.ts";
+
+/** Extensions a ServerHello / HelloRetryRequest / EncryptedExtensions may carry. */
+const SERVER_HELLO_EXTENSIONS: readonly number[] = [
+  ExtensionType.supported_versions,
+  ExtensionType.key_share,
+  ExtensionType.pre_shared_key,
+];
+const RETRY_EXTENSIONS: readonly number[] = [
+  ExtensionType.supported_versions,
+  ExtensionType.key_share,
+  ExtensionType.cookie,
+];
+/** Extensions that belong to other messages: illegal_parameter if seen in EncryptedExtensions. */
+const NOT_IN_ENCRYPTED_EXTENSIONS: readonly number[] = [
+  ExtensionType.supported_versions,
+  ExtensionType.key_share,
+  ExtensionType.pre_shared_key,
+  ExtensionType.signature_algorithms,
+  ExtensionType.signature_algorithms_cert,
+  ExtensionType.cookie,
+  ExtensionType.psk_key_exchange_modes,
+  ExtensionType.certificate_authorities,
+  ExtensionType.post_handshake_auth,
+  ExtensionType.padding,
+];
+
+/** The cache key for a server's tickets. */
+export function sessionKey(config: TlsClientConfig, port?: number): string {
+  return `${config.serverName ?? ""}:${port ?? ""}`;
+}
+
+interface ClientState {
+  readonly config: TlsClientConfig;
+  readonly records: RecordLayer;
+  readonly transcript: Transcript;
+  readonly suites: CipherSuite[];
+  readonly groups: KeyExchangeGroup[];
+  readonly schemes: SignatureScheme[];
+  readonly random: Uint8Array;
+  readonly sessionId: Uint8Array;
+  share: ClientKeyShare;
+  session?: ClientSession;
+  cookie?: Uint8Array;
+  suite?: CipherSuite;
+  helloRetry: boolean;
+}
+
+/**
+ * Runs the client handshake. `session` is a ticket to offer for resumption (taken from the
+ * cache by the caller). Throws TlsAlert (send it), PeerAlert or TransportClosed.
+ */
+export async function clientHandshake(
+  records: RecordLayer,
+  config: TlsClientConfig,
+  session?: ClientSession,
+): Promise<HandshakeResult> {
+  const startMs = Date.now();
+  const p = getCryptoProvider();
+  const groups = resolveGroups(config.groups, config.allowClassical);
+  const cs: ClientState = {
+    config,
+    records,
+    transcript: new Transcript(),
+    suites: resolveSuites(config.cipherSuites),
+    groups,
+    schemes: offeredSchemes(config.requirePqAuth ?? false),
+    random: p.randomBytes(32),
+    sessionId: p.randomBytes(32),
+    share: await groups[0].generateShare(),
+    session,
+    helloRetry: false,
+  };
+  const { transcript } = cs;
+
+  // 1. ClientHello; on HelloRetryRequest, a second one with the requested share.
+  await sendClientHello(cs);
+  let sh = await readServerHello(cs);
+  if (sh.isRetryRequest) {
+    await handleRetry(cs, sh);
+    await sendClientHello(cs);
+    sh = await readServerHello(cs);
+    if (sh.isRetryRequest) throw new TlsAlert("unexpected_message", "second HelloRetryRequest");
+  }
+  const suite = cs.suite!;
+
+  // 2. ServerHello: the group and the PSK, then the handshake keys.
+  const keyShare = findExtension(sh.extensions, ExtensionType.key_share);
+  if (!keyShare) throw new TlsAlert("missing_extension", "ServerHello lacks key_share");
+  const serverShare = decodeServerKeyShare(keyShare);
+  if (serverShare.group !== cs.share.group.id) {
+    throw new TlsAlert("illegal_parameter", `server answered ${groupName(serverShare.group)}`);
+  }
+  const pskExt = findExtension(sh.extensions, ExtensionType.pre_shared_key);
+  let resumed: ClientSession | undefined;
+  if (pskExt) {
+    if (!cs.session || decodeU16(pskExt, "pre_shared_key") !== 0) {
+      throw new TlsAlert("illegal_parameter", "server selected a PSK we did not offer");
+    }
+    if (suiteById(cs.session.suite)?.hash !== suite.hash) {
+      throw new TlsAlert("illegal_parameter", "server resumed with a suite of another hash");
+    }
+    resumed = cs.session;
+  }
+  const sharedSecret = await cs.share.complete(serverShare.keyExchange);
+  transcript.add(sh.message.raw);
+  const schedule = await KeySchedule.start(suite, resumed?.psk);
+  await schedule.enterHandshake(sharedSecret);
+  const hsSecrets = await schedule.trafficSecrets("hs", await transcript.hash(suite));
+  await records.setReadKeys(suite, hsSecrets.server);
+
+  // 3. EncryptedExtensions.
+  const ee = await expect(records, HandshakeType.encrypted_extensions, "EncryptedExtensions");
+  const alpn = checkEncryptedExtensions(cs, decodeEncryptedExtensions(ee.body));
+  transcript.add(ee.raw);
+
+  // 4. The server's authentication (not on resumption).
+  let certRequest: { schemes: number[]; authorities?: Uint8Array[] } | undefined;
+  let peer: VerifiedPeer | undefined;
+  let peerChain: Uint8Array[] = resumed?.peerCertificates ?? [];
+  let peerScheme: SignatureScheme | undefined;
+  let next = await records.readHandshake();
+  if (!resumed) {
+    if (next.type === HandshakeType.certificate_request) {
+      certRequest = readCertificateRequest(next);
+      transcript.add(next.raw);
+      next = await records.readHandshake();
+    }
+    if (next.type !== HandshakeType.certificate) {
+      throw new TlsAlert(
+        "unexpected_message",
+        `expected Certificate, got handshake type ${next.type}`,
+      );
+    }
+    const cert = decodeCertificate(next.body);
+    if (cert.context.length) {
+      throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
+    }
+    if (!cert.chain.length) throw new TlsAlert("decode_error", "server sent no certificate");
+    transcript.add(next.raw);
+    peerChain = cert.chain;
+    peer = await verifierFor(config).verify(cert.chain, {
+      role: "client",
+      serverName: config.serverName,
+    });
+    if (config.requirePqAuth) checkPqAuth(peer, undefined);
+
+    const cvMsg = await expect(records, HandshakeType.certificate_verify, "CertificateVerify");
+    const cv = decodeCertificateVerify(cvMsg.body);
+    await checkCertificateVerify(
+      peer,
+      cv.scheme,
+      cv.signature,
+      "server",
+      await transcript.hash(suite),
+      cs.schemes,
+    );
+    if (config.requirePqAuth) checkPqAuth(peer, cv.scheme);
+    peerScheme = cv.scheme;
+    transcript.add(cvMsg.raw);
+    next = await records.readHandshake();
+  }
+
+  // 5. The server's Finished, then the application secrets.
+  if (next.type !== HandshakeType.finished) {
+    throw new TlsAlert("unexpected_message", `expected Finished, got handshake type ${next.type}`);
+  }
+  const expected = await finishedMac(suite, hsSecrets.server, await transcript.hash(suite));
+  if (!equalBytes(next.body, expected)) {
+    throw new TlsAlert("decrypt_error", "server Finished does not verify");
+  }
+  transcript.add(next.raw);
+  await schedule.enterMaster();
+  const apSecrets = await schedule.trafficSecrets("ap", await transcript.hash(suite));
+
+  // 6. Our flight: [Certificate, CertificateVerify,] Finished.
+  await records.setWriteKeys(suite, hsSecrets.client);
+  const flight: Uint8Array[] = [];
+  let ourScheme: SignatureScheme | undefined;
+  if (certRequest) {
+    const key = config.certificate;
+    ourScheme = key ? signerScheme(key, certRequest.schemes) : undefined;
+    const certificate = encodeCertificate({
+      context: new Uint8Array(0),
+      chain: key && ourScheme !== undefined ? key.chain : [],
+    });
+    flight.push(certificate);
+    transcript.add(certificate);
+    if (key && ourScheme !== undefined) {
+      const signature = await key.signer.sign(
+        ourScheme,
+        certificateVerifyInput("client", await transcript.hash(suite)),
+      );
+      const cv = encodeCertificateVerify({ scheme: ourScheme, signature });
+      flight.push(cv);
+      transcript.add(cv);
+    }
+  }
+  const finished = encodeFinished(
+    await finishedMac(suite, hsSecrets.client, await transcript.hash(suite)),
+  );
+  flight.push(finished);
+  transcript.add(finished);
+  await records.write(ContentType.handshake, concat(...flight));
+  await records.setWriteKeys(suite, apSecrets.client);
+  await records.setReadKeys(suite, apSecrets.server);
+  records.allowChangeCipherSpec = false;
+
+  return {
+    suite,
+    readSecret: apSecrets.server,
+    writeSecret: apSecrets.client,
+    resumptionMasterSecret: await schedule.resumptionMasterSecret(await transcript.hash(suite)),
+    info: {
+      version: "TLSv1.3",
+      role: "client",
+      cipherSuite: suite.name,
+      group: cs.share.group.name,
+      signatureScheme: ourScheme !== undefined ? schemeName(ourScheme) : undefined,
+      peerSignatureScheme: peerScheme !== undefined ? schemeName(peerScheme) : undefined,
+      resumed: resumed !== undefined,
+      helloRetry: cs.helloRetry,
+      alpn,
+      serverName: config.serverName,
+      peerCertificates: peerChain,
+      peerLeaf: peer?.leaf ?? (peerChain.length ? parseCertificate(peerChain[0]) : undefined),
+      timings: { startMs, handshakeMs: Date.now() - startMs },
+    },
+  };
+}
+
+async function expect(records: RecordLayer, type: number, name: string) {
+  const msg = await records.readHandshake();
+  if (msg.type !== type) {
+    throw new TlsAlert("unexpected_message", `expected ${name}, got handshake type ${msg.type}`);
+  }
+  return msg;
+}
+
+function isIpAddress(name: string): boolean {
+  return /^[0-9.]+$/.test(name) || name.includes(":");
+}
+
+/** Builds, records and sends the (first or second) ClientHello, with a PSK binder if resuming. */
+async function sendClientHello(cs: ClientState): Promise<void> {
+  const { config, transcript } = cs;
+  const extensions: Extension[] = [
+    encodeClientVersions([TLS13]),
+    encodeU16List(ExtensionType.supported_groups, cs.groups.map((g) => g.id)),
+    encodeClientKeyShares([{ group: cs.share.group.id, keyExchange: cs.share.share }]),
+    encodeU16List(ExtensionType.signature_algorithms, cs.schemes),
+    encodeU16List(
+      ExtensionType.signature_algorithms_cert,
+      offeredCertSchemes(config.requirePqAuth ?? false),
+    ),
+  ];
+  if (config.serverName && !isIpAddress(config.serverName)) {
+    extensions.push(encodeServerName(config.serverName));
+  }
+  if (config.alpn?.length) extensions.push(encodeAlpn(config.alpn));
+  if (config.recordSizeLimit !== undefined) {
+    extensions.push(encodeU16(ExtensionType.record_size_limit, config.recordSizeLimit));
+  }
+  if (cs.cookie) extensions.push(encodeCookie(cs.cookie));
+  if (config.sessionCache) extensions.push(encodePskModes([PSK_DHE_KE]));
+
+  const session = cs.session;
+  const sessionSuite = session && suiteById(session.suite);
+  // After a HelloRetryRequest the PSK must suit the suite the server chose.
+  const offerPsk = session && sessionSuite && (!cs.suite || cs.suite.hash === sessionSuite.hash);
+  if (!offerPsk) cs.session = undefined;
+  let binderLength = 0;
+  if (offerPsk) {
+    binderLength = sessionSuite.hashLength;
+    const age = (Date.now() - session.receivedMs + session.ageAdd) >>> 0;
+    extensions.push(
+      encodeOfferedPsks([{ identity: session.ticket, obfuscatedTicketAge: age }], [
+        new Uint8Array(binderLength),
+      ]),
+    );
+  }
+  const hello = encodeClientHello({
+    random: cs.random,
+    legacySessionId: cs.sessionId,
+    cipherSuites: cs.suites.map((s) => s.id),
+    extensions,
+  });
+  if (offerPsk) {
+    const truncated = hello.subarray(0, hello.length - bindersListLength([binderLength]));
+    const binderKey = await (await KeySchedule.start(sessionSuite, session.psk)).binderKey();
+    const binder = await finishedMac(
+      sessionSuite,
+      binderKey,
+      await transcript.hash(sessionSuite, truncated),
+    );
+    hello.set(binder, hello.length - binderLength);
+  }
+  transcript.add(hello);
+  await cs.records.write(ContentType.handshake, hello);
+}
+
+/** Reads a ServerHello or HelloRetryRequest and checks what both must get right. */
+async function readServerHello(cs: ClientState) {
+  const message: HandshakeMessage = await expect(
+    cs.records,
+    HandshakeType.server_hello,
+    "ServerHello",
+  );
+  const sh = decodeServerHello(message.body);
+  const version = findExtension(sh.extensions, ExtensionType.supported_versions);
+  if (!version) throw new TlsAlert("protocol_version", "server does not speak TLS 1.3");
+  if (decodeU16(version, "supported_versions") !== TLS13) {
+    throw new TlsAlert("illegal_parameter", "server selected a version we did not offer");
+  }
+  if (!equalBytes(sh.legacySessionId, cs.sessionId)) {
+    throw new TlsAlert("illegal_parameter", "server did not echo legacy_session_id");
+  }
+  const suite = cs.suites.find((s) => s.id === sh.cipherSuite);
+  if (!suite || (cs.suite && cs.suite !== suite)) {
+    throw new TlsAlert(
+      "illegal_parameter",
+      `server selected cipher suite 0x${sh.cipherSuite.toString(16)}`,
+    );
+  }
+  cs.suite = suite;
+  const allowed = sh.isRetryRequest ? RETRY_EXTENSIONS : SERVER_HELLO_EXTENSIONS;
+  const stray = sh.extensions.find((e) => !allowed.includes(e.type));
+  if (stray) {
+    throw new TlsAlert(
+      "unsupported_extension",
+      `unexpected extension ${stray.type} in ServerHello`,
+    );
+  }
+  return { ...sh, message };
+}
+
+/** Applies a HelloRetryRequest: the transcript, the requested group's share, the cookie. */
+async function handleRetry(
+  cs: ClientState,
+  hrr: Awaited<ReturnType<typeof readServerHello>>,
+): Promise<void> {
+  const keyShare = findExtension(hrr.extensions, ExtensionType.key_share);
+  const cookie = findExtension(hrr.extensions, ExtensionType.cookie);
+  const groupId = keyShare && decodeU16(keyShare, "key_share");
+  const group = cs.groups.find((g) => g.id === groupId);
+  if (!group || group === cs.share.group) {
+    throw new TlsAlert("illegal_parameter", "HelloRetryRequest asks for an unusable group");
+  }
+  cs.helloRetry = true;
+  cs.cookie = cookie && decodeCookie(cookie);
+  await cs.transcript.replaceWithMessageHash(cs.suite!);
+  cs.transcript.add(hrr.message.raw);
+  cs.share = await group.generateShare();
+}
+
+function checkEncryptedExtensions(cs: ClientState, extensions: Extension[]): string | undefined {
+  const bad = extensions.find((e) => NOT_IN_ENCRYPTED_EXTENSIONS.includes(e.type));
+  if (bad) throw new TlsAlert("illegal_parameter", `extension ${bad.type} in EncryptedExtensions`);
+  if (findExtension(extensions, ExtensionType.early_data)) {
+    throw new TlsAlert("unsupported_extension", "server accepted early data we did not send");
+  }
+  const limit = findExtension(extensions, ExtensionType.record_size_limit);
+  if (limit) {
+    const value = decodeU16(limit, "record_size_limit");
+    if (value < 64) throw new TlsAlert("illegal_parameter", `record_size_limit ${value}`);
+    cs.records.peerMaxFragment = Math.min(16384, value - 1);
+  }
+  const alpnExt = findExtension(extensions, ExtensionType.application_layer_protocol_negotiation);
+  if (!alpnExt) return undefined;
+  const chosen = decodeAlpn(alpnExt);
+  if (chosen.length !== 1 || !cs.config.alpn?.includes(chosen[0])) {
+    throw new TlsAlert(
+      "illegal_parameter",
+      `server chose ALPN ${chosen.join(",")} we did not offer`,
+    );
+  }
+  return chosen[0];
+}
+
+function readCertificateRequest(msg: HandshakeMessage) {
+  const cr = decodeCertificateRequest(msg.body);
+  if (cr.context.length) {
+    throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
+  }
+  const schemes = findExtension(cr.extensions, ExtensionType.signature_algorithms);
+  if (!schemes) {
+    throw new TlsAlert("missing_extension", "CertificateRequest lacks signature_algorithms");
+  }
+  const authorities = findExtension(cr.extensions, ExtensionType.certificate_authorities);
+  return {
+    schemes: decodeU16List(schemes, "signature_algorithms"),
+    authorities: authorities && decodeCertificateAuthorities(authorities),
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Configuration of the TLS engine and the facts a finished handshake reports.
+ * Names (groups, suites, schemes) are IANA names; see groups.ts, cipher_suites.ts, sigschemes.ts.
+ */
+import type { X509Certificate } from "@peculiar/x509";
+import type { Signer } from "./sigschemes.ts";
+import type { ClientSessionCache, TicketIssuer } from "./tickets.ts";
+
+/** A certificate chain and the key that signs for its leaf. */
+export interface CertifiedKey {
+  /** DER certificates, leaf first (intermediates follow; the root is usually left out). */
+  chain: Uint8Array[];
+  signer: Signer;
+}
+
+/** A peer chain that passed verification. */
+export interface VerifiedPeer {
+  /** The chain as verified, leaf first, trust anchor last. */
+  chain: X509Certificate[];
+  leaf: X509Certificate;
+}
+
+/**
+ * Checks a peer's certificate chain. Throws `TlsAlert` naming the alert to send (the default
+ * verifier maps `ChainVerificationError` reasons to alerts, see peer.ts).
+ */
+export interface PeerVerifier {
+  verify(
+    chain: Uint8Array[],
+    context: { role: "client" | "server"; serverName?: string },
+  ): Promise<VerifiedPeer>;
+}
+
+/** What both sides share. */
+interface CommonConfig {
+  /** Trust anchors (DER) for the peer's chain; also the server's certificate_authorities. */
+  trustAnchors: Uint8Array[];
+  /** CRLs (DER) consulted for the peer's chain. */
+  crls?: Uint8Array[];
+  /** Replaces the default chain verifier (trustAnchors/crls) entirely. */
+  verifier?: PeerVerifier;
+  /** Key exchange groups in preference order (default: every PQ group, SecP384r1MLKEM1024 first). */
+  groups?: string[];
+  /** Permits the classical groups x25519, secp256r1, secp384r1. */
+  allowClassical?: boolean;
+  /** Refuse a peer whose chain or CertificateVerify is not post-quantum. */
+  requirePqAuth?: boolean;
+  /** Cipher suites in preference order (default: AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305). */
+  cipherSuites?: string[];
+  /** ALPN protocols in preference order. */
+  alpn?: string[];
+  /** Give up on a handshake after this long (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** record_size_limit to announce (RFC 8449; 64..16385). Not sent when absent. */
+  recordSizeLimit?: number;
+}
+
+export interface TlsServerConfig extends CommonConfig {
+  /** The server's chains; the function form lets the daemon reload without touching live conns. */
+  certificates: CertifiedKey[] | (() => CertifiedKey[]);
+  clientAuth: "require" | "request" | "none";
+  /** Access policy on the verified client leaf: true admits; false or a reason refuses. */
+  accessPolicy?: (leaf: X509Certificate) => boolean | string;
+  /** Issues and opens session tickets; no tickets without it. */
+  tickets?: TicketIssuer;
+}
+
+export interface TlsClientConfig extends CommonConfig {
+  /** The name to send in SNI and to check the server's certificate against (DNS name or IP). */
+  serverName?: string;
+  /** The client certificate, sent when the server asks for one. */
+  certificate?: CertifiedKey;
+  /** Where tickets from the server are kept for resumption. */
+  sessionCache?: ClientSessionCache;
+}
+
+/** What the client offered, as the server saw it (for logs and refusals). */
+export interface ClientOffer {
+  groups: string[];
+  keyShares: string[];
+  signatureSchemes: string[];
+  cipherSuites: string[];
+  /** Whether any offered group is post-quantum. */
+  pq: boolean;
+}
+
+/** The facts of a completed handshake. */
+export interface HandshakeInfo {
+  version: "TLSv1.3";
+  role: "client" | "server";
+  cipherSuite: string;
+  group: string;
+  /** The scheme of our CertificateVerify (absent when we did not sign: resumption, no client cert). */
+  signatureScheme?: string;
+  /** The scheme of the peer's CertificateVerify (absent on resumption or without a client cert). */
+  peerSignatureScheme?: string;
+  resumed: boolean;
+  helloRetry: boolean;
+  alpn?: string;
+  serverName?: string;
+  /** The peer's certificates as sent (DER, leaf first); on resumption, the leaf from the ticket. */
+  peerCertificates: Uint8Array[];
+  peerLeaf?: X509Certificate;
+  timings: { startMs: number; handshakeMs: number };
+  /** Server side: what the client offered. */
+  clientOffer?: ClientOffer;
+}

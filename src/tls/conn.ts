@@ -1,0 +1,323 @@
+/**
+ * The TLS 1.3 engine's public face.
+ *
+ * ```ts
+ * const tcp = await listener.accept();
+ * const tls = await acceptTls(tcp, {            // or connectTls(tcp, clientConfig)
+ *   certificates: [{ chain, signer }],          // CertifiedKey[]; a function for live reload
+ *   clientAuth: "require", trustAnchors: [rootDer],
+ * });                                           // throws TlsHandshakeError {alert, reason, sent, peer}
+ * tls.info;                                     // HandshakeInfo: suite, group, schemes, peer chain…
+ * const reader = tls.readable.getReader();      // ReadableStream<Uint8Array>; ends at close_notify
+ * const writer = tls.writable.getWriter();      // WritableStream<Uint8Array>; backpressure: await write
+ * await writer.write(bytes);
+ * await tls.keyUpdate(true);                    // new write keys; ask the peer to update too
+ * await tls.close();                            // close_notify, then the TCP connection
+ * ```
+ *
+ * Reading is pulled: the socket is read only when the application reads, so a slow reader
+ * slows the peer down through TCP. Post-handshake messages (NewSessionTicket, KeyUpdate) are
+ * handled while reading. A protocol error ends the connection with the right alert and makes the
+ * stream error with a `TlsError`; nothing is thrown anywhere else.
+ */
+import { PeerAlert, TlsAlert, TlsError, TlsHandshakeError, TransportClosed } from "./alert.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import { ContentType, HandshakeType } from "./codec/constants.ts";
+import { decodeKeyUpdate, decodeNewSessionTicket, encodeKeyUpdate } from "./codec/messages.ts";
+import type { HandshakeInfo, TlsClientConfig, TlsServerConfig } from "./config.ts";
+import { clientHandshake, sessionKey } from "./client.ts";
+import { nextTrafficSecret, resumptionPsk } from "./key_schedule.ts";
+import { type Incoming, RecordLayer } from "./record.ts";
+import { type HandshakeResult, serverHandshake, type ServerProgress } from "./server.ts";
+import type { ClientSessionCache } from "./tickets.ts";
+
+export type { HandshakeInfo, TlsClientConfig, TlsServerConfig } from "./config.ts";
+export { TlsError, TlsHandshakeError } from "./alert.ts";
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Rekey before AES-GCM's key usage limit (2^24.5 records, RFC 8446 §5.5), with margin. */
+const KEY_UPDATE_AFTER_RECORDS = 2 ** 23;
+const MAX_TICKET_LIFETIME = 7 * 24 * 3600;
+
+/** Where resumption tickets go, for a client connection. */
+interface TicketSink {
+  cache: ClientSessionCache;
+  key: string;
+  resumptionMasterSecret: Uint8Array;
+}
+
+/** An established TLS 1.3 connection. */
+export class TlsConnection {
+  /** Application data from the peer; closes at the peer's close_notify. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Application data to the peer; closing it sends close_notify (the read side stays open). */
+  readonly writable: WritableStream<Uint8Array>;
+  /** Resolves once the underlying transport is closed. */
+  readonly closed: Promise<void>;
+
+  readonly #records: RecordLayer;
+  readonly #suite: CipherSuite;
+  #readSecret: Uint8Array;
+  #writeSecret: Uint8Array;
+  readonly #tickets?: TicketSink;
+  readonly #peer?: string;
+  #transportClosed = false;
+  #resolveClosed!: () => void;
+  #keyUpdatesSent = 0;
+  #keyUpdatesReceived = 0;
+
+  /** @internal Made by acceptTls / connectTls. */
+  constructor(
+    records: RecordLayer,
+    result: HandshakeResult,
+    readonly info: HandshakeInfo,
+    peer?: string,
+    tickets?: TicketSink,
+  ) {
+    this.#records = records;
+    this.#suite = result.suite;
+    this.#readSecret = result.readSecret;
+    this.#writeSecret = result.writeSecret;
+    this.#peer = peer;
+    this.#tickets = tickets;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.readable = new ReadableStream<Uint8Array>({
+      pull: (controller) => this.#pull(controller),
+      cancel: () => this.close(),
+    }, { highWaterMark: 0 });
+    this.writable = new WritableStream<Uint8Array>({
+      write: (chunk) => this.#write(chunk),
+      close: () => this.#records.sendAlert("close_notify"),
+      abort: () => this.close(),
+    });
+  }
+
+  /** KeyUpdates sent and received so far (including automatic ones and answers to requests). */
+  get keyUpdates(): { sent: number; received: number } {
+    return { sent: this.#keyUpdatesSent, received: this.#keyUpdatesReceived };
+  }
+
+  /** Sends a KeyUpdate and switches to new write keys; `requestPeer` asks the peer to do the same. */
+  async keyUpdate(requestPeer: boolean): Promise<void> {
+    try {
+      await this.#records.exclusive(async () => {
+        await this.#records.writeUnlocked(ContentType.handshake, encodeKeyUpdate(requestPeer));
+        this.#writeSecret = await nextTrafficSecret(this.#suite, this.#writeSecret);
+        await this.#records.setWriteKeysUnlocked(this.#suite, this.#writeSecret);
+        this.#keyUpdatesSent++;
+      });
+    } catch (e) {
+      throw this.#toError(e);
+    }
+  }
+
+  /** Sends close_notify (once) and closes the transport. */
+  async close(): Promise<void> {
+    await this.#records.sendAlert("close_notify");
+    this.#closeTransport();
+    await this.closed;
+  }
+
+  #closeTransport(): void {
+    if (this.#transportClosed) return;
+    this.#transportClosed = true;
+    try {
+      this.#records.transport.close();
+    } catch {
+      // Already closed by the runtime.
+    }
+    this.#resolveClosed();
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    try {
+      for (;;) {
+        const incoming: Incoming | null = await this.#records.readIncoming();
+        if (!incoming) {
+          controller.close();
+          if (this.#records.writeClosed) this.#closeTransport();
+          return;
+        }
+        if (incoming.kind === "data") {
+          if (!incoming.data.length) continue;
+          controller.enqueue(incoming.data);
+          return;
+        }
+        await this.#onHandshakeMessage(incoming.message.type, incoming.message.body);
+      }
+    } catch (e) {
+      if (this.#transportClosed && e instanceof TransportClosed) {
+        controller.close();
+        return;
+      }
+      controller.error(await this.#fail(e));
+    }
+  }
+
+  async #onHandshakeMessage(type: number, body: Uint8Array): Promise<void> {
+    if (type === HandshakeType.key_update) {
+      const requested = decodeKeyUpdate(body);
+      this.#readSecret = await nextTrafficSecret(this.#suite, this.#readSecret);
+      await this.#records.setReadKeys(this.#suite, this.#readSecret);
+      this.#keyUpdatesReceived++;
+      if (requested) await this.keyUpdate(false);
+      return;
+    }
+    if (type === HandshakeType.new_session_ticket && this.info.role === "client") {
+      await this.#storeTicket(body);
+      return;
+    }
+    throw new TlsAlert("unexpected_message", `handshake message ${type} after the handshake`);
+  }
+
+  async #storeTicket(body: Uint8Array): Promise<void> {
+    const t = decodeNewSessionTicket(body);
+    const sink = this.#tickets;
+    if (!sink || t.lifetimeSeconds === 0) return;
+    sink.cache.put(sink.key, {
+      ticket: t.ticket.slice(),
+      psk: await resumptionPsk(this.#suite, sink.resumptionMasterSecret, t.nonce),
+      suite: this.#suite.id,
+      ageAdd: t.ageAdd,
+      receivedMs: Date.now(),
+      lifetimeSeconds: Math.min(t.lifetimeSeconds, MAX_TICKET_LIFETIME),
+      alpn: this.info.alpn,
+      peerCertificates: this.info.peerCertificates,
+    });
+  }
+
+  async #write(chunk: Uint8Array): Promise<void> {
+    if (!chunk.length) return;
+    if (this.#records.writeSequence >= KEY_UPDATE_AFTER_RECORDS) await this.keyUpdate(false);
+    try {
+      await this.#records.write(ContentType.application_data, chunk);
+    } catch (e) {
+      throw await this.#fail(e);
+    }
+  }
+
+  /** Ends the connection after an error: alert if we must send one, close, describe. */
+  async #fail(e: unknown): Promise<TlsError> {
+    const error = this.#toError(e);
+    if (e instanceof TlsAlert) await this.#records.sendAlert(e.alert);
+    else if (!(e instanceof PeerAlert) && !(e instanceof TransportClosed)) {
+      await this.#records.sendAlert("internal_error");
+    }
+    this.#closeTransport();
+    return error;
+  }
+
+  #toError(e: unknown): TlsError {
+    return toTlsError(e, this.#peer, TlsError);
+  }
+}
+
+function toTlsError<T extends TlsError>(
+  e: unknown,
+  peer: string | undefined,
+  Kind: new (...args: ConstructorParameters<typeof TlsError>) => T,
+): T {
+  if (e instanceof TlsAlert) return new Kind(e.alert, e.reason, true, peer, { cause: e });
+  if (e instanceof PeerAlert) return new Kind(e.alert, "", false, peer, { cause: e });
+  if (e instanceof TransportClosed) {
+    return new Kind("connection_closed", e.message, false, peer, { cause: e });
+  }
+  if (e instanceof TlsError) return new Kind(e.alert, e.reason, e.sent, peer, { cause: e });
+  const message = e instanceof Error ? e.message : String(e);
+  return new Kind("internal_error", message, true, peer, { cause: e });
+}
+
+function remoteAddress(tcp: Deno.Conn): { text?: string; port?: number } {
+  try {
+    const addr = tcp.remoteAddr as Deno.NetAddr;
+    return { text: `${addr.hostname}:${addr.port}`, port: addr.port };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Runs a handshake under the timeout; on failure sends the alert, closes the transport and
+ * throws TlsHandshakeError.
+ */
+async function handshake(
+  records: RecordLayer,
+  timeoutMs: number,
+  peer: string | undefined,
+  work: () => Promise<HandshakeResult>,
+  progress?: ServerProgress,
+): Promise<HandshakeResult> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new TlsHandshakeError(
+            "timeout",
+            `handshake timed out after ${timeoutMs} ms`,
+            false,
+            peer,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  const running = work();
+  try {
+    return await Promise.race([running, timeout]);
+  } catch (e) {
+    running.catch(() => {});
+    let error: TlsHandshakeError;
+    if (e instanceof TlsHandshakeError) {
+      error = e;
+    } else {
+      error = toTlsError(e, peer, TlsHandshakeError);
+      if (e instanceof TlsAlert) await records.sendAlert(e.alert);
+      else if (!(e instanceof PeerAlert) && !(e instanceof TransportClosed)) {
+        await records.sendAlert("internal_error");
+      }
+    }
+    if (progress?.clientOffer) error.clientOffer = progress.clientOffer;
+    try {
+      records.transport.close();
+    } catch {
+      // already closed
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs the server handshake on an accepted TCP connection. Throws TlsHandshakeError. */
+export async function acceptTls(tcp: Deno.Conn, config: TlsServerConfig): Promise<TlsConnection> {
+  const records = new RecordLayer(tcp);
+  const peer = remoteAddress(tcp).text;
+  const progress: ServerProgress = {};
+  const result = await handshake(
+    records,
+    config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    peer,
+    () => serverHandshake(records, config, progress),
+    progress,
+  );
+  return new TlsConnection(records, result, result.info, peer);
+}
+
+/** Runs the client handshake on a connected TCP connection. Throws TlsHandshakeError. */
+export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promise<TlsConnection> {
+  const records = new RecordLayer(tcp);
+  const { text: peer, port } = remoteAddress(tcp);
+  const key = sessionKey(config, port);
+  const session = config.sessionCache?.take(key);
+  const result = await handshake(
+    records,
+    config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    peer,
+    () => clientHandshake(records, config, session),
+  );
+  const tickets = config.sessionCache && result.resumptionMasterSecret
+    ? { cache: config.sessionCache, key, resumptionMasterSecret: result.resumptionMasterSecret }
+    : undefined;
+  return new TlsConnection(records, result, result.info, peer, tickets);
+}

@@ -1,0 +1,152 @@
+/**
+ * The TLS 1.3 key schedule (RFC 8446 §7): HKDF-Expand-Label, Derive-Secret, the secrets of each
+ * stage, traffic keys, Finished MACs, KeyUpdate and resumption. All crypto goes through the
+ * provider; this module only knows the labels and the order.
+ */
+import { getCryptoProvider } from "../crypto/index.ts";
+import type { HashName } from "../crypto/provider.ts";
+import { ByteWriter } from "./codec/bytes.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+
+const LABEL_PREFIX = "tls13 ";
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+
+/** HKDF-Expand-Label(secret, label, context, length). */
+export function hkdfExpandLabel(
+  hash: HashName,
+  secret: Uint8Array,
+  label: string,
+  context: Uint8Array,
+  length: number,
+): Promise<Uint8Array> {
+  const info = new ByteWriter(64)
+    .u16(length)
+    .opaque(1, encoder.encode(LABEL_PREFIX + label))
+    .opaque(1, context)
+    .finish();
+  return getCryptoProvider().hkdfExpand(hash, secret, info, length);
+}
+
+/** Derive-Secret(secret, label, messages) with the transcript hash already computed. */
+export function deriveSecret(
+  suite: CipherSuite,
+  secret: Uint8Array,
+  label: string,
+  transcriptHash: Uint8Array,
+): Promise<Uint8Array> {
+  return hkdfExpandLabel(suite.hash, secret, label, transcriptHash, suite.hashLength);
+}
+
+/** The key and IV of one direction's record protection. */
+export interface TrafficKeys {
+  key: Uint8Array;
+  iv: Uint8Array;
+}
+
+export async function trafficKeys(suite: CipherSuite, secret: Uint8Array): Promise<TrafficKeys> {
+  const [key, iv] = await Promise.all([
+    hkdfExpandLabel(suite.hash, secret, "key", EMPTY, suite.keyLength),
+    hkdfExpandLabel(suite.hash, secret, "iv", EMPTY, 12),
+  ]);
+  return { key, iv };
+}
+
+/** application_traffic_secret_N+1 (RFC 8446 §7.2). */
+export function nextTrafficSecret(suite: CipherSuite, secret: Uint8Array): Promise<Uint8Array> {
+  return hkdfExpandLabel(suite.hash, secret, "traffic upd", EMPTY, suite.hashLength);
+}
+
+/** The Finished verify_data for `baseKey` (a handshake traffic secret or binder key). */
+export async function finishedMac(
+  suite: CipherSuite,
+  baseKey: Uint8Array,
+  transcriptHash: Uint8Array,
+): Promise<Uint8Array> {
+  const finishedKey = await hkdfExpandLabel(
+    suite.hash,
+    baseKey,
+    "finished",
+    EMPTY,
+    suite.hashLength,
+  );
+  return getCryptoProvider().hmac(suite.hash, finishedKey, transcriptHash);
+}
+
+/** The PSK a NewSessionTicket stands for (RFC 8446 §4.6.1). */
+export function resumptionPsk(
+  suite: CipherSuite,
+  resumptionMasterSecret: Uint8Array,
+  ticketNonce: Uint8Array,
+): Promise<Uint8Array> {
+  return hkdfExpandLabel(
+    suite.hash,
+    resumptionMasterSecret,
+    "resumption",
+    ticketNonce,
+    suite.hashLength,
+  );
+}
+
+/** Hash of the empty string, the context of the "derived" and binder secrets. */
+async function emptyHash(suite: CipherSuite): Promise<Uint8Array> {
+  return await getCryptoProvider().hash(suite.hash, EMPTY);
+}
+
+/**
+ * The secrets of one handshake, advanced stage by stage:
+ * `KeySchedule.start` (early secret) → `enterHandshake` (with the (EC)DHE/KEM secret) →
+ * `enterMaster`. Each accessor derives from the stage it belongs to.
+ */
+export class KeySchedule {
+  private constructor(readonly suite: CipherSuite, private secret: Uint8Array) {}
+
+  /** Starts with the early secret from `psk` (or zeros when there is none). */
+  static async start(suite: CipherSuite, psk?: Uint8Array): Promise<KeySchedule> {
+    const zeros = new Uint8Array(suite.hashLength);
+    const early = await getCryptoProvider().hkdfExtract(suite.hash, zeros, psk ?? zeros);
+    return new KeySchedule(suite, early);
+  }
+
+  /** binder_key for resumption PSKs (early stage). */
+  async binderKey(): Promise<Uint8Array> {
+    return deriveSecret(this.suite, this.secret, "res binder", await emptyHash(this.suite));
+  }
+
+  async #advance(ikm: Uint8Array): Promise<void> {
+    const derived = await deriveSecret(
+      this.suite,
+      this.secret,
+      "derived",
+      await emptyHash(this.suite),
+    );
+    this.secret = await getCryptoProvider().hkdfExtract(this.suite.hash, derived, ikm);
+  }
+
+  /** Early → handshake secret, from the key exchange's shared secret. */
+  enterHandshake(sharedSecret: Uint8Array): Promise<void> {
+    return this.#advance(sharedSecret);
+  }
+
+  /** Handshake → master secret. */
+  enterMaster(): Promise<void> {
+    return this.#advance(new Uint8Array(this.suite.hashLength));
+  }
+
+  /** Client and server traffic secrets of the current stage (hs or ap) at `transcriptHash`. */
+  async trafficSecrets(
+    stage: "hs" | "ap",
+    transcriptHash: Uint8Array,
+  ): Promise<{ client: Uint8Array; server: Uint8Array }> {
+    const [client, server] = await Promise.all([
+      deriveSecret(this.suite, this.secret, `c ${stage} traffic`, transcriptHash),
+      deriveSecret(this.suite, this.secret, `s ${stage} traffic`, transcriptHash),
+    ]);
+    return { client, server };
+  }
+
+  /** resumption_master_secret (master stage), at the transcript through client Finished. */
+  resumptionMasterSecret(transcriptHash: Uint8Array): Promise<Uint8Array> {
+    return deriveSecret(this.suite, this.secret, "res master", transcriptHash);
+  }
+}

@@ -1,0 +1,422 @@
+/**
+ * The record layer (RFC 8446 §5): framing over a byte transport, AEAD protection with per-record
+ * nonces, size limits (including record_size_limit, RFC 8449), alerts, and reassembly of
+ * handshake messages that span or share records.
+ *
+ * Reads go into one reusable buffer; a received record's plaintext is a fresh array only when it
+ * was decrypted. Writes are serialised by a lock so records leave in sequence-number order even
+ * when the application, a KeyUpdate response and an alert race.
+ */
+import { getCryptoProvider } from "../crypto/index.ts";
+import { type Aead, AeadAuthError } from "../crypto/provider.ts";
+import {
+  type AlertName,
+  alertName,
+  ALERTS,
+  PeerAlert,
+  TlsAlert,
+  TransportClosed,
+} from "./alert.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import {
+  ContentType,
+  HandshakeType,
+  MAX_CIPHERTEXT_EXPANSION,
+  MAX_PLAINTEXT,
+  TLS12,
+} from "./codec/constants.ts";
+import type { HandshakeMessage } from "./codec/messages.ts";
+import { trafficKeys } from "./key_schedule.ts";
+
+/** The byte stream under TLS; `Deno.Conn` is one. */
+export interface Transport {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+const HEADER = 5;
+/** Largest handshake message accepted (ML-DSA-87 chains are ~20 KB; this leaves room). */
+const MAX_HANDSHAKE_MESSAGE = 256 * 1024;
+/** How many bytes of rejected 0-RTT data a server skips before giving up (RFC 8446 §4.2.10). */
+export const MAX_SKIPPED_EARLY_DATA = 64 * 1024;
+
+/** One direction's AEAD state: key, static IV and the sequence number. */
+class Protection {
+  seq = 0;
+  constructor(readonly suite: CipherSuite, readonly aead: Aead, readonly iv: Uint8Array) {}
+
+  static async create(suite: CipherSuite, secret: Uint8Array): Promise<Protection> {
+    const { key, iv } = await trafficKeys(suite, secret);
+    return new Protection(suite, await getCryptoProvider().aead(suite.aead, key), iv);
+  }
+
+  /** The per-record nonce (RFC 8446 §5.3); advances the sequence number. */
+  nextNonce(): Uint8Array {
+    if (this.seq >= Number.MAX_SAFE_INTEGER) {
+      throw new TlsAlert("internal_error", "record sequence number exhausted");
+    }
+    const nonce = this.iv.slice();
+    let seq = this.seq++;
+    for (let i = nonce.length - 1; i >= nonce.length - 8 && seq > 0; i--) {
+      nonce[i] ^= seq % 256;
+      seq = Math.floor(seq / 256);
+    }
+    return nonce;
+  }
+}
+
+/** A received record after unprotection: its real content type and plaintext. */
+interface Record {
+  type: number;
+  data: Uint8Array;
+}
+
+/** What the connection reads after the handshake: application data or a handshake message. */
+export type Incoming = { kind: "data"; data: Uint8Array } | {
+  kind: "handshake";
+  message: HandshakeMessage;
+};
+
+export class RecordLayer {
+  #buf = new Uint8Array(64 * 1024);
+  #start = 0;
+  #end = 0;
+  #read?: Protection;
+  #write?: Protection;
+  #pending: Uint8Array[] = [];
+  #pendingLength = 0;
+  #writeChain: Promise<unknown> = Promise.resolve();
+  #eof = false;
+
+  /** While true, a ChangeCipherSpec record (middlebox compatibility) is silently dropped. */
+  allowChangeCipherSpec = true;
+  /** Bytes of undecryptable records (rejected early data) still to be skipped. */
+  skipEarlyData = 0;
+  /** Largest plaintext per record the peer accepts (RFC 8449), excluding the content type. */
+  peerMaxFragment = MAX_PLAINTEXT;
+  /** Set once a close_notify or fatal alert was sent; nothing is written after it. */
+  writeClosed = false;
+
+  constructor(readonly transport: Transport) {}
+
+  /** Records written with the current write keys (for the key usage limit). */
+  get writeSequence(): number {
+    return this.#write?.seq ?? 0;
+  }
+
+  /** Switches read protection to `secret`; a handshake message may not straddle the change. */
+  async setReadKeys(suite: CipherSuite, secret: Uint8Array): Promise<void> {
+    if (this.#pendingLength) {
+      throw new TlsAlert("unexpected_message", "handshake message straddles a key change");
+    }
+    this.#read = await Protection.create(suite, secret);
+  }
+
+  /** Switches write protection to `secret`, after every write already queued. */
+  setWriteKeys(suite: CipherSuite, secret: Uint8Array): Promise<void> {
+    return this.exclusive(() => this.setWriteKeysUnlocked(suite, secret));
+  }
+
+  /** Switches write protection now; the caller holds the write lock (see `exclusive`). */
+  async setWriteKeysUnlocked(suite: CipherSuite, secret: Uint8Array): Promise<void> {
+    this.#write = await Protection.create(suite, secret);
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  async #fill(n: number): Promise<boolean> {
+    while (this.#end - this.#start < n) {
+      if (this.#eof) return false;
+      if (this.#buf.length - this.#start < n) {
+        this.#buf.copyWithin(0, this.#start, this.#end);
+        this.#end -= this.#start;
+        this.#start = 0;
+      }
+      let got: number | null;
+      try {
+        got = await this.transport.read(this.#buf.subarray(this.#end));
+      } catch (e) {
+        throw new TransportClosed("while reading", { cause: e });
+      }
+      if (got === null) {
+        this.#eof = true;
+        return false;
+      }
+      this.#end += got;
+    }
+    return true;
+  }
+
+  /** The next record, unprotected; null at a clean end of stream between records. */
+  async #readRecord(): Promise<Record | null> {
+    for (;;) {
+      if (!await this.#fill(HEADER)) {
+        if (this.#end > this.#start) throw new TransportClosed("in the middle of a record");
+        return null;
+      }
+      const b = this.#buf, s = this.#start;
+      const outerType = b[s];
+      const length = (b[s + 3] << 8) | b[s + 4];
+      if (
+        outerType < ContentType.change_cipher_spec || outerType > ContentType.application_data
+      ) {
+        throw new TlsAlert("unexpected_message", `unknown record type ${outerType}`);
+      }
+      if (length > MAX_PLAINTEXT + MAX_CIPHERTEXT_EXPANSION) {
+        throw new TlsAlert("record_overflow", `record of ${length} bytes`);
+      }
+      if (!await this.#fill(HEADER + length)) {
+        throw new TransportClosed("in the middle of a record");
+      }
+      const header = this.#buf.subarray(this.#start, this.#start + HEADER);
+      const body = this.#buf.subarray(this.#start + HEADER, this.#start + HEADER + length);
+      this.#start += HEADER + length;
+
+      if (outerType === ContentType.change_cipher_spec) {
+        if (!this.allowChangeCipherSpec || length !== 1 || body[0] !== 1) {
+          throw new TlsAlert("unexpected_message", "unexpected change_cipher_spec");
+        }
+        continue;
+      }
+      if (!this.#read) {
+        if (outerType === ContentType.application_data) {
+          if (this.skipEarlyData >= length) {
+            this.skipEarlyData -= length;
+            continue;
+          }
+          throw new TlsAlert("unexpected_message", "application data before keys");
+        }
+        if (length > MAX_PLAINTEXT) {
+          throw new TlsAlert("record_overflow", `plaintext record of ${length} bytes`);
+        }
+        if (length === 0 && outerType !== ContentType.application_data) {
+          throw new TlsAlert("unexpected_message", "empty handshake or alert record");
+        }
+        return { type: outerType, data: body };
+      }
+      if (outerType !== ContentType.application_data) {
+        throw new TlsAlert(
+          "unexpected_message",
+          `plaintext record of type ${outerType} after keys`,
+        );
+      }
+      const record = await this.#unprotect(header, body);
+      if (record) return record;
+    }
+  }
+
+  async #unprotect(header: Uint8Array, body: Uint8Array): Promise<Record | null> {
+    const read = this.#read!;
+    if (body.length < read.aead.tagLength + 1) {
+      throw new TlsAlert("bad_record_mac", "record shorter than its tag");
+    }
+    const seqBefore = read.seq;
+    let inner: Uint8Array;
+    try {
+      inner = await read.aead.open(read.nextNonce(), body, header);
+    } catch (e) {
+      if (!(e instanceof AeadAuthError)) throw e;
+      if (this.skipEarlyData >= body.length) {
+        // Rejected 0-RTT data: discard it without consuming a sequence number.
+        read.seq = seqBefore;
+        this.skipEarlyData -= body.length;
+        return null;
+      }
+      throw new TlsAlert("bad_record_mac", "record authentication failed");
+    }
+    this.skipEarlyData = 0;
+    if (inner.length > MAX_PLAINTEXT + 1) {
+      throw new TlsAlert("record_overflow", `inner plaintext of ${inner.length} bytes`);
+    }
+    let end = inner.length - 1;
+    while (end >= 0 && inner[end] === 0) end--;
+    if (end < 0) throw new TlsAlert("unexpected_message", "record without a content type");
+    const type = inner[end];
+    if (type === ContentType.change_cipher_spec) {
+      throw new TlsAlert("unexpected_message", "encrypted change_cipher_spec");
+    }
+    if (end === 0 && type !== ContentType.application_data) {
+      throw new TlsAlert("unexpected_message", "empty handshake or alert record");
+    }
+    return { type, data: inner.subarray(0, end) };
+  }
+
+  /** Handles an alert record: true for close_notify, false for user_canceled, else throws. */
+  #isCloseNotify(data: Uint8Array): boolean {
+    if (data.length !== 2) throw new TlsAlert("decode_error", "malformed alert");
+    const description = data[1];
+    if (description === ALERTS.close_notify) return true;
+    if (description === ALERTS.user_canceled) return false;
+    throw new PeerAlert(alertName(description));
+  }
+
+  /**
+   * The next application-data chunk or complete handshake message; null at the peer's
+   * close_notify. Throws TlsAlert for bad input, PeerAlert for a received fatal alert, and
+   * TransportClosed for an end of stream without close_notify.
+   */
+  async readIncoming(): Promise<Incoming | null> {
+    for (;;) {
+      const message = this.#takeHandshake();
+      if (message) return { kind: "handshake", message };
+      const record = await this.#readRecord();
+      // An end of stream without close_notify could be a truncation attack (RFC 8446 §6.1).
+      if (!record) throw new TransportClosed("without close_notify");
+      if (record.type === ContentType.alert) {
+        if (this.#pendingLength) {
+          throw new TlsAlert("unexpected_message", "alert inside a handshake message");
+        }
+        if (this.#isCloseNotify(record.data)) return null;
+        continue;
+      }
+      if (record.type === ContentType.application_data) {
+        if (this.#pendingLength) {
+          throw new TlsAlert("unexpected_message", "application data inside a handshake message");
+        }
+        return { kind: "data", data: record.data };
+      }
+      // Handshake bytes: keep a copy (an unprotected record is a view into the read buffer).
+      const copy = this.#read ? record.data : record.data.slice();
+      this.#pending.push(copy);
+      this.#pendingLength += copy.length;
+    }
+  }
+
+  /** The next handshake message; anything else here is unexpected_message. */
+  async readHandshake(): Promise<HandshakeMessage> {
+    const incoming = await this.readIncoming();
+    if (!incoming) throw new TransportClosed("during the handshake");
+    if (incoming.kind !== "handshake") {
+      throw new TlsAlert("unexpected_message", "application data during the handshake");
+    }
+    return incoming.message;
+  }
+
+  #takeHandshake(): HandshakeMessage | null {
+    if (this.#pendingLength < 4) return null;
+    if (this.#pending.length > 1) {
+      const joined = new Uint8Array(this.#pendingLength);
+      let at = 0;
+      for (const p of this.#pending) {
+        joined.set(p, at);
+        at += p.length;
+      }
+      this.#pending = [joined];
+    }
+    const buf = this.#pending[0];
+    const length = (buf[1] << 16) | (buf[2] << 8) | buf[3];
+    if (length > MAX_HANDSHAKE_MESSAGE) {
+      throw new TlsAlert("illegal_parameter", `handshake message of ${length} bytes`);
+    }
+    if (buf.length < 4 + length) return null;
+    const raw = buf.subarray(0, 4 + length);
+    const rest = buf.subarray(4 + length);
+    this.#pending = rest.length ? [rest] : [];
+    this.#pendingLength = rest.length;
+    if (raw[0] === HandshakeType.message_hash) {
+      throw new TlsAlert("unexpected_message", "message_hash on the wire");
+    }
+    return { type: raw[0], body: raw.subarray(4), raw };
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  /** Runs `work` with the write side to itself (records leave in order). */
+  exclusive<T>(work: () => T | Promise<T>): Promise<T> {
+    const run = this.#writeChain.then(work);
+    this.#writeChain = run.catch(() => {});
+    return run;
+  }
+
+  /** Writes `data` as records of `type`, fragmented to the peer's limit. Caller holds the lock. */
+  async writeUnlocked(type: number, data: Uint8Array): Promise<void> {
+    if (this.writeClosed) throw new TransportClosed("for writing (close_notify or alert sent)");
+    const write = this.#write;
+    const max = write ? this.peerMaxFragment : MAX_PLAINTEXT;
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    let at = 0;
+    do {
+      const piece = data.subarray(at, at + max);
+      at += piece.length;
+      const record = write ? await this.#protect(write, type, piece) : frame(type, piece);
+      chunks.push(record);
+      total += record.length;
+    } while (at < data.length);
+    const out = chunks.length === 1 ? chunks[0] : joinInto(chunks, total);
+    await this.#writeAll(out);
+  }
+
+  /** Writes records of `type` in order with other writers. */
+  write(type: number, data: Uint8Array): Promise<void> {
+    return this.exclusive(() => this.writeUnlocked(type, data));
+  }
+
+  async #protect(write: Protection, type: number, piece: Uint8Array): Promise<Uint8Array> {
+    const inner = new Uint8Array(piece.length + 1);
+    inner.set(piece);
+    inner[piece.length] = type;
+    const length = inner.length + write.aead.tagLength;
+    const header = new Uint8Array([
+      ContentType.application_data,
+      3,
+      3,
+      length >>> 8,
+      length & 0xff,
+    ]);
+    const sealed = await write.aead.seal(write.nextNonce(), inner, header);
+    const record = new Uint8Array(HEADER + sealed.length);
+    record.set(header);
+    record.set(sealed, HEADER);
+    return record;
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    try {
+      let at = 0;
+      while (at < bytes.length) at += await this.transport.write(bytes.subarray(at));
+    } catch (e) {
+      throw new TransportClosed("while writing", { cause: e });
+    }
+  }
+
+  /**
+   * Sends an alert (fatal unless close_notify/user_canceled) and marks the write side closed.
+   * Never throws: the connection is going away anyway.
+   */
+  async sendAlert(alert: AlertName): Promise<void> {
+    await this.exclusive(async () => {
+      if (this.writeClosed) return;
+      const level = alert === "close_notify" || alert === "user_canceled" ? 1 : 2;
+      try {
+        await this.writeUnlocked(ContentType.alert, new Uint8Array([level, ALERTS[alert]]));
+      } catch {
+        // The peer may already be gone; the alert was best effort.
+      } finally {
+        this.writeClosed = true;
+      }
+    }).catch(() => {});
+  }
+}
+
+function frame(type: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADER + data.length);
+  out[0] = type;
+  out[1] = TLS12 >>> 8;
+  out[2] = TLS12 & 0xff;
+  out[3] = data.length >>> 8;
+  out[4] = data.length & 0xff;
+  out.set(data, HEADER);
+  return out;
+}
+
+function joinInto(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}

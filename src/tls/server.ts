@@ -1,0 +1,603 @@
+/**
+ * The server side of the TLS 1.3 handshake (RFC 8446 §2, §4) as one linear function over a
+ * small state object, in the manner of Go's handshake_server_tls13.go:
+ *
+ *   ClientHello → [HelloRetryRequest → ClientHello] → ServerHello → EncryptedExtensions →
+ *   [CertificateRequest] → Certificate → CertificateVerify → Finished (or PSK: no certificates)
+ *   ← [Certificate ← CertificateVerify] ← Finished → NewSessionTicket
+ *
+ * Every problem with the client's input throws `TlsAlert`; conn.ts sends it and closes.
+ */
+import "reflect-metadata";
+import type { X509Certificate } from "@peculiar/x509";
+import { getCryptoProvider } from "../crypto/index.ts";
+import { TlsAlert } from "./alert.ts";
+import {
+  certificateVerifyInput,
+  checkCertificateVerify,
+  checkPqAuth,
+  parseCertificate,
+  selectCertificate,
+} from "./auth.ts";
+import { type CipherSuite, resolveSuites, suiteById } from "./cipher_suites.ts";
+import { concat, equalBytes } from "./codec/bytes.ts";
+import {
+  ContentType,
+  ExtensionType,
+  HandshakeType,
+  HELLO_RETRY_REQUEST_RANDOM,
+  PSK_DHE_KE,
+  TLS13,
+} from "./codec/constants.ts";
+import {
+  decodeAlpn,
+  decodeClientKeyShares,
+  decodeClientVersions,
+  decodeCookie,
+  decodeOfferedPsks,
+  decodePskModes,
+  decodeServerName,
+  decodeU16,
+  decodeU16List,
+  encodeAlpn,
+  encodeCertificateAuthorities,
+  encodeCookie,
+  encodeServerKeyShare,
+  encodeU16,
+  encodeU16List,
+  type Extension,
+  findExtension,
+  type KeyShareEntry,
+  type OfferedPsks,
+} from "./codec/extensions.ts";
+import {
+  decodeCertificate,
+  decodeCertificateVerify,
+  decodeClientHello,
+  encodeCertificate,
+  encodeCertificateRequest,
+  encodeCertificateVerify,
+  encodeEncryptedExtensions,
+  encodeFinished,
+  encodeNewSessionTicket,
+  encodeServerHello,
+  type HandshakeMessage,
+} from "./codec/messages.ts";
+import type {
+  CertifiedKey,
+  ClientOffer,
+  HandshakeInfo,
+  TlsServerConfig,
+  VerifiedPeer,
+} from "./config.ts";
+import { groupById, groupName, type KeyExchangeGroup, resolveGroups } from "./groups.ts";
+import { finishedMac, KeySchedule, resumptionPsk } from "./key_schedule.ts";
+import { verifierFor } from "./peer.ts";
+import { MAX_SKIPPED_EARLY_DATA, type RecordLayer } from "./record.ts";
+import {
+  offeredCertSchemes,
+  offeredSchemes,
+  schemeName,
+  type SignatureScheme,
+} from "./sigschemes.ts";
+import {
+  decodeServerSession,
+  encodeServerSession,
+  peerLeafStore,
+  type ServerSession,
+  ticketAgeAcceptable,
+} from "./tickets.ts";
+import { Transcript } from "./transcript.ts";
+
+/** What a finished handshake hands to the connection. */
+export interface HandshakeResult {
+  info: HandshakeInfo;
+  suite: CipherSuite;
+  /** Application traffic secrets, for KeyUpdate. */
+  readSecret: Uint8Array;
+  writeSecret: Uint8Array;
+  /** Client side: for turning NewSessionTickets into PSKs. */
+  resumptionMasterSecret?: Uint8Array;
+}
+
+/** Filled in as the handshake goes, so a failure can still report what the client offered. */
+export interface ServerProgress {
+  clientOffer?: ClientOffer;
+}
+
+/** A ClientHello with the extensions the server reads, decoded. */
+interface ClientHelloView {
+  message: HandshakeMessage;
+  legacySessionId: Uint8Array;
+  cipherSuites: number[];
+  extensions: Extension[];
+  versions?: number[];
+  groups?: number[];
+  shares?: KeyShareEntry[];
+  schemes?: number[];
+  certSchemes?: number[];
+  serverName?: string;
+  alpn?: string[];
+  pskModes?: number[];
+  psks?: OfferedPsks;
+  cookie?: Uint8Array;
+  recordSizeLimit?: number;
+  earlyData: boolean;
+}
+
+function viewClientHello(message: HandshakeMessage): ClientHelloView {
+  if (message.type !== HandshakeType.client_hello) {
+    throw new TlsAlert(
+      "unexpected_message",
+      `expected ClientHello, got handshake type ${message.type}`,
+    );
+  }
+  const ch = decodeClientHello(message.body);
+  const ext = (type: number) => findExtension(ch.extensions, type);
+  const opt = <T>(type: number, decode: (d: Uint8Array) => T) => {
+    const data = ext(type);
+    return data === undefined ? undefined : decode(data);
+  };
+  const psks = opt(ExtensionType.pre_shared_key, decodeOfferedPsks);
+  if (psks && ch.extensions.at(-1)?.type !== ExtensionType.pre_shared_key) {
+    throw new TlsAlert("illegal_parameter", "pre_shared_key is not the last extension");
+  }
+  const recordSizeLimit = opt(
+    ExtensionType.record_size_limit,
+    (d) => decodeU16(d, "record_size_limit"),
+  );
+  if (recordSizeLimit !== undefined && recordSizeLimit < 64) {
+    throw new TlsAlert("illegal_parameter", `record_size_limit ${recordSizeLimit} below 64`);
+  }
+  return {
+    message,
+    legacySessionId: ch.legacySessionId,
+    cipherSuites: ch.cipherSuites,
+    extensions: ch.extensions,
+    versions: opt(ExtensionType.supported_versions, decodeClientVersions),
+    groups: opt(ExtensionType.supported_groups, (d) => decodeU16List(d, "supported_groups")),
+    shares: opt(ExtensionType.key_share, decodeClientKeyShares),
+    schemes: opt(
+      ExtensionType.signature_algorithms,
+      (d) => decodeU16List(d, "signature_algorithms"),
+    ),
+    certSchemes: opt(
+      ExtensionType.signature_algorithms_cert,
+      (d) => decodeU16List(d, "signature_algorithms_cert"),
+    ),
+    serverName: opt(ExtensionType.server_name, decodeServerName),
+    alpn: opt(ExtensionType.application_layer_protocol_negotiation, decodeAlpn),
+    pskModes: opt(ExtensionType.psk_key_exchange_modes, decodePskModes),
+    psks,
+    cookie: opt(ExtensionType.cookie, decodeCookie),
+    recordSizeLimit,
+    earlyData: ext(ExtensionType.early_data) !== undefined,
+  };
+}
+
+function describeOffer(ch: ClientHelloView): ClientOffer {
+  const groups = ch.groups ?? [];
+  return {
+    groups: groups.map(groupName),
+    keyShares: (ch.shares ?? []).map((s) => groupName(s.group)),
+    signatureSchemes: (ch.schemes ?? []).map(schemeName),
+    cipherSuites: ch.cipherSuites.map((id) => suiteById(id)?.name ?? `0x${id.toString(16)}`),
+    pq: groups.some((id) => groupById(id)?.pq),
+  };
+}
+
+/** The server's handshake state: set up front, filled in step by step. */
+interface ServerState {
+  readonly config: TlsServerConfig;
+  readonly records: RecordLayer;
+  readonly transcript: Transcript;
+  readonly startMs: number;
+  readonly suites: CipherSuite[];
+  readonly groups: KeyExchangeGroup[];
+  ch: ClientHelloView;
+  suite: CipherSuite;
+  group: KeyExchangeGroup;
+  helloRetry: boolean;
+  session?: ServerSession;
+  /** On resumption: the client leaf the ticket stands for. */
+  sessionLeaf?: Uint8Array;
+  certificate?: { key: CertifiedKey; scheme: SignatureScheme };
+  alpn?: string;
+  peer?: VerifiedPeer;
+  peerChain: Uint8Array[];
+  peerScheme?: SignatureScheme;
+}
+
+/**
+ * Runs the server handshake on `records` and returns the negotiated state. Throws TlsAlert
+ * (send it), PeerAlert or TransportClosed.
+ */
+export async function serverHandshake(
+  records: RecordLayer,
+  config: TlsServerConfig,
+  progress: ServerProgress,
+): Promise<HandshakeResult> {
+  const startMs = Date.now();
+  const transcript = new Transcript();
+  const suites = resolveSuites(config.cipherSuites);
+  const groups = resolveGroups(config.groups, config.allowClassical);
+
+  // 1. ClientHello: version, suite, group.
+  let ch = viewClientHello(await records.readHandshake());
+  progress.clientOffer = describeOffer(ch);
+  if (!ch.versions?.includes(TLS13)) {
+    throw new TlsAlert("protocol_version", "client does not offer TLS 1.3");
+  }
+  const suite = suites.find((s) => ch.cipherSuites.includes(s.id));
+  if (!suite) throw new TlsAlert("handshake_failure", "no cipher suite in common");
+  const group = chooseGroup(config, groups, ch);
+  const hs: ServerState = {
+    config,
+    records,
+    transcript,
+    startMs,
+    suites,
+    groups,
+    ch,
+    suite,
+    group,
+    helloRetry: false,
+    peerChain: [],
+  };
+
+  // 2. No share for the group we want: HelloRetryRequest, then the second ClientHello.
+  let share = shareFor(ch, group);
+  if (!share) {
+    ch = hs.ch = await helloRetry(hs);
+    share = shareFor(ch, group)!;
+  }
+
+  // 3. Resumption (the binder covers the transcript before this hello), certificate and ALPN
+  // choices, all before anything is encrypted.
+  hs.session = await acceptPsk(hs);
+  if (hs.sessionLeaf) checkAccess(config, parseCertificate(hs.sessionLeaf));
+  transcript.add(ch.message.raw);
+  if (!hs.session) {
+    if (!ch.schemes) throw new TlsAlert("missing_extension", "no signature_algorithms");
+    const keys = typeof config.certificates === "function"
+      ? config.certificates()
+      : config.certificates;
+    hs.certificate = selectCertificate(keys, ch.serverName, ch.schemes, ch.certSchemes);
+  }
+  hs.alpn = chooseAlpn(config, ch);
+
+  // 4. ServerHello and the handshake keys.
+  const { serverShare, sharedSecret } = await group.respond(share.keyExchange);
+  const serverHello = encodeServerHello({
+    random: getCryptoProvider().randomBytes(32),
+    legacySessionId: ch.legacySessionId,
+    cipherSuite: suite.id,
+    extensions: [
+      encodeU16(ExtensionType.supported_versions, TLS13),
+      encodeServerKeyShare({ group: group.id, keyExchange: serverShare }),
+      ...(hs.session ? [encodeU16(ExtensionType.pre_shared_key, 0)] : []),
+    ],
+  });
+  transcript.add(serverHello);
+  await records.write(ContentType.handshake, serverHello);
+
+  const schedule = await KeySchedule.start(suite, hs.session?.psk);
+  await schedule.enterHandshake(sharedSecret);
+  const hsSecrets = await schedule.trafficSecrets("hs", await transcript.hash(suite));
+  await records.setWriteKeys(suite, hsSecrets.server);
+  await records.setReadKeys(suite, hsSecrets.client);
+  // Early data is never accepted: skip what a client sent optimistically (RFC 8446 §4.2.10).
+  if (ch.earlyData) records.skipEarlyData = MAX_SKIPPED_EARLY_DATA;
+
+  // 5. The encrypted flight: EncryptedExtensions … Finished, written at once.
+  const flight = [encryptedExtensions(hs)];
+  const requestClientCert = !hs.session && config.clientAuth !== "none";
+  if (requestClientCert) flight.push(certificateRequest(config));
+  if (hs.certificate) {
+    const { key, scheme } = hs.certificate;
+    flight.push(encodeCertificate({ context: new Uint8Array(0), chain: key.chain }));
+    transcript.add(...flight);
+    const signature = await key.signer.sign(
+      scheme,
+      certificateVerifyInput("server", await transcript.hash(suite)),
+    );
+    const certificateVerify = encodeCertificateVerify({ scheme, signature });
+    flight.push(certificateVerify);
+    transcript.add(certificateVerify);
+  } else {
+    transcript.add(...flight);
+  }
+  const serverFinished = encodeFinished(
+    await finishedMac(suite, hsSecrets.server, await transcript.hash(suite)),
+  );
+  flight.push(serverFinished);
+  transcript.add(serverFinished);
+  await records.write(ContentType.handshake, concat(...flight));
+
+  await schedule.enterMaster();
+  const apSecrets = await schedule.trafficSecrets("ap", await transcript.hash(suite));
+  await records.setWriteKeys(suite, apSecrets.server);
+
+  // 6. The client's flight: [Certificate, CertificateVerify,] Finished.
+  if (requestClientCert) await readClientCertificate(hs);
+  const finished = await records.readHandshake();
+  if (finished.type !== HandshakeType.finished) {
+    throw new TlsAlert(
+      "unexpected_message",
+      `expected Finished, got handshake type ${finished.type}`,
+    );
+  }
+  const expected = await finishedMac(suite, hsSecrets.client, await transcript.hash(suite));
+  if (!equalBytes(finished.body, expected)) {
+    throw new TlsAlert("decrypt_error", "client Finished does not verify");
+  }
+  transcript.add(finished.raw);
+  await records.setReadKeys(suite, apSecrets.client);
+  records.allowChangeCipherSpec = false;
+
+  // 7. A ticket for next time.
+  if (config.tickets) {
+    const rms = await schedule.resumptionMasterSecret(await transcript.hash(suite));
+    await sendTicket(hs, rms);
+  }
+
+  const peerLeaf = hs.peer?.leaf ?? (hs.sessionLeaf ? parseCertificate(hs.sessionLeaf) : undefined);
+  return {
+    suite,
+    readSecret: apSecrets.client,
+    writeSecret: apSecrets.server,
+    info: {
+      version: "TLSv1.3",
+      role: "server",
+      cipherSuite: suite.name,
+      group: group.name,
+      signatureScheme: hs.certificate ? schemeName(hs.certificate.scheme) : undefined,
+      peerSignatureScheme: hs.peerScheme !== undefined ? schemeName(hs.peerScheme) : undefined,
+      resumed: hs.session !== undefined,
+      helloRetry: hs.helloRetry,
+      alpn: hs.alpn,
+      serverName: ch.serverName,
+      peerCertificates: hs.peerChain.length ? hs.peerChain : hs.sessionLeaf ? [hs.sessionLeaf] : [],
+      peerLeaf,
+      timings: { startMs, handshakeMs: Date.now() - startMs },
+      clientOffer: progress.clientOffer,
+    },
+  };
+}
+
+/**
+ * The server's preferred group among the client's supported_groups. A client offering only
+ * classical groups, where classical is not allowed, is refused with insufficient_security.
+ */
+function chooseGroup(
+  config: TlsServerConfig,
+  groups: KeyExchangeGroup[],
+  ch: ClientHelloView,
+): KeyExchangeGroup {
+  if (!ch.groups || !ch.shares) {
+    throw new TlsAlert("missing_extension", "ClientHello lacks supported_groups or key_share");
+  }
+  const seen = new Set<number>();
+  for (const share of ch.shares) {
+    if (seen.has(share.group) || !ch.groups.includes(share.group)) {
+      throw new TlsAlert(
+        "illegal_parameter",
+        `key share for ${groupName(share.group)} is duplicated or not in supported_groups`,
+      );
+    }
+    seen.add(share.group);
+  }
+  const group = groups.find((g) => ch.groups!.includes(g.id));
+  if (group) return group;
+  const pqOffered = ch.groups.some((id) => groupById(id)?.pq);
+  if (!pqOffered && !config.allowClassical) {
+    throw new TlsAlert(
+      "insufficient_security",
+      `client offers only classical key exchange (${ch.groups.map(groupName).join(", ")})`,
+    );
+  }
+  throw new TlsAlert("handshake_failure", "no key exchange group in common");
+}
+
+function shareFor(ch: ClientHelloView, group: KeyExchangeGroup): KeyShareEntry | undefined {
+  return ch.shares?.find((s) => s.group === group.id);
+}
+
+/** Sends a HelloRetryRequest for `hs.group` with a cookie and returns the checked ClientHello2. */
+async function helloRetry(hs: ServerState): Promise<ClientHelloView> {
+  const { records, transcript, suite, group, ch } = hs;
+  const cookie = getCryptoProvider().randomBytes(32);
+  const hrr = encodeServerHello({
+    random: HELLO_RETRY_REQUEST_RANDOM,
+    legacySessionId: ch.legacySessionId,
+    cipherSuite: suite.id,
+    extensions: [
+      encodeU16(ExtensionType.supported_versions, TLS13),
+      encodeU16(ExtensionType.key_share, group.id),
+      encodeCookie(cookie),
+    ],
+  });
+  transcript.add(ch.message.raw);
+  await transcript.replaceWithMessageHash(suite);
+  transcript.add(hrr);
+  await records.write(ContentType.handshake, hrr);
+  hs.helloRetry = true;
+
+  const ch2 = viewClientHello(await records.readHandshake());
+  if (!ch2.cookie || !equalBytes(ch2.cookie, cookie)) {
+    throw new TlsAlert("illegal_parameter", "second ClientHello lacks our cookie");
+  }
+  if (ch2.shares?.length !== 1 || ch2.shares[0].group !== group.id) {
+    throw new TlsAlert("illegal_parameter", `second ClientHello must share exactly ${group.name}`);
+  }
+  if (!ch2.cipherSuites.includes(suite.id) || !ch2.versions?.includes(TLS13)) {
+    throw new TlsAlert("illegal_parameter", "second ClientHello changed suites or versions");
+  }
+  if (!ch2.groups?.includes(group.id)) {
+    throw new TlsAlert("illegal_parameter", "second ClientHello dropped the selected group");
+  }
+  if (ch2.earlyData) throw new TlsAlert("illegal_parameter", "early_data after HelloRetryRequest");
+  if (!equalBytes(ch2.legacySessionId, ch.legacySessionId)) {
+    throw new TlsAlert("illegal_parameter", "second ClientHello changed legacy_session_id");
+  }
+  return ch2;
+}
+
+/**
+ * Checks the first offered PSK: a ticket we can open, for this suite's hash, fresh enough, with
+ * a binder that verifies (decrypt_error otherwise). Anything else falls back to a full handshake.
+ */
+async function acceptPsk(hs: ServerState): Promise<ServerSession | undefined> {
+  const { ch, config, suite, transcript } = hs;
+  if (!ch.psks) return undefined;
+  if (!ch.pskModes) {
+    throw new TlsAlert("missing_extension", "pre_shared_key without psk_key_exchange_modes");
+  }
+  if (!config.tickets || !ch.pskModes.includes(PSK_DHE_KE)) return undefined;
+  const { identities, binders, bindersLength } = ch.psks;
+  const opened = await config.tickets.open(identities[0].identity);
+  const session = opened && decodeServerSession(opened);
+  if (!session || suiteById(session.suite)?.hash !== suite.hash) return undefined;
+  if (!ticketAgeAcceptable(session, identities[0].obfuscatedTicketAge, Date.now())) {
+    return undefined;
+  }
+  if (session.peerLeafHash) {
+    hs.sessionLeaf = peerLeafStore(config.tickets).recall(session.peerLeafHash);
+    if (!hs.sessionLeaf) return undefined;
+    const leaf = parseCertificate(hs.sessionLeaf);
+    if (leaf.notAfter.getTime() < Date.now()) return undefined;
+  } else if (config.clientAuth === "require") {
+    return undefined;
+  }
+
+  // The binder covers the transcript so far plus this ClientHello without its binders list.
+  const raw = ch.message.raw;
+  const truncated = raw.subarray(0, raw.length - bindersLength);
+  const binderKey = await (await KeySchedule.start(suite, session.psk)).binderKey();
+  const expected = await finishedMac(suite, binderKey, await transcript.hash(suite, truncated));
+  if (!equalBytes(binders[0], expected)) {
+    throw new TlsAlert("decrypt_error", "PSK binder does not verify");
+  }
+  return session;
+}
+
+function chooseAlpn(config: TlsServerConfig, ch: ClientHelloView): string | undefined {
+  if (!config.alpn?.length || !ch.alpn) return undefined;
+  const chosen = config.alpn.find((p) => ch.alpn!.includes(p));
+  if (!chosen) {
+    throw new TlsAlert("no_application_protocol", `client offers ALPN ${ch.alpn.join(", ")}`);
+  }
+  return chosen;
+}
+
+function encryptedExtensions(hs: ServerState): Uint8Array {
+  const ext: Extension[] = [];
+  if (hs.alpn) ext.push(encodeAlpn([hs.alpn]));
+  if (hs.ch.serverName !== undefined) {
+    ext.push({ type: ExtensionType.server_name, data: new Uint8Array(0) });
+  }
+  if (hs.ch.recordSizeLimit !== undefined) {
+    hs.records.peerMaxFragment = Math.min(16384, hs.ch.recordSizeLimit - 1);
+    ext.push(encodeU16(ExtensionType.record_size_limit, hs.config.recordSizeLimit ?? 16385));
+  }
+  return encodeEncryptedExtensions(ext);
+}
+
+function certificateRequest(config: TlsServerConfig): Uint8Array {
+  const pqOnly = config.requirePqAuth ?? false;
+  const authorities = config.trustAnchors.map((der) =>
+    new Uint8Array(parseCertificate(der).subjectName.toArrayBuffer())
+  );
+  return encodeCertificateRequest({
+    context: new Uint8Array(0),
+    extensions: [
+      encodeU16List(ExtensionType.signature_algorithms, offeredSchemes(pqOnly)),
+      encodeU16List(ExtensionType.signature_algorithms_cert, offeredCertSchemes(pqOnly)),
+      ...(authorities.length ? [encodeCertificateAuthorities(authorities)] : []),
+    ],
+  });
+}
+
+/** Reads and checks the client's Certificate and CertificateVerify. */
+async function readClientCertificate(hs: ServerState): Promise<void> {
+  const { records, transcript, config, suite } = hs;
+  const msg = await records.readHandshake();
+  if (msg.type !== HandshakeType.certificate) {
+    throw new TlsAlert(
+      "unexpected_message",
+      `expected Certificate, got handshake type ${msg.type}`,
+    );
+  }
+  const cert = decodeCertificate(msg.body);
+  if (cert.context.length) {
+    throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
+  }
+  transcript.add(msg.raw);
+  if (!cert.chain.length) {
+    if (config.clientAuth === "require") {
+      throw new TlsAlert("certificate_required", "client sent no certificate");
+    }
+    return;
+  }
+  hs.peerChain = cert.chain;
+  const peer = await verifierFor(config).verify(cert.chain, { role: "server" });
+  if (config.requirePqAuth) checkPqAuth(peer, undefined);
+
+  const cvMsg = await records.readHandshake();
+  if (cvMsg.type !== HandshakeType.certificate_verify) {
+    throw new TlsAlert("unexpected_message", `expected CertificateVerify, got type ${cvMsg.type}`);
+  }
+  const cv = decodeCertificateVerify(cvMsg.body);
+  await checkCertificateVerify(
+    peer,
+    cv.scheme,
+    cv.signature,
+    "client",
+    await transcript.hash(suite),
+    offeredSchemes(config.requirePqAuth ?? false),
+  );
+  if (config.requirePqAuth) checkPqAuth(peer, cv.scheme);
+  transcript.add(cvMsg.raw);
+  checkAccess(config, peer.leaf);
+  hs.peer = peer;
+  hs.peerScheme = cv.scheme;
+}
+
+/** The access policy on the client leaf (also on resumption: the policy may have changed). */
+function checkAccess(config: TlsServerConfig, leaf: X509Certificate): void {
+  const verdict = config.accessPolicy?.(leaf) ?? true;
+  if (verdict !== true) {
+    throw new TlsAlert(
+      "access_denied",
+      typeof verdict === "string" ? verdict : `${leaf.subject} is not allowed`,
+    );
+  }
+}
+
+async function sendTicket(hs: ServerState, resumptionMasterSecret: Uint8Array): Promise<void> {
+  const tickets = hs.config.tickets!;
+  const p = getCryptoProvider();
+  const nonce = p.randomBytes(8);
+  const ageAdd = new DataView(p.randomBytes(4).buffer).getUint32(0);
+  const leaf = hs.peerChain[0] ?? hs.sessionLeaf;
+  const state = encodeServerSession({
+    suite: hs.suite.id,
+    psk: await resumptionPsk(hs.suite, resumptionMasterSecret, nonce),
+    createdMs: Date.now(),
+    ageAdd,
+    lifetimeSeconds: tickets.lifetimeSeconds,
+    alpn: hs.alpn,
+    peerLeafHash: leaf && await peerLeafStore(tickets).remember(leaf),
+  });
+  const ticket = await tickets.seal(state);
+  await hs.records.write(
+    ContentType.handshake,
+    encodeNewSessionTicket({
+      lifetimeSeconds: tickets.lifetimeSeconds,
+      ageAdd,
+      nonce,
+      ticket,
+      extensions: [],
+    }),
+  );
+}

@@ -1,0 +1,309 @@
+/**
+ * Session tickets (RFC 8446 §4.6.1, §4.2.11): what the server seals into a ticket, the rotating
+ * ticket key that seals it, and the client's cache of tickets for resumption.
+ *
+ * Ticket keys: every `rotationSeconds` a new key is derived from one secret (HKDF over the
+ * epoch number), and the previous epoch's key still opens tickets. Nodes that load the same
+ * secret file (`--ticket-key-file`) therefore share keys and rotate in step without talking.
+ */
+import { getCryptoProvider } from "../crypto/index.ts";
+import { AeadAuthError } from "../crypto/provider.ts";
+import { InputError } from "../errors.ts";
+import { ByteReader, ByteWriter, concat, equalBytes } from "./codec/bytes.ts";
+import { TlsAlert } from "./alert.ts";
+
+/** Seals and opens server session state. */
+export interface TicketIssuer {
+  /** How long a ticket is good for (≤ 7 days, RFC 8446). */
+  readonly lifetimeSeconds: number;
+  seal(state: Uint8Array): Promise<Uint8Array>;
+  /** The state in a ticket, or undefined for a ticket this issuer cannot open (unknown/expired key). */
+  open(ticket: Uint8Array): Promise<Uint8Array | undefined>;
+}
+
+const NAME_LENGTH = 16;
+const NONCE_LENGTH = 12;
+const MIN_SECRET_LENGTH = 32;
+const MAX_LIFETIME = 7 * 24 * 3600;
+const encoder = new TextEncoder();
+
+/** Options for TicketKeys. */
+export interface TicketKeyOptions {
+  /** Ticket lifetime (default 2 hours). */
+  lifetimeSeconds?: number;
+  /** How often the key changes (default: the lifetime; tickets stay openable for two periods). */
+  rotationSeconds?: number;
+  /** The clock, for tests. */
+  now?: () => number;
+}
+
+/** Ticket keys derived from one secret, rotating by epoch. */
+export class TicketKeys implements TicketIssuer {
+  readonly lifetimeSeconds: number;
+  readonly #rotationMs: number;
+  readonly #now: () => number;
+  readonly #keys = new Map<number, Promise<{ name: Uint8Array; key: Uint8Array }>>();
+
+  constructor(readonly secret: Uint8Array, options: TicketKeyOptions = {}) {
+    if (secret.length < MIN_SECRET_LENGTH) {
+      throw new RangeError(`ticket key secret must be at least ${MIN_SECRET_LENGTH} bytes`);
+    }
+    this.lifetimeSeconds = Math.min(options.lifetimeSeconds ?? 7200, MAX_LIFETIME);
+    this.#rotationMs = (options.rotationSeconds ?? this.lifetimeSeconds) * 1000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Keys from a fresh random secret (this process only). */
+  static random(options?: TicketKeyOptions): TicketKeys {
+    return new TicketKeys(getCryptoProvider().randomBytes(MIN_SECRET_LENGTH), options);
+  }
+
+  /**
+   * Keys from a shared secret file: at least 32 bytes, either raw or as base64/hex text (one
+   * line). Throws InputError naming the file.
+   */
+  static async fromFile(path: string, options?: TicketKeyOptions): Promise<TicketKeys> {
+    let data: Uint8Array;
+    try {
+      data = await Deno.readFile(path);
+    } catch (e) {
+      throw new InputError(path, `cannot read ticket key file: ${(e as Error).message}`);
+    }
+    const secret = parseSecret(data);
+    if (!secret) {
+      throw new InputError(
+        path,
+        `ticket key file must hold at least ${MIN_SECRET_LENGTH} bytes (raw, hex or base64)`,
+      );
+    }
+    return new TicketKeys(secret, options);
+  }
+
+  #epochKey(epoch: number) {
+    let entry = this.#keys.get(epoch);
+    if (!entry) {
+      entry = (async () => {
+        const p = getCryptoProvider();
+        const prk = await p.hkdfExtract("SHA-256", new Uint8Array(32), this.secret);
+        const info = new ByteWriter().bytes(encoder.encode("qsign ticket key v1")).u32(epoch)
+          .finish();
+        const material = await p.hkdfExpand("SHA-256", prk, info, NAME_LENGTH + 32);
+        return { name: material.slice(0, NAME_LENGTH), key: material.slice(NAME_LENGTH) };
+      })();
+      this.#keys.set(epoch, entry);
+      // Keep the current and previous epochs only.
+      for (const old of this.#keys.keys()) if (old < epoch - 1) this.#keys.delete(old);
+    }
+    return entry;
+  }
+
+  #epoch(): number {
+    return Math.floor(this.#now() / this.#rotationMs);
+  }
+
+  async seal(state: Uint8Array): Promise<Uint8Array> {
+    const { name, key } = await this.#epochKey(this.#epoch());
+    const p = getCryptoProvider();
+    const nonce = p.randomBytes(NONCE_LENGTH);
+    const sealed = await (await p.aead("AES-256-GCM", key)).seal(nonce, state, name);
+    return concat(name, nonce, sealed);
+  }
+
+  async open(ticket: Uint8Array): Promise<Uint8Array | undefined> {
+    if (ticket.length < NAME_LENGTH + NONCE_LENGTH + 16) return undefined;
+    const name = ticket.subarray(0, NAME_LENGTH);
+    const epoch = this.#epoch();
+    for (const e of [epoch, epoch - 1]) {
+      const k = await this.#epochKey(e);
+      if (!equalBytes(k.name, name)) continue;
+      const aead = await getCryptoProvider().aead("AES-256-GCM", k.key);
+      try {
+        return await aead.open(
+          ticket.subarray(NAME_LENGTH, NAME_LENGTH + NONCE_LENGTH),
+          ticket.subarray(NAME_LENGTH + NONCE_LENGTH),
+          name,
+        );
+      } catch (err) {
+        if (err instanceof AeadAuthError) return undefined;
+        throw err;
+      }
+    }
+    return undefined;
+  }
+}
+
+function parseSecret(data: Uint8Array): Uint8Array | undefined {
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(data).trim();
+  if (/^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 && text.length >= 64) {
+    return Uint8Array.from(text.match(/../g)!, (h) => parseInt(h, 16));
+  }
+  if (/^[A-Za-z0-9+/=_-]+$/.test(text)) {
+    try {
+      const bin = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+      if (bin.length >= MIN_SECRET_LENGTH) return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+    } catch {
+      // not base64: treat as raw bytes below
+    }
+  }
+  return data.length >= MIN_SECRET_LENGTH ? data : undefined;
+}
+
+// ------------------------------------------------------------------ server session state
+
+/** What the server needs to resume a session. */
+export interface ServerSession {
+  suite: number;
+  psk: Uint8Array;
+  createdMs: number;
+  ageAdd: number;
+  lifetimeSeconds: number;
+  alpn?: string;
+  /**
+   * SHA-256 of the client's leaf certificate when it authenticated. The leaf itself stays in
+   * the issuing process (see `PeerLeafStore`): an ML-DSA leaf would make tickets larger than
+   * clients keep (OpenSSL via Node drops sessions over 10 KB).
+   */
+  peerLeafHash?: Uint8Array;
+}
+
+const STATE_VERSION = 2;
+
+export function encodeServerSession(s: ServerSession): Uint8Array {
+  return new ByteWriter(512)
+    .u8(STATE_VERSION)
+    .u16(s.suite)
+    .opaque(1, s.psk)
+    .u32(Math.floor(s.createdMs / 2 ** 32))
+    .u32(s.createdMs % 2 ** 32)
+    .u32(s.ageAdd)
+    .u32(s.lifetimeSeconds)
+    .opaque(1, encoder.encode(s.alpn ?? ""))
+    .opaque(1, s.peerLeafHash ?? new Uint8Array(0))
+    .finish();
+}
+
+/** Decodes sealed state; undefined for another version (an old ticket format). */
+export function decodeServerSession(bytes: Uint8Array): ServerSession | undefined {
+  try {
+    const r = new ByteReader(bytes, "session state");
+    if (r.u8() !== STATE_VERSION) return undefined;
+    const suite = r.u16();
+    const psk = r.vector(1).slice();
+    const createdMs = r.u32() * 2 ** 32 + r.u32();
+    const ageAdd = r.u32();
+    const lifetimeSeconds = r.u32();
+    const alpn = new TextDecoder().decode(r.vector(1));
+    const leafHash = r.vector(1);
+    r.end();
+    return {
+      suite,
+      psk,
+      createdMs,
+      ageAdd,
+      lifetimeSeconds,
+      alpn: alpn || undefined,
+      peerLeafHash: leafHash.length ? leafHash.slice() : undefined,
+    };
+  } catch (e) {
+    if (e instanceof TlsAlert) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The client leaves of sessions this process issued tickets for, by SHA-256, so a resumed
+ * session knows its client (and the access policy can run again). Bounded; a ticket whose leaf
+ * is gone (another node, a restart, eviction) gets a full handshake instead.
+ */
+export class PeerLeafStore {
+  readonly #leaves = new Map<string, Uint8Array>();
+  constructor(readonly limit = 4096) {}
+
+  async remember(der: Uint8Array): Promise<Uint8Array> {
+    const hash = await getCryptoProvider().hash("SHA-256", der);
+    const key = toHexKey(hash);
+    this.#leaves.delete(key);
+    this.#leaves.set(key, der);
+    if (this.#leaves.size > this.limit) this.#leaves.delete(this.#leaves.keys().next().value!);
+    return hash;
+  }
+
+  recall(hash: Uint8Array): Uint8Array | undefined {
+    return this.#leaves.get(toHexKey(hash));
+  }
+}
+
+function toHexKey(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const stores = new WeakMap<TicketIssuer, PeerLeafStore>();
+
+/** The leaf store that goes with a ticket issuer. */
+export function peerLeafStore(issuer: TicketIssuer): PeerLeafStore {
+  let store = stores.get(issuer);
+  if (!store) stores.set(issuer, store = new PeerLeafStore());
+  return store;
+}
+
+/** How far the client's idea of a ticket's age may be from the server's (RFC 8446 §8.3). */
+export const TICKET_AGE_TOLERANCE_MS = 10_000;
+
+/**
+ * Whether a ticket presented with `obfuscatedAge` is still good: within its lifetime and with
+ * the client's reported age close to the server's own view.
+ */
+export function ticketAgeAcceptable(s: ServerSession, obfuscatedAge: number, nowMs: number) {
+  const serverAge = nowMs - s.createdMs;
+  if (serverAge < 0 || serverAge > s.lifetimeSeconds * 1000) return false;
+  const clientAge = (obfuscatedAge - s.ageAdd) >>> 0;
+  return Math.abs(clientAge - serverAge) <= TICKET_AGE_TOLERANCE_MS;
+}
+
+// ------------------------------------------------------------------ client cache
+
+/** A ticket the client holds, and what it needs to resume with it. */
+export interface ClientSession {
+  ticket: Uint8Array;
+  psk: Uint8Array;
+  suite: number;
+  ageAdd: number;
+  receivedMs: number;
+  lifetimeSeconds: number;
+  alpn?: string;
+  /** The server's chain as verified on the full handshake (DER, leaf first). */
+  peerCertificates: Uint8Array[];
+}
+
+/** Where a client keeps tickets, keyed by server (name and port). Tickets are single-use. */
+export interface ClientSessionCache {
+  put(key: string, session: ClientSession): void;
+  /** Removes and returns the newest unexpired ticket for `key`. */
+  take(key: string): ClientSession | undefined;
+}
+
+/** An in-memory cache: a few tickets per server, oldest servers evicted first. */
+export class MemorySessionCache implements ClientSessionCache {
+  readonly #map = new Map<string, ClientSession[]>();
+
+  constructor(readonly maxServers = 256, readonly perServer = 4) {}
+
+  put(key: string, session: ClientSession): void {
+    const list = this.#map.get(key) ?? [];
+    this.#map.delete(key);
+    list.push(session);
+    if (list.length > this.perServer) list.shift();
+    this.#map.set(key, list);
+    if (this.#map.size > this.maxServers) this.#map.delete(this.#map.keys().next().value!);
+  }
+
+  take(key: string): ClientSession | undefined {
+    const list = this.#map.get(key);
+    const now = Date.now();
+    while (list?.length) {
+      const s = list.pop()!;
+      if (now - s.receivedMs < s.lifetimeSeconds * 1000) return s;
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,100 @@
+/** Test PKIs made by the project's own CA code (`qsign pki init`), one per key algorithm. */
+import { join } from "node:path";
+import {
+  generateCrl,
+  initPki,
+  issueLeaf,
+  PKI_FILES,
+  revokeCertificate,
+} from "../../../src/pki/ca.ts";
+import type { KeyAlgorithm } from "../../../src/pki/keys.ts";
+import { readPrivateKeyFile } from "../../../src/pki/keys.ts";
+import { pemDecodeAll, pemEncode } from "../../../src/pki/pem.ts";
+import type { CertifiedKey } from "../../../src/tls/config.ts";
+import { FileSigner, KEY_KIND_OF_ALGORITHM } from "../../../src/tls/signers.ts";
+
+/** One PKI: root, server and client chains, as PEM (for Node) and as qsign CertifiedKeys. */
+export interface TestPki {
+  dir: string;
+  alg: KeyAlgorithm;
+  rootPem: string;
+  rootDer: Uint8Array;
+  serverCertPem: string;
+  serverKeyPem: string;
+  clientCertPem: string;
+  clientKeyPem: string;
+  server: CertifiedKey;
+  client: CertifiedKey;
+}
+
+async function certifiedKey(dir: string, cert: string, key: string): Promise<CertifiedKey> {
+  const chain = pemDecodeAll(await Deno.readTextFile(join(dir, cert)), "CERTIFICATE");
+  const loaded = await readPrivateKeyFile(join(dir, key));
+  const signer = await FileSigner.fromPkcs8(
+    loaded.pkcs8,
+    KEY_KIND_OF_ALGORITHM[loaded.keyAlgorithm],
+    `file:${join(dir, key)}`,
+  );
+  return { chain, signer };
+}
+
+/** Creates a PKI of `alg` under `dir` (root → server/client intermediates → leaves). */
+export async function makePki(dir: string, alg: KeyAlgorithm): Promise<TestPki> {
+  await initPki({ dir, alg });
+  const read = (f: string) => Deno.readTextFile(join(dir, f));
+  const rootPem = await read(PKI_FILES.rootCert);
+  return {
+    dir,
+    alg,
+    rootPem,
+    rootDer: pemDecodeAll(rootPem, "CERTIFICATE")[0],
+    serverCertPem: await read(PKI_FILES.serverCert),
+    serverKeyPem: await read(PKI_FILES.serverKey),
+    clientCertPem: await read(PKI_FILES.clientCert),
+    clientKeyPem: await read(PKI_FILES.clientKey),
+    server: await certifiedKey(dir, PKI_FILES.serverCert, PKI_FILES.serverKey),
+    client: await certifiedKey(dir, PKI_FILES.clientCert, PKI_FILES.clientKey),
+  };
+}
+
+/** A leaf issued on demand (expired, revoked, wrong purpose…), as PEM and as a CertifiedKey. */
+export interface IssuedTestLeaf {
+  certPem: string;
+  keyPem: string;
+  serial: string;
+  key: CertifiedKey;
+}
+
+/** Issues a leaf from the PKI's `profile` intermediate (the leaf gets that profile's EKU). */
+export async function issueTestLeaf(
+  pki: TestPki,
+  profile: "server" | "client",
+  options: { cn?: string; sans?: string[]; now?: Date; ttlSeconds?: number } = {},
+): Promise<IssuedTestLeaf> {
+  const issued = await issueLeaf({
+    dir: pki.dir,
+    profile,
+    cn: options.cn ?? `${profile}-test.qsign.local`,
+    sans: options.sans,
+    now: options.now,
+    ttlSeconds: options.ttlSeconds,
+  });
+  const signer = await FileSigner.fromPkcs8(
+    issued.key!.pkcs8,
+    KEY_KIND_OF_ALGORITHM[issued.key!.keyAlgorithm],
+    "test",
+  );
+  return {
+    certPem: issued.certPem,
+    keyPem: issued.keyPem!,
+    serial: issued.serial,
+    key: { chain: issued.chain, signer },
+  };
+}
+
+/** Revokes `serial` and returns the client CA's new CRL (DER and PEM). */
+export async function revokeAndCrl(pki: TestPki, serial: string) {
+  await revokeCertificate({ dir: pki.dir, serial });
+  const der = await generateCrl({ dir: pki.dir, profile: "client" });
+  return { der, pem: pemEncode("X509 CRL", der) };
+}
