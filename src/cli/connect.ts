@@ -1,6 +1,215 @@
-import { QsignError } from "../errors.ts";
+/**
+ * `qsign connect`: the Q-TLS client. Interactive demo conversation (`메시지>` prompt, `quit`
+ * ends), one message with `--send`, or with `--listen` a local plaintext → Q-TLS forwarder.
+ * Parses the command line and hands over to src/daemon/client.ts.
+ */
+import { type CommandSpec, parseCommand } from "./args.ts";
+import type { Address, Origin } from "../config/types.ts";
+import { coerce, parseAddress, parseDurationMs } from "../config/values.ts";
+import { UsageError } from "../errors.ts";
+import { HSM_OPTIONS, hsmOptionsFromArgs } from "../hsm/options.ts";
+import { setLogSink } from "../observe/log.ts";
+import { closeTokens } from "../daemon/signer.ts";
+import {
+  buildClientConfig,
+  type ClientSettings,
+  converse,
+  describeHandshake,
+  lines,
+  openConnection,
+  runForwarder,
+} from "../daemon/client.ts";
 
-/** Placeholder until the `connect` command lands. */
-export function run(_argv: string[]): Promise<number> {
-  return Promise.reject(new QsignError("qsign connect is not available yet"));
+const SPEC: CommandSpec = {
+  name: "connect",
+  summary: "Connect to a Q-TLS server with a client certificate: an interactive conversation " +
+    "(type messages at the 메시지> prompt, quit ends), one message with --send, or with --listen " +
+    "a local plaintext listener whose connections are carried to the server over Q-TLS.",
+  positionals: [{
+    name: "HOST:PORT",
+    help: "the Q-TLS server (or --host/--port, or --target)",
+    optional: true,
+  }],
+  options: {
+    host: { type: "string", value: "HOST", help: "server host (instead of HOST:PORT)" },
+    port: {
+      type: "string",
+      value: "PORT",
+      help: "server port (instead of HOST:PORT)",
+      default: "8443",
+    },
+    target: {
+      type: "string",
+      value: "HOST:PORT",
+      help: "the Q-TLS server the forwarder carries connections to",
+    },
+    listen: { type: "string", value: "ADDR:PORT", help: "forward: accept plaintext TCP here" },
+    cert: { type: "string", value: "FILE", help: "client certificate chain PEM (leaf first)" },
+    key: { type: "string", value: "FILE", help: "client private key PEM" },
+    ca: {
+      type: "string",
+      value: "FILE",
+      multiple: true,
+      help: "trusted roots for the server's chain",
+    },
+    crl: {
+      type: "string",
+      value: "FILE",
+      multiple: true,
+      help: "CRLs checked for the server's chain",
+    },
+    servername: {
+      type: "string",
+      value: "NAME",
+      help: "SNI and the name checked in the server certificate (default: the host)",
+    },
+    send: { type: "string", value: "MESSAGE", help: "send one message, print the reply, exit" },
+    groups: {
+      type: "string",
+      value: "GROUP",
+      multiple: true,
+      help: "key exchange groups, most preferred first",
+    },
+    "allow-classical": { type: "boolean", help: "also offer classical key exchange" },
+    "require-pq-auth": {
+      type: "boolean",
+      help: "refuse a server whose chain or signature is not post-quantum",
+    },
+    alpn: { type: "string", value: "PROTO", multiple: true, help: "ALPN protocols to offer" },
+    ...HSM_OPTIONS,
+    "handshake-timeout": {
+      type: "string",
+      value: "DURATION",
+      help: "give up on the handshake after this long",
+      default: "10s",
+    },
+  },
+};
+
+/** Where a value came from: the flag `--name`. */
+const origin = (name: string): Origin => ({ field: `--${name}` });
+
+/** Runs `qsign connect`. */
+export async function run(argv: string[]): Promise<number> {
+  const args = parseCommand(SPEC, argv);
+  if (!args) return 0;
+  const server = serverAddress(
+    args.positionals[0] ?? args.string("target"),
+    args.string("host"),
+    args.string("port")!,
+  );
+  const cert = args.string("cert");
+  const key = args.string("key");
+  const hsm = hsmOptionsFromArgs(args);
+  if (
+    hsm ? cert === undefined || key !== undefined : (cert === undefined) !== (key === undefined)
+  ) {
+    throw new UsageError(
+      hsm
+        ? "connect: --hsm signs with the token's key: give --cert, not --key"
+        : "connect: --cert and --key go together",
+    );
+  }
+  const ca = args.list("ca", { splitCommas: true });
+  if (ca.length === 0) {
+    throw new UsageError("connect: --ca is required (the roots the server's chain must reach)");
+  }
+  const origins = {
+    cert: origin("cert"),
+    key: origin("key"),
+    ca: origin("ca"),
+    crl: origin("crl"),
+    "hsm.pin": origin("hsm-pin"),
+  };
+  try {
+    return await connect(args, {
+      server,
+      serverName: args.string("servername"),
+      credentials: { cert: cert ? [cert] : [], key: key ? [key] : [], hsm, origins },
+      ca,
+      crl: args.list("crl", { splitCommas: true }),
+      groups: args.has("groups") ? args.list("groups", { splitCommas: true }) : undefined,
+      allowClassical: args.boolean("allow-classical"),
+      requirePqAuth: args.boolean("require-pq-auth"),
+      alpn: args.list("alpn", { splitCommas: true }),
+      handshakeTimeoutMs: parseDurationMs(
+        args.string("handshake-timeout"),
+        origin("handshake-timeout"),
+      ),
+      origins,
+    });
+  } finally {
+    await closeTokens();
+  }
+}
+
+/** The conversation, one message, or the forwarder, once the configuration is assembled. */
+async function connect(
+  args: NonNullable<ReturnType<typeof parseCommand>>,
+  settings: ClientSettings,
+): Promise<number> {
+  const { server } = settings;
+  const config = await buildClientConfig(settings);
+  const listen = args.string("listen");
+  if (listen !== undefined) {
+    const address = coerce(
+      { type: "address", defaultHost: "127.0.0.1" },
+      listen,
+      origin("listen"),
+    ) as Address;
+    await runForwarder(address, server, config, stopSignal());
+    return 0;
+  }
+
+  // The conversation owns stdout; connection events of the engine stay off it.
+  setLogSink((line) => console.error(line));
+  const tls = await openConnection(server, config);
+  console.log(describeHandshake(tls, server));
+  const send = args.string("send");
+  const encoder = new TextEncoder();
+  const answered = await converse(
+    tls,
+    send === undefined ? lines(Deno.stdin.readable) : once(send),
+    {
+      prompt: async () => {
+        if (send === undefined) await Deno.stdout.write(encoder.encode("메시지> "));
+      },
+      print: (line) => console.log(line),
+    },
+  );
+  return send === undefined || answered === 1 ? 0 : 1;
+}
+
+function serverAddress(
+  positional: string | undefined,
+  host: string | undefined,
+  port: string,
+): Address {
+  if (positional !== undefined && host !== undefined) {
+    throw new UsageError("connect: give the server either as HOST:PORT or with --host, not both");
+  }
+  const text = positional ??
+    (host !== undefined ? `${host.includes(":") ? `[${host}]` : host}:${port}` : undefined);
+  if (text === undefined) {
+    throw new UsageError("connect: which server? give HOST:PORT (or --host and --port)");
+  }
+  return parseAddress(text, "127.0.0.1", {
+    field: positional !== undefined ? "HOST:PORT" : "--host/--port",
+  });
+}
+
+async function* once(message: string): AsyncIterable<string> {
+  yield message;
+}
+
+/** Resolves at the first SIGINT or SIGTERM. */
+function stopSignal(): Promise<void> {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const onSignal = () => {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    resolve();
+  };
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  return promise;
 }

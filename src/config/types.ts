@@ -1,0 +1,100 @@
+/**
+ * The validated configuration of `qsign serve`: what the daemon runs, after flags, `QSIGN_*`
+ * environment variables and the config file have been merged and checked.
+ */
+
+/** A TCP address to listen on or connect to. */
+export interface Address {
+  hostname: string;
+  port: number;
+}
+
+/** Where a value came from, so a later problem (say, an unreadable file) can name it. */
+export interface Origin {
+  /** As the operator wrote it: `--cert`, `QSIGN_CERT` or `service[0].cert`. */
+  field: string;
+  /** The config file, when the value came from one. */
+  file?: string;
+}
+
+export type LogLevel = "DEBUG" | "INFO" | "WARN" | "ERROR";
+export type ServiceMode = "echo" | "proxy";
+export type ClientAuthMode = "require" | "request" | "none";
+export type ReplyLanguage = "ko" | "en";
+
+/** Per-service protection against floods and stuck peers. */
+export interface Limits {
+  /** Connections open at once (handshaking or established); more are refused. */
+  maxConnections: number;
+  handshakeTimeoutMs: number;
+  /** An established connection with no traffic either way for this long is closed. */
+  idleTimeoutMs: number;
+  /** New connections per second from one IP address; 0 means unlimited. */
+  maxHandshakesPerIp: number;
+}
+
+/**
+ * A private key inside a PKCS#11 token; the PIN stays a reference until the token is opened.
+ * The fields are those of `HsmOptions` in src/hsm/options.ts.
+ */
+export interface HsmSettings {
+  /** Path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so. */
+  module: string;
+  /** Token label; exactly one of `token` and `slot`. */
+  token?: string;
+  slot?: number;
+  keyLabel?: string;
+  /** CKA_ID in hex. */
+  keyId?: string;
+  /** A secret reference for `readSecret` (`file://…`, `env:NAME`, `credential:NAME`, `prompt`). */
+  pin?: string;
+  /** Sessions in the pool. */
+  sessions?: number;
+}
+
+/** Who may connect once their chain verifies; any match admits, all empty admits everyone. */
+export interface AccessPolicySettings {
+  cn: string[];
+  ou: string[];
+  dns: string[];
+  uri: string[];
+}
+
+/** One Q-TLS listener and what it does with authenticated connections. */
+export interface ServiceConfig {
+  name: string;
+  listen: Address;
+  mode: ServiceMode;
+  lang: ReplyLanguage;
+  target?: Address;
+  proxyProtocol: boolean;
+  /** Certificate chain files (leaf first, then intermediates), one per key. */
+  cert: string[];
+  /** Private key files, paired with `cert` in order; empty when the key is in an HSM. */
+  key: string[];
+  hsm?: HsmSettings;
+  ca: string[];
+  crl: string[];
+  clientAuth: ClientAuthMode;
+  allow: AccessPolicySettings;
+  /** Canonical group names, most preferred first; undefined means the engine's default. */
+  groups?: string[];
+  allowClassical: boolean;
+  requirePqAuth: boolean;
+  alpn: string[];
+  ticketKeyFile?: string;
+  limits: Limits;
+  /** Where each setting came from, keyed by its config-file name (`cert`, `limits.idle_timeout`). */
+  origins: Record<string, Origin>;
+}
+
+/** The whole daemon: process-wide settings and its services. */
+export interface DaemonConfig {
+  /** The config file, when one was given. */
+  file?: string;
+  /** Where `/metrics`, `/healthz`, `/readyz` and `/status` are served; undefined turns them off. */
+  metricsListen?: Address;
+  drainTimeoutMs: number;
+  logLevel: LogLevel;
+  services: ServiceConfig[];
+}

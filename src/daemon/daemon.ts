@@ -1,0 +1,182 @@
+/**
+ * The daemon's life: load every service's materials (refusing to start on any problem), bind
+ * the listeners and the HTTP endpoints, tell systemd it is ready, reload on SIGHUP or a changed
+ * certificate file, and on SIGTERM/SIGINT stop accepting, drain, and exit 0.
+ */
+import type { Address, DaemonConfig } from "../config/types.ts";
+import { formatAddress } from "../config/values.ts";
+import { QsignError } from "../errors.ts";
+import { createObservabilityApp, serveObservability } from "../observe/http.ts";
+import { audit, setLogLevel } from "../observe/log.ts";
+import { metrics } from "../observe/metrics.ts";
+import { registerReadinessCheck } from "../observe/readiness.ts";
+import { SystemdNotifier } from "../observe/sd_notify.ts";
+import { TicketKeys } from "../tls/tickets.ts";
+import { bannerText, statusDocument } from "./banner.ts";
+import { MaterialsHolder, publishCertificateExpiry, watchMaterialFiles } from "./reload.ts";
+import { QtlsService, SessionCounter } from "./service.ts";
+import { closeTokens } from "./signer.ts";
+
+/** Loads every service's materials (opening HSM tokens, which `closeTokens` closes). */
+async function loadAllMaterials(config: DaemonConfig): Promise<MaterialsHolder[]> {
+  const holders: MaterialsHolder[] = [];
+  for (const service of config.services) holders.push(await MaterialsHolder.load(service));
+  return holders;
+}
+
+/**
+ * `--check-config`: loads every certificate, key (HSM keys included), CA and CRL as the daemon
+ * would, and returns what was loaded. Throws `ConfigError` (or `HsmError`) on any problem.
+ */
+export async function checkConfiguration(config: DaemonConfig): Promise<MaterialsHolder[]> {
+  try {
+    return await loadAllMaterials(config);
+  } finally {
+    await closeTokens();
+  }
+}
+
+/** What `runDaemon` prints besides the audit log. */
+export interface DaemonOutput {
+  banner(text: string): void;
+}
+
+/** Runs until SIGTERM or SIGINT; returns the exit status. Throws on a startup problem. */
+export async function runDaemon(
+  config: DaemonConfig,
+  output: DaemonOutput = { banner: (text) => console.error(text) },
+): Promise<number> {
+  setLogLevel(config.logLevel);
+  const startedAt = new Date();
+  const cleanup = new AsyncDisposableStack();
+  cleanup.defer(closeTokens);
+  const holders = await loadAllMaterials(config).catch(async (e) => {
+    await cleanup.disposeAsync();
+    throw e;
+  });
+  publishCertificateExpiry(holders);
+
+  const sessions = new SessionCounter();
+  const tickets = TicketKeys.random();
+  const services = holders.map((h) => new QtlsService(h.service, h, sessions, tickets));
+  try {
+    const addresses = listenAll(services, cleanup);
+    let metricsAddress: Address | undefined;
+    if (config.metricsListen) {
+      const app = createObservabilityApp({
+        metrics,
+        status: () => statusDocument(services, startedAt),
+      });
+      const served = await serveObservability(config.metricsListen, app).catch((e) => {
+        throw new QsignError(
+          `metrics_listen: cannot serve on ${formatAddress(config.metricsListen!)}: ${e.message}`,
+          1,
+        );
+      });
+      metricsAddress = served.address;
+      cleanup.defer(() => served.server.shutdown());
+    }
+    cleanup.use({
+      [Symbol.dispose]: registerReadinessCheck("listeners", () => listenersReady(services)),
+    });
+    cleanup.use({
+      [Symbol.dispose]: registerReadinessCheck("certificates", () => certificatesValid(holders)),
+    });
+
+    output.banner(bannerText(config, services, addresses, metricsAddress));
+    const notifier = cleanup.use(SystemdNotifier.fromEnv());
+    const reloads = new ReloadQueue(holders, notifier);
+    cleanup.use(
+      watchMaterialFiles(config.services, (changed, paths) => {
+        const changedHolders = holders.filter((h) => changed.includes(h.service));
+        void reloads.run(changedHolders, `file change: ${paths.join(", ")}`);
+      }),
+    );
+    const onHangup = () => void reloads.run(holders, "SIGHUP");
+    Deno.addSignalListener("SIGHUP", onHangup);
+    cleanup.defer(() => Deno.removeSignalListener("SIGHUP", onHangup));
+
+    const stop = Promise.withResolvers<string>();
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      const onSignal = () => stop.resolve(signal);
+      Deno.addSignalListener(signal, onSignal);
+      cleanup.defer(() => Deno.removeSignalListener(signal, onSignal));
+    }
+    audit.info("ready", { services: services.map((s) => s.config.name) });
+    await notifier.ready(`serving ${services.length} service(s)`);
+
+    const signal = await stop.promise;
+    audit.info("stopping", {
+      signal,
+      open_connections: services.reduce((n, s) => n + s.activeConnections, 0),
+      drain_timeout_ms: config.drainTimeoutMs,
+    });
+    await notifier.stopping();
+    await Promise.all(services.map((s) => s.stopAccepting()));
+    await reloads.idle();
+    await Promise.all(services.map((s) => s.drain(config.drainTimeoutMs)));
+    audit.info("stopped", { sessions: sessions.count });
+    return 0;
+  } finally {
+    await cleanup.disposeAsync();
+  }
+}
+
+function listenAll(services: QtlsService[], cleanup: AsyncDisposableStack): Address[] {
+  return services.map((service) => {
+    try {
+      const address = service.listen();
+      cleanup.defer(() => service.stopAccepting());
+      return address;
+    } catch (e) {
+      throw new QsignError(
+        `service ${service.config.name}: cannot listen on ${
+          formatAddress(service.config.listen)
+        }: ${(e as Error).message}`,
+        1,
+      );
+    }
+  });
+}
+
+function listenersReady(services: readonly QtlsService[]) {
+  const down = services.filter((s) => !s.listening).map((s) => s.config.name);
+  return down.length ? { ok: false, reason: `not listening: ${down.join(", ")}` } : { ok: true };
+}
+
+function certificatesValid(holders: readonly MaterialsHolder[]) {
+  const now = Date.now();
+  const expired = holders.flatMap((h) =>
+    h.current.summaries
+      .filter((c) => Date.parse(c.notAfter) <= now || Date.parse(c.notBefore) > now)
+      .map((c) => `${c.subject} (${c.file}) is outside ${c.notBefore} .. ${c.notAfter}`)
+  );
+  return expired.length ? { ok: false, reason: expired.join("; ") } : { ok: true };
+}
+
+/**
+ * Runs reloads one at a time (a SIGHUP during a file-triggered reload waits for it), wrapped
+ * in RELOADING=1 / READY=1 for systemd.
+ */
+class ReloadQueue {
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly holders: readonly MaterialsHolder[],
+    readonly notifier: SystemdNotifier,
+  ) {}
+
+  run(targets: readonly MaterialsHolder[], trigger: string): Promise<void> {
+    this.#tail = this.#tail.then(async () => {
+      await this.notifier.reloading();
+      for (const holder of targets) await holder.reload(trigger);
+      publishCertificateExpiry(this.holders);
+      await this.notifier.ready();
+    });
+    return this.#tail;
+  }
+
+  idle(): Promise<void> {
+    return this.#tail;
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * A service's TLS materials: its certificate chains with their signers, the trust anchors and
+ * CRLs for client chains. Loaded as one unit and checked before use (every file readable, each
+ * key matches its leaf, each leaf currently valid), so a reload either swaps in a complete,
+ * working set or changes nothing.
+ */
+import "reflect-metadata";
+import { X509Certificate } from "@peculiar/x509";
+import type { Origin, ServiceConfig } from "../config/types.ts";
+import { ConfigError, QsignError } from "../errors.ts";
+import { readCertificatesFile, readDerObjects } from "../pki/pem.ts";
+import type { CertifiedKey } from "../tls/config.ts";
+import { schemeName, verifySignature } from "../tls/sigschemes.ts";
+import { type TicketIssuer, TicketKeys } from "../tls/tickets.ts";
+import { type KeySource, resolveSigner } from "./signer.ts";
+
+/** What `/status`, the banner and `qtls_cert_expiry_seconds` say about a loaded chain. */
+export interface CertificateSummary {
+  file: string;
+  subject: string;
+  issuer: string;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  /** SHA-256 of the leaf, hex. */
+  fingerprint: string;
+  /** The signature schemes its key makes, most preferred first. */
+  schemes: string[];
+  /** Where the key lives (`file:…`, `pkcs11:…`); never key material. */
+  key: string;
+}
+
+/** Everything a service's handshakes need that comes from files. */
+export interface ServiceMaterials {
+  certificates: CertifiedKey[];
+  trustAnchors: Uint8Array[];
+  crls: Uint8Array[];
+  /** Ticket keys from the service's ticket_key_file; absent without one. */
+  tickets?: TicketIssuer;
+  summaries: CertificateSummary[];
+  loadedAt: Date;
+}
+
+/**
+ * Reads each certificate chain with its key and checks them: readable, leaf currently valid,
+ * key matching the leaf. Throws `ConfigError` naming the field and file.
+ */
+export async function loadCertifiedKeys(
+  source: KeySource,
+  now = new Date(),
+): Promise<{ certificates: CertifiedKey[]; summaries: CertificateSummary[] }> {
+  const certificates: CertifiedKey[] = [];
+  const summaries: CertificateSummary[] = [];
+  for (const [index, path] of source.cert.entries()) {
+    const chain = await withField(source.origins.cert, () => readCertificatesFile(path));
+    const leaf = new X509Certificate(chain[0] as Uint8Array<ArrayBuffer>);
+    checkValidity(leaf, path, source.origins.cert, now);
+    const signer = await resolveSigner(source, index, leaf);
+    await checkKeyMatchesLeaf(signer, leaf, path, source.origins.key ?? source.origins.cert);
+    certificates.push({ chain, signer });
+    summaries.push({
+      file: path,
+      subject: leaf.subject,
+      issuer: leaf.issuer,
+      serial: leaf.serialNumber,
+      notBefore: leaf.notBefore.toISOString(),
+      notAfter: leaf.notAfter.toISOString(),
+      fingerprint: hex(new Uint8Array(await leaf.getThumbprint("SHA-256"))),
+      schemes: signer.schemes.map(schemeName),
+      key: signer.description,
+    });
+  }
+  return { certificates, summaries };
+}
+
+/** Reads every certificate, key, CA, CRL and ticket-key file of `service` (see above). */
+export async function loadServiceMaterials(
+  service: ServiceConfig,
+  now = new Date(),
+): Promise<ServiceMaterials> {
+  const { certificates, summaries } = await loadCertifiedKeys(service, now);
+  const { trustAnchors, crls } = await loadTrust(service);
+  const tickets = service.ticketKeyFile === undefined
+    ? undefined
+    : await withField(service.origins.ticket_key_file, () =>
+      TicketKeys.fromFile(service.ticketKeyFile!));
+  return { certificates, trustAnchors, crls, tickets, summaries, loadedAt: now };
+}
+
+/** The trust anchors and CRLs of `ca` and `crl` files. Throws `ConfigError`. */
+export async function loadTrust(
+  source: Pick<ServiceConfig, "ca" | "crl" | "origins">,
+): Promise<{ trustAnchors: Uint8Array[]; crls: Uint8Array[] }> {
+  const trustAnchors: Uint8Array[] = [];
+  for (const path of source.ca) {
+    trustAnchors.push(...await withField(source.origins.ca, () => readCertificatesFile(path)));
+  }
+  const crls: Uint8Array[] = [];
+  for (const path of source.crl) {
+    crls.push(...await withField(source.origins.crl, () => readDerObjects(path, "X509 CRL")));
+  }
+  return { trustAnchors, crls };
+}
+
+/** Every file whose change should trigger a reload. */
+export function watchedFiles(service: ServiceConfig): string[] {
+  return [
+    ...service.cert,
+    ...service.key,
+    ...service.ca,
+    ...service.crl,
+    ...(service.ticketKeyFile ? [service.ticketKeyFile] : []),
+  ];
+}
+
+async function withField<T>(origin: Origin | undefined, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    if (!(e instanceof QsignError) || e instanceof ConfigError) throw e;
+    throw new ConfigError(origin?.field ?? "file", e.message, origin?.file);
+  }
+}
+
+function checkValidity(leaf: X509Certificate, path: string, origin: Origin | undefined, now: Date) {
+  const problem = leaf.notAfter < now
+    ? `expired on ${leaf.notAfter.toISOString()}`
+    : leaf.notBefore > now
+    ? `not valid before ${leaf.notBefore.toISOString()}`
+    : undefined;
+  if (problem) {
+    throw new ConfigError(
+      origin?.field ?? "cert",
+      `${path}: ${leaf.subject} ${problem}`,
+      origin?.file,
+    );
+  }
+}
+
+/** Signs a probe with the key and verifies it against the leaf: catches a cert/key mix-up. */
+async function checkKeyMatchesLeaf(
+  signer: CertifiedKey["signer"],
+  leaf: X509Certificate,
+  path: string,
+  origin: Origin | undefined,
+) {
+  const scheme = signer.schemes[0];
+  const probe = new TextEncoder().encode("qsign: does this key belong to this certificate?");
+  const signature = await signer.sign(scheme, probe);
+  const spki = new Uint8Array(leaf.publicKey.rawData);
+  if (!await verifySignature(scheme, spki, probe, signature)) {
+    throw new ConfigError(
+      origin?.field ?? "key",
+      `${signer.description} does not belong to the certificate in ${path} (${leaf.subject})`,
+      origin?.file,
+    );
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,131 @@
+/**
+ * Byte pipes between a Q-TLS connection and a plaintext TCP connection (proxy mode and the
+ * client-side forwarder): both directions at once, each with backpressure (the next read waits
+ * for the previous write), an end of stream in one direction half-closes the other side's write
+ * direction while the other direction goes on, and an error on either side closes both.
+ */
+
+/** One side of a pipe. */
+export interface Duplex {
+  /** The next chunk, or null at the end of the stream. */
+  read(): Promise<Uint8Array | null>;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Ends the write direction (TCP FIN, TLS close_notify); reading may go on. */
+  closeWrite(): Promise<void>;
+  /** Closes both directions; never throws. */
+  close(): Promise<void>;
+}
+
+const TCP_READ_SIZE = 64 * 1024;
+
+/**
+ * A TCP connection as a Duplex. Uses `read`/`write` rather than `conn.readable`, whose end of
+ * stream closes the whole socket and so would forbid writing after the peer's half-close.
+ */
+export function tcpDuplex(conn: Deno.Conn): Duplex {
+  let closed = false;
+  return {
+    async read() {
+      const buffer = new Uint8Array(TCP_READ_SIZE);
+      const n = await conn.read(buffer);
+      return n === null ? null : buffer.subarray(0, n);
+    },
+    async write(chunk) {
+      for (let offset = 0; offset < chunk.length;) {
+        offset += await conn.write(chunk.subarray(offset));
+      }
+    },
+    async closeWrite() {
+      if (!closed) await conn.closeWrite();
+    },
+    close() {
+      if (!closed) {
+        closed = true;
+        try {
+          conn.close();
+        } catch {
+          // Already closed by the runtime after an error.
+        }
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/** A connection with web-standard streams, such as a `TlsConnection`. */
+export interface StreamConnection {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** A stream connection as a Duplex; closing the writable half-closes (TLS: close_notify). */
+export function streamDuplex(connection: StreamConnection): Duplex {
+  const reader = connection.readable.getReader();
+  const writer = connection.writable.getWriter();
+  let closed = false;
+  return {
+    async read() {
+      const { done, value } = await reader.read();
+      return done ? null : value;
+    },
+    write: (chunk) => writer.write(chunk),
+    closeWrite: () => writer.close(),
+    async close() {
+      if (closed) return;
+      closed = true;
+      reader.releaseLock();
+      writer.releaseLock();
+      await connection.close().catch(() => {});
+    },
+  };
+}
+
+/** Observes what flows through a pipe, for byte counters and idle timers. */
+export interface PipeObserver {
+  /** `direction` is `ab` for bytes read from `a` and written to `b`, `ba` for the reverse. */
+  onChunk?(direction: "ab" | "ba", bytes: number): void;
+}
+
+/**
+ * Copies `a` → `b` and `b` → `a` until both directions have ended, then closes both. When either
+ * direction fails (a reset, a TLS alert, a write to a closed peer), both sides are closed at once
+ * and the error is rethrown, tagged with the side whose read or write failed.
+ */
+export async function pipeBoth(a: Duplex, b: Duplex, observer: PipeObserver = {}): Promise<void> {
+  const pump = async (from: Duplex, to: Duplex, direction: "ab" | "ba") => {
+    while (true) {
+      const chunk = await from.read().catch((e) => {
+        throw new PipeError(direction === "ab" ? "a" : "b", "read", e);
+      });
+      if (chunk === null) break;
+      if (chunk.length === 0) continue;
+      observer.onChunk?.(direction, chunk.length);
+      await to.write(chunk).catch((e) => {
+        throw new PipeError(direction === "ab" ? "b" : "a", "write", e);
+      });
+    }
+    await to.closeWrite().catch((e) => {
+      throw new PipeError(direction === "ab" ? "b" : "a", "write", e);
+    });
+  };
+  try {
+    // Promise.all rejects at the first failure, so the closes below also stop the other pump.
+    await Promise.all([pump(a, b, "ab"), pump(b, a, "ba")]);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+}
+
+/** A pipe broke: which side (`a` or `b`) and whether reading from it or writing to it failed. */
+export class PipeError extends Error {
+  constructor(readonly side: "a" | "b", readonly operation: "read" | "write", cause: unknown) {
+    super(
+      `${operation} on side ${side} failed: ${cause instanceof Error ? cause.message : cause}`,
+      {
+        cause,
+      },
+    );
+    this.name = "PipeError";
+  }
+}

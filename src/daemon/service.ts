@@ -1,0 +1,358 @@
+/**
+ * One Q-TLS service: its listener, admission limits, handshakes with audit log and metrics, and
+ * the handler (echo or proxy) for each authenticated connection. A failing connection ends
+ * alone: every error of one connection is caught, logged and counted there.
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
+import type { Address, ServiceConfig } from "../config/types.ts";
+import { formatAddress } from "../config/values.ts";
+import { audit } from "../observe/log.ts";
+import { metrics } from "../observe/metrics.ts";
+import { TlsError, TlsHandshakeError } from "../tls/alert.ts";
+import type { TlsServerConfig } from "../tls/config.ts";
+import { GROUPS } from "../tls/groups.ts";
+import { acceptTls, type TlsConnection } from "../tls/conn.ts";
+import type { TicketIssuer } from "../tls/tickets.ts";
+import { accessPolicy } from "./access.ts";
+import { type ConnectionHandler, handlerFor } from "./handlers.ts";
+import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
+import type { MaterialsHolder } from "./reload.ts";
+
+/** Numbers sessions across every service of the process, from 1. */
+export class SessionCounter {
+  #last = 0;
+  next(): number {
+    metrics.sessions.inc();
+    return ++this.#last;
+  }
+  get count(): number {
+    return this.#last;
+  }
+}
+
+/** A connection in progress, so draining can wait for it or close it. */
+interface LiveConnection {
+  /** Closes it now: close_notify when established, the socket otherwise. */
+  close(): Promise<void>;
+  /** Settles once its handler has finished (after the `closed` log line). */
+  finished: Promise<void>;
+}
+
+/** How long draining waits for handlers to finish after their connections were closed. */
+const HANDLER_EXIT_GRACE_MS = 5_000;
+
+/** A running service. */
+export class QtlsService {
+  readonly #live = new Set<LiveConnection>();
+  readonly #rateLimiter: PerIpRateLimiter;
+  readonly #handler: ConnectionHandler;
+  readonly #accessPolicy;
+  readonly #refusalLog = new RefusalLog();
+  #listener: Deno.TcpListener | undefined;
+  #acceptLoop: Promise<void> | undefined;
+
+  constructor(
+    readonly config: ServiceConfig,
+    readonly materials: MaterialsHolder,
+    readonly sessions: SessionCounter,
+    readonly tickets: TicketIssuer,
+  ) {
+    this.#rateLimiter = new PerIpRateLimiter(config.limits.maxHandshakesPerIp);
+    this.#handler = handlerFor(config);
+    this.#accessPolicy = accessPolicy(config.allow);
+  }
+
+  /** Binds the listener and starts accepting; returns the bound address. */
+  listen(): Address {
+    const listener = Deno.listen({
+      hostname: this.config.listen.hostname,
+      port: this.config.listen.port,
+    });
+    this.#listener = listener;
+    this.#acceptLoop = this.#accept(listener);
+    const address = { hostname: listener.addr.hostname, port: listener.addr.port };
+    audit.info("listening", {
+      service: this.config.name,
+      address: formatAddress(address),
+      mode: this.config.mode,
+    });
+    return address;
+  }
+
+  get listening(): boolean {
+    return this.#listener !== undefined;
+  }
+
+  get activeConnections(): number {
+    return this.#live.size;
+  }
+
+  /** Stops accepting; connections already open go on. */
+  async stopAccepting(): Promise<void> {
+    const listener = this.#listener;
+    this.#listener = undefined;
+    listener?.close();
+    await this.#acceptLoop;
+  }
+
+  /** Waits up to `timeoutMs` for open connections to end, then closes the rest. */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.#live.size > 0 && performance.now() < deadline) {
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(100, deadline - performance.now()))
+      );
+    }
+    if (this.#live.size > 0) {
+      audit.warn("drain_timeout", { service: this.config.name, closing: this.#live.size });
+      const remaining = [...this.#live];
+      await Promise.all(remaining.map((c) => c.close()));
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all(remaining.map((c) => c.finished)),
+        new Promise((resolve) => grace = setTimeout(resolve, HANDLER_EXIT_GRACE_MS)),
+      ]);
+      clearTimeout(grace);
+    }
+  }
+
+  async #accept(listener: Deno.TcpListener): Promise<void> {
+    while (true) {
+      let tcp: Deno.TcpConn;
+      try {
+        tcp = await listener.accept();
+      } catch (e) {
+        if (this.#listener !== listener) return; // closed by stopAccepting
+        audit.error("accept_failed", { service: this.config.name, error: (e as Error).message });
+        // Out of file descriptors and similar: give the process a moment rather than spin.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      const ip = tcp.remoteAddr.hostname;
+      if (this.#live.size >= this.config.limits.maxConnections) {
+        this.#refuse(tcp, "max_connections");
+      } else if (!this.#rateLimiter.admit(ip)) {
+        this.#refuse(tcp, "rate_limited");
+      } else {
+        void this.#serve(tcp);
+      }
+    }
+  }
+
+  #refuse(tcp: Deno.TcpConn, reason: RefusalReason): void {
+    metrics.handshakeFailures.inc({ reason });
+    this.#refusalLog.record(this.config.name, reason, formatAddress(tcp.remoteAddr));
+    try {
+      tcp.close();
+    } catch {
+      // Already reset by the peer.
+    }
+  }
+
+  /** One connection from accept to close; never throws. */
+  async #serve(tcp: Deno.TcpConn): Promise<void> {
+    const peer = formatAddress(tcp.remoteAddr);
+    const startedMs = performance.now();
+    const bytes = { received: 0, sent: 0 };
+    let tls: TlsConnection | undefined;
+    const closing = new AbortController();
+    const finished = Promise.withResolvers<void>();
+    const live: LiveConnection = {
+      close: async () => {
+        closing.abort();
+        if (tls) await tls.close().catch(() => {});
+        else closeQuietly(tcp);
+      },
+      finished: finished.promise,
+    };
+    this.#live.add(live);
+    metrics.connectionsActive.inc();
+    audit.debug("accepted", { service: this.config.name, peer });
+    let session: number | undefined;
+    try {
+      tls = await this.#handshake(tcp, peer);
+      if (!tls) return;
+      session = this.sessions.next();
+      this.#logHandshake(tls, peer, session);
+      using idle = new IdleTimer(this.config.limits.idleTimeoutMs, () => {
+        audit.info("idle_timeout", { service: this.config.name, peer, session });
+        void live.close();
+      });
+      const connection = tls;
+      await this.#handler(connection, {
+        service: this.config,
+        session,
+        peer,
+        idle,
+        bytes,
+        closing: closing.signal,
+        proxyHeader: () => proxyHeaderInfo(connection, tcp),
+      });
+    } catch (e) {
+      audit.warn("connection_error", {
+        service: this.config.name,
+        peer,
+        session,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      await live.close();
+    } finally {
+      this.#live.delete(live);
+      metrics.connectionsActive.dec();
+      if (session !== undefined) {
+        audit.info("closed", {
+          service: this.config.name,
+          peer,
+          session,
+          bytes_received: bytes.received,
+          bytes_sent: bytes.sent,
+          duration_ms: Math.round(performance.now() - startedMs),
+        });
+      }
+      finished.resolve();
+    }
+  }
+
+  /** The handshake (the engine bounds it by the handshake timeout); undefined on failure. */
+  async #handshake(tcp: Deno.TcpConn, peer: string): Promise<TlsConnection | undefined> {
+    try {
+      const tls = await acceptTls(tcp, this.#tlsConfig());
+      const info = tls.info;
+      metrics.handshakes.inc({
+        role: "server",
+        result: "ok",
+        group: info.group,
+        sigalg: info.signatureScheme ?? "none",
+        resumed: String(info.resumed),
+      });
+      metrics.handshakeDuration.observe(info.timings.handshakeMs / 1000);
+      if (info.clientOffer) metrics.clientOffers.inc({ pq: String(info.clientOffer.pq) });
+      return tls;
+    } catch (e) {
+      const alert = e instanceof TlsError ? e.alert : "internal_error";
+      const reason = alert === "timeout" ? "handshake_timeout" : alert;
+      metrics.handshakes.inc({
+        role: "server",
+        result: "failed",
+        group: "none",
+        sigalg: "none",
+        resumed: "false",
+      });
+      metrics.handshakeFailures.inc({ reason });
+      const offer = e instanceof TlsHandshakeError ? e.clientOffer : undefined;
+      if (offer) metrics.clientOffers.inc({ pq: String(offer.groups.some(isPqGroupName)) });
+      audit.warn("handshake_failed", {
+        service: this.config.name,
+        peer,
+        alert: reason,
+        sent: e instanceof TlsError ? e.sent : undefined,
+        reason: e instanceof TlsError ? e.reason : String(e),
+        client_offer: offer && { groups: offer.groups, key_shares: offer.keyShares },
+      });
+      closeQuietly(tcp);
+      return undefined;
+    }
+  }
+
+  /** Built per connection from the current materials, so a reload affects new handshakes only. */
+  #tlsConfig(): TlsServerConfig {
+    const current = this.materials.current;
+    return {
+      certificates: current.certificates,
+      clientAuth: this.config.clientAuth,
+      trustAnchors: current.trustAnchors,
+      crls: current.crls,
+      accessPolicy: this.#accessPolicy,
+      groups: this.config.groups,
+      allowClassical: this.config.allowClassical,
+      requirePqAuth: this.config.requirePqAuth,
+      alpn: this.config.alpn.length ? this.config.alpn : undefined,
+      tickets: current.tickets ?? this.tickets,
+      handshakeTimeoutMs: this.config.limits.handshakeTimeoutMs,
+    };
+  }
+
+  #logHandshake(tls: TlsConnection, peer: string, session: number): void {
+    const info = tls.info;
+    const leaf = info.peerLeaf;
+    audit.info("handshake_ok", {
+      service: this.config.name,
+      peer,
+      session,
+      group: info.group,
+      cipher: info.cipherSuite,
+      scheme: info.signatureScheme,
+      client_scheme: info.peerSignatureScheme,
+      resumed: info.resumed,
+      alpn: info.alpn,
+      server_name: info.serverName,
+      client_subject: leaf?.subject,
+      client_serial: leaf?.serialNumber,
+      client_fingerprint: info.peerCertificates[0]
+        ? sha256Hex(info.peerCertificates[0])
+        : undefined,
+      handshake_ms: Math.round(info.timings.handshakeMs * 10) / 10,
+    });
+  }
+}
+
+function closeQuietly(tcp: Deno.Conn): void {
+  try {
+    tcp.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+function isPqGroupName(name: string): boolean {
+  return GROUPS.some((g) => g.pq && g.name === name);
+}
+
+function sha256Hex(der: Uint8Array): string {
+  return bytesToHex(sha256(der));
+}
+
+/** The facts for a PROXY v2 header. */
+function proxyHeaderInfo(tls: TlsConnection, tcp: Deno.TcpConn) {
+  const info = tls.info;
+  const leaf = info.peerLeaf;
+  return {
+    client: tcp.remoteAddr,
+    local: tcp.localAddr,
+    tls: {
+      version: info.version,
+      cipher: info.cipherSuite,
+      clientSignatureScheme: info.peerSignatureScheme,
+      group: info.group,
+      serverName: info.serverName,
+      alpn: info.alpn,
+    },
+    clientIdentity: leaf
+      ? {
+        commonName: leaf.subjectName.getField("CN")[0],
+        subject: leaf.subject,
+        fingerprint: sha256Hex(info.peerCertificates[0]),
+      }
+      : undefined,
+  };
+}
+
+/**
+ * Refusals come in floods; one log line per second per reason says how many were refused,
+ * while the counter `qtls_handshake_failures_total{reason}` counts each.
+ */
+class RefusalLog {
+  readonly #last = new Map<RefusalReason, { atMs: number; suppressed: number }>();
+
+  record(service: string, reason: RefusalReason, peer: string): void {
+    const now = performance.now();
+    const entry = this.#last.get(reason);
+    if (entry && now - entry.atMs < 1000) {
+      entry.suppressed++;
+      return;
+    }
+    audit.warn("refused", { service, reason, peer, suppressed: entry?.suppressed ?? 0 });
+    this.#last.set(reason, { atMs: now, suppressed: 0 });
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The daemon's Prometheus metrics, on prom-client: what an operator alerts on (failed handshakes
+ * by alert, certificates close to expiry, HSM down, failed reloads, backend errors, classical
+ * clients) plus the standard `process_*` metrics.
+ */
+import client from "prom-client";
+
+const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** One registry with every qsign metric. */
+export class QtlsMetrics {
+  readonly registry = new client.Registry();
+
+  /** Finished handshakes; `group`/`sigalg` are `none` for failures before they were chosen. */
+  readonly handshakes = new client.Counter({
+    name: "qtls_handshakes_total",
+    help: "TLS handshakes by role, result, key exchange group, signature scheme and resumption.",
+    labelNames: ["role", "result", "group", "sigalg", "resumed"] as const,
+    registers: [this.registry],
+  });
+  readonly handshakeDuration = new client.Histogram({
+    name: "qtls_handshake_duration_seconds",
+    help: "Time from the first ClientHello byte to a completed server handshake.",
+    buckets: HANDSHAKE_BUCKETS,
+    registers: [this.registry],
+  });
+  /** Refused or failed connections by TLS alert, or by the limit that refused them. */
+  readonly handshakeFailures = new client.Counter({
+    name: "qtls_handshake_failures_total",
+    help: "Failed or refused handshakes by TLS alert or limit (max_connections, rate_limited, " +
+      "handshake_timeout, access_denied).",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly connectionsActive = new client.Gauge({
+    name: "qtls_connections_active",
+    help: "Q-TLS connections open now, handshaking or established.",
+    registers: [this.registry],
+  });
+  readonly sessions = new client.Counter({
+    name: "qtls_sessions_total",
+    help: "Authenticated sessions served since start.",
+    registers: [this.registry],
+  });
+  readonly bytesReceived = new client.Counter({
+    name: "qtls_bytes_received_total",
+    help: "Application bytes received from Q-TLS peers.",
+    registers: [this.registry],
+  });
+  readonly bytesSent = new client.Counter({
+    name: "qtls_bytes_sent_total",
+    help: "Application bytes sent to Q-TLS peers.",
+    registers: [this.registry],
+  });
+  readonly certExpiry = new client.Gauge({
+    name: "qtls_cert_expiry_seconds",
+    help: "Unix time at which each loaded certificate expires (notAfter).",
+    labelNames: ["cert"] as const,
+    registers: [this.registry],
+  });
+  /** Registered by the first `setHsmConnected`, so a daemon without HSM does not report 0. */
+  readonly #hsmConnected = new client.Gauge({
+    name: "qtls_hsm_connected",
+    help: "1 when the configured PKCS#11 token is reachable, 0 when not (absent without HSM).",
+    registers: [],
+  });
+  readonly reloads = new client.Counter({
+    name: "qtls_reloads_total",
+    help: "Certificate reloads by result (ok, failed).",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly backendErrors = new client.Counter({
+    name: "qtls_backend_errors_total",
+    help: "Proxy mode: connections to the target that failed or broke.",
+    registers: [this.registry],
+  });
+  readonly clientOffers = new client.Counter({
+    name: "qtls_client_offers_total",
+    help: "ClientHellos by whether they offered a post-quantum key exchange group.",
+    labelNames: ["pq"] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry });
+    // Of prom-client's defaults, keep what works in Deno: CPU time and start time. The nodejs_*
+    // ones describe Node's event loop and handles (and break promtool's naming rules); the
+    // memory and file-descriptor ones read /proc/self, which Deno opens only to --allow-all
+    // and otherwise reports as 0. Resident memory comes from Deno itself instead.
+    const kept = ["process_cpu_user_seconds_total", "process_cpu_system_seconds_total"]
+      .concat(["process_cpu_seconds_total", "process_start_time_seconds"]);
+    for (const metric of this.registry.getMetricsAsArray()) {
+      if (!metric.name.startsWith("qtls_") && !kept.includes(metric.name)) {
+        this.registry.removeSingleMetric(metric.name);
+      }
+    }
+    new client.Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      registers: [this.registry],
+      collect() {
+        this.set(Deno.memoryUsage().rss);
+      },
+    });
+    new client.Gauge({
+      name: "process_heap_bytes",
+      help: "V8 heap size in bytes.",
+      registers: [this.registry],
+      collect() {
+        this.set(Deno.memoryUsage().heapTotal);
+      },
+    });
+  }
+
+  /** Reports whether the PKCS#11 token answers; the first call makes `qtls_hsm_connected` appear. */
+  setHsmConnected(connected: boolean): void {
+    if (!this.registry.getSingleMetric("qtls_hsm_connected")) {
+      this.registry.registerMetric(this.#hsmConnected);
+    }
+    this.#hsmConnected.set(connected ? 1 : 0);
+  }
+
+  /** The exposition, in Prometheus text format. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** The process-wide metrics every part of the daemon records into. */
+export const metrics = new QtlsMetrics();

@@ -1,0 +1,337 @@
+/**
+ * Shared by the daemon tests: a development PKI, a `qsign serve` subprocess whose JSON audit log
+ * is collected event by event, and the OpenSSL 3.5 peer (Node 26) as a client.
+ */
+import "reflect-metadata";
+import { buildClientConfig, openConnection } from "../../src/daemon/client.ts";
+import { initPki, issueLeaf, PKI_FILES } from "../../src/pki/ca.ts";
+import type { TlsConnection } from "../../src/tls/conn.ts";
+import { DENO, PEER_NODE, QSIGN_RUN_FLAGS } from "../support/env.ts";
+
+/** Paths of a fresh PKI made by `qsign pki init` (ML-DSA-65 throughout). */
+export interface Pki {
+  dir: string;
+  root: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+export async function makePki(dir: string): Promise<Pki> {
+  await initPki({ dir, force: true });
+  const path = (name: string) => `${dir}/${name}`;
+  return {
+    dir,
+    root: path(PKI_FILES.rootCert),
+    serverCert: path(PKI_FILES.serverCert),
+    serverKey: path(PKI_FILES.serverKey),
+    clientCert: path(PKI_FILES.clientCert),
+    clientKey: path(PKI_FILES.clientKey),
+  };
+}
+
+/** Issues another leaf and writes it as `<name>.crt` / `<name>.key` in the PKI directory. */
+export async function issue(
+  pki: Pki,
+  profile: "server" | "client",
+  cn: string,
+  name: string,
+  options: { sans?: string[]; ttlSeconds?: number } = {},
+): Promise<{ cert: string; key: string; serial: string; notAfter: Date }> {
+  const leaf = await issueLeaf({ dir: pki.dir, profile, cn, ...options });
+  const cert = `${pki.dir}/${name}.crt`;
+  const key = `${pki.dir}/${name}.key`;
+  await Deno.writeTextFile(cert, leaf.certPem);
+  await Deno.writeTextFile(key, leaf.keyPem!, { mode: 0o600 });
+  return { cert, key, serial: leaf.serial, notAfter: leaf.notAfter };
+}
+
+/** One line of the audit log. */
+export type AuditEvent = { event: string; level: string; [field: string]: unknown };
+
+/** A running `qsign serve`. */
+export class Daemon implements AsyncDisposable {
+  readonly events: AuditEvent[] = [];
+  stderr = "";
+  readonly #child: Deno.ChildProcess;
+  readonly #pumps: Promise<void>;
+  #waiters: (() => void)[] = [];
+  #status: Deno.CommandStatus | undefined;
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#pumps = Promise.all([this.#readEvents(), this.#readStderr()]).then(() => {});
+  }
+
+  /**
+   * Starts `qsign serve ARGS` (or another command) and waits (bounded) until it logs `ready`
+   * (or the event `readyEvent`).
+   */
+  static async start(
+    args: string[],
+    options: {
+      env?: Record<string, string>;
+      readyTimeoutMs?: number;
+      command?: string;
+      readyEvent?: string;
+    } = {},
+  ): Promise<Daemon> {
+    const child = new Deno.Command(DENO, {
+      args: [...QSIGN_RUN_FLAGS, options.command ?? "serve", ...args],
+      env: { NO_COLOR: "1", ...options.env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const daemon = new Daemon(child);
+    try {
+      const readyEvent = options.readyEvent ?? "ready";
+      await daemon.waitFor((e) => e.event === readyEvent, options.readyTimeoutMs ?? 30_000);
+    } catch (e) {
+      await daemon.stop("SIGKILL");
+      throw new Error(
+        `qsign serve did not become ready: ${(e as Error).message}\n${daemon.stderr}`,
+      );
+    }
+    return daemon;
+  }
+
+  /** The port `service` (default: the first listener) listens on, from its `listening` event. */
+  port(service?: string): number {
+    const event = this.events.find((e) =>
+      e.event === "listening" && (service === undefined || e.service === service)
+    );
+    if (!event) throw new Error(`service ${service} is not listening`);
+    return Number(String(event.address).split(":").pop());
+  }
+
+  /** The port of the HTTP endpoints. */
+  get metricsPort(): number {
+    const event = this.events.find((e) => e.event === "metrics_listening");
+    if (!event) throw new Error("no metrics listener");
+    return Number(String(event.address).split(":").pop());
+  }
+
+  /** The first event (already logged or still to come) matching `match`, within `timeoutMs`. */
+  async waitFor(match: (e: AuditEvent) => boolean, timeoutMs = 15_000): Promise<AuditEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (let seen = 0;;) {
+      const found = this.events.slice(seen).find(match);
+      if (found) return found;
+      seen = this.events.length;
+      if (this.#status) {
+        throw new Error(`daemon exited (${this.#status.code}); stderr:\n${this.stderr}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out; events: ${JSON.stringify(this.events.slice(-5))}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 250));
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  signal(signal: Deno.Signal): void {
+    this.#child.kill(signal);
+  }
+
+  /** Sends `signal` and waits for the exit status. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    if (!this.#status) {
+      try {
+        this.#child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+    }
+    this.#status = await this.#child.status;
+    await this.#pumps;
+    return this.#status;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL");
+  }
+
+  async #readEvents(): Promise<void> {
+    let buffered = "";
+    for await (const text of this.#child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffered += text;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        try {
+          this.events.push(JSON.parse(line));
+        } catch {
+          throw new Error(`stdout line is not JSON: ${line}`);
+        }
+      }
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      waiters.forEach((wake) => wake());
+    }
+    this.#child.status.then((s) => this.#status = s);
+  }
+
+  async #readStderr(): Promise<void> {
+    for await (const text of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
+      this.stderr += text;
+    }
+  }
+}
+
+/**
+ * The arguments of a daemon on loopback with ephemeral ports, serving `chain` (default: the
+ * PKI's server certificate) and trusting the PKI's root for clients.
+ */
+export function serveArgs(
+  pki: Pki,
+  extra: string[] = [],
+  chain: { cert: string; key: string } = { cert: pki.serverCert, key: pki.serverKey },
+): string[] {
+  return [
+    "--listen",
+    "127.0.0.1:0",
+    "--metrics-listen",
+    "127.0.0.1:0",
+    "--cert",
+    chain.cert,
+    "--key",
+    chain.key,
+    "--ca",
+    pki.root,
+    ...extra,
+  ];
+}
+
+/**
+ * Runs a Node 26 (OpenSSL 3.5) script with `args`; the script prints one JSON document on
+ * stdout, which is returned. Throws with its stderr when it fails.
+ */
+export async function runPeer(
+  script: string,
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<unknown> {
+  const child = new Deno.Command(PEER_NODE, {
+    args: ["-e", script, "--", ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    const out = await child.output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    if (!out.success) {
+      throw new Error(
+        `peer failed (${out.code}): ${new TextDecoder().decode(out.stderr)}${stdout}`,
+      );
+    }
+    return JSON.parse(stdout);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Fetches a URL and returns status and body text. */
+export async function httpGet(url: string): Promise<{ status: number; body: string }> {
+  const response = await fetch(url);
+  return { status: response.status, body: await response.text() };
+}
+
+/** An in-process qsign client (src/daemon/client.ts) to `port`, with the PKI's client chain. */
+export async function qsignClient(
+  pki: Pki,
+  port: number,
+  options: { withCertificate?: boolean; cert?: string; key?: string } = {},
+): Promise<TlsConnection> {
+  const withCertificate = options.withCertificate ?? true;
+  const origins = { cert: { field: "--cert" }, key: { field: "--key" }, ca: { field: "--ca" } };
+  const server = { hostname: "127.0.0.1", port };
+  const config = await buildClientConfig({
+    server,
+    serverName: "localhost",
+    credentials: withCertificate
+      ? { cert: [options.cert ?? pki.clientCert], key: [options.key ?? pki.clientKey], origins }
+      : { cert: [], key: [], origins },
+    ca: [pki.root],
+    crl: [],
+    allowClassical: false,
+    requirePqAuth: false,
+    alpn: [],
+    origins,
+  });
+  return await openConnection(server, config);
+}
+
+/** Sends one demo message on `tls` and returns the reply text. */
+export async function exchange(tls: TlsConnection, message: string): Promise<string> {
+  const writer = tls.writable.getWriter();
+  const reader = tls.readable.getReader();
+  try {
+    await writer.write(new TextEncoder().encode(message));
+    const { value } = await reader.read();
+    return new TextDecoder().decode(value);
+  } finally {
+    writer.releaseLock();
+    reader.releaseLock();
+  }
+}
+
+/** The TLS options every peer script uses: mutual TLS with the given PEM files, PQ groups. */
+const PEER_TLS_OPTIONS = `
+const fs = require("fs");
+const [port, ca, cert, key] = process.argv.slice(1, 5);
+const tlsOptions = {
+  host: "127.0.0.1", port: Number(port), servername: "localhost",
+  ca: fs.readFileSync(ca), cert: fs.readFileSync(cert), key: fs.readFileSync(key),
+  ecdhCurve: "SecP384r1MLKEM1024:X25519MLKEM768", minVersion: "TLSv1.3",
+};
+`;
+
+/**
+ * OpenSSL 3.5 demo client: `port ca cert key message` → sends the message, prints
+ * `{protocol, cipher, reply}` with the first reply.
+ */
+export const PEER_ECHO_CLIENT = PEER_TLS_OPTIONS + `
+const message = process.argv[5];
+const socket = require("tls").connect(tlsOptions, () => socket.write(message));
+socket.once("data", (reply) => {
+  console.log(JSON.stringify({
+    protocol: socket.getProtocol(), cipher: socket.getCipher().name, reply: reply.toString("utf8"),
+  }));
+  socket.end();
+});
+socket.on("error", (e) => { console.error(e.message); process.exit(1); });
+`;
+
+/**
+ * OpenSSL 3.5 HTTPS client: `port ca cert key path [uploadBytes]` → one request (a POST of
+ * `uploadBytes` zero bytes when given), prints `{status, length, sha256, localPort, body?}`
+ * (body only when short).
+ */
+export const PEER_HTTPS_CLIENT = PEER_TLS_OPTIONS + `
+const [path, upload] = process.argv.slice(5, 7);
+const agent = new (require("https").Agent)({ ...tlsOptions, keepAlive: false });
+const request = require("https").request({
+  ...tlsOptions, agent, path, method: upload ? "POST" : "GET",
+  headers: upload ? { "content-length": upload } : {},
+}, (response) => {
+  const hash = require("crypto").createHash("sha256");
+  let length = 0; const chunks = [];
+  response.on("data", (d) => { hash.update(d); length += d.length; if (length < 4096) chunks.push(d); });
+  response.on("end", () => console.log(JSON.stringify({
+    status: response.statusCode, length, sha256: hash.digest("hex"), localPort: request.socket.localPort,
+    body: length < 4096 ? Buffer.concat(chunks).toString("utf8") : undefined,
+  })));
+});
+request.on("error", (e) => { console.error(e.message); process.exit(1); });
+if (upload) request.end(Buffer.alloc(Number(upload)));
+else request.end();
+`;
