@@ -1,0 +1,59 @@
+/** The `--hsm-*` options as `qsign serve` and `qsign connect` will parse them. */
+import { deepEqual, equal, throws } from "node:assert/strict";
+import { type CommandSpec, parseCommand } from "../../src/cli/args.ts";
+import { UsageError } from "../../src/errors.ts";
+import { LUNA_MODULE_PATH } from "../../src/hsm/module.ts";
+import { HSM_OPTIONS, hsmOptionsFromArgs } from "../../src/hsm/options.ts";
+
+const SPEC: CommandSpec = { name: "serve", summary: "test", options: { ...HSM_OPTIONS } };
+const parse = (...argv: string[]) => hsmOptionsFromArgs(parseCommand(SPEC, argv)!);
+
+Deno.test("--hsm options: defaults, selections and mistakes", () => {
+  equal(parse("--hsm-token-label", "t"), undefined, "without --hsm the key is not in a token");
+  deepEqual(parse("--hsm", "--hsm-token-label", "qsign", "--hsm-key-label", "server"), {
+    module: LUNA_MODULE_PATH,
+    token: "qsign",
+    slot: undefined,
+    keyLabel: "server",
+    keyId: undefined,
+    pin: undefined,
+    sessions: 4,
+  });
+  deepEqual(
+    parse(
+      "--hsm",
+      "--hsm-module",
+      "/usr/lib/softhsm/libsofthsm2.so",
+      "--hsm-slot",
+      "7",
+      "--hsm-key-id",
+      "0A:0b",
+      "--hsm-pin",
+      "env:PIN",
+      "--hsm-sessions",
+      "16",
+    ),
+    {
+      module: "/usr/lib/softhsm/libsofthsm2.so",
+      token: undefined,
+      slot: 7,
+      keyLabel: undefined,
+      keyId: "0a0b",
+      pin: "env:PIN",
+      sessions: 16,
+    },
+  );
+  const usage = (argv: string[], text: string) =>
+    throws(
+      () => parse(...argv),
+      (e: unknown) => e instanceof UsageError && e.message.includes(text),
+    );
+  usage(["--hsm", "--hsm-key-label", "k"], "exactly one of --hsm-token-label and --hsm-slot");
+  usage(
+    ["--hsm", "--hsm-slot", "1", "--hsm-token-label", "t", "--hsm-key-label", "k"],
+    "exactly one",
+  );
+  usage(["--hsm", "--hsm-slot", "1"], "exactly one of --hsm-key-label and --hsm-key-id");
+  usage(["--hsm", "--hsm-slot", "1", "--hsm-key-id", "xyz"], "--hsm-key-id must be hex bytes");
+  usage(["--hsm", "--hsm-slot", "1", "--hsm-key-id", "01", "--hsm-sessions", "0"], "between 1 and");
+});
