@@ -1,6 +1,65 @@
-import { QsignError } from "../errors.ts";
+/**
+ * `qsign renew` (also `qsign --renewal`), run by qtls-cert-renewal.service from its timer:
+ * renews the certificates in the config file's `[[certificate]]` tables that are close to expiry,
+ * prints one JSON line per certificate, and makes the daemon reload.
+ *
+ * Exit status: 0 when every certificate is fresh or renewed, 1 when any renewal failed (its old
+ * files stay in place and served), 2 for configuration errors.
+ */
+import { type CommandSpec, parseCommand } from "./args.ts";
+import { UsageError } from "../errors.ts";
+import { loadRenewalConfig } from "../issuer/config.ts";
+import { openIssuers } from "../issuer/factory.ts";
+import { renewAll, signalDaemon } from "../issuer/renewal.ts";
 
-/** Placeholder until the `renew` command lands. */
-export function run(_argv: string[]): Promise<number> {
-  return Promise.reject(new QsignError("qsign renew is not available yet"));
+const SPEC: CommandSpec = {
+  name: "renew",
+  summary:
+    "Renew managed certificates close to expiry and make the daemon reload (also: qsign --renewal).",
+  options: {
+    config: {
+      type: "string",
+      value: "FILE",
+      help: "the qsign config file with [renewal] and [[certificate]] tables (env QSIGN_CONFIG)",
+    },
+    force: { type: "boolean", help: "renew every certificate now, due or not" },
+    certificate: {
+      type: "string",
+      multiple: true,
+      value: "NAME",
+      help: "renew only this certificate (its name, or its cert path)",
+    },
+  },
+};
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseCommand(SPEC, argv);
+  if (!args) return 0;
+  const file = args.string("config") ?? Deno.env.get("QSIGN_CONFIG");
+  if (!file) throw new UsageError("renew: --config FILE is required (or set QSIGN_CONFIG)");
+  const config = await loadRenewalConfig(file);
+  const only = args.list("certificate");
+  const unknown = only.filter((n) =>
+    !config.certificates.some((c) => c.name === n || c.paths.cert === n)
+  );
+  if (unknown.length) {
+    throw new UsageError(`renew: no [[certificate]] named ${unknown.join(", ")} in ${file}`);
+  }
+  const certificates = only.length
+    ? config.certificates.filter((c) => only.includes(c.name) || only.includes(c.paths.cert))
+    : config.certificates;
+
+  await using issuers = openIssuers(config, (message) => console.error(`qsign renew: ${message}`));
+  const { results, exitCode } = await renewAll(
+    certificates,
+    { ...issuers, now: () => new Date(), force: args.boolean("force") },
+    (result) => console.log(JSON.stringify(result)),
+  );
+  if (results.some((r) => r.result === "renewed")) {
+    const message = config.pidFile
+      ? await signalDaemon(config.pidFile)
+      : "no [renewal] pid_file: a running daemon reloads when it sees the files change";
+    console.error(`qsign renew: ${message}`);
+  }
+  return exitCode;
 }

@@ -1,0 +1,421 @@
+/**
+ * The renewal's part of the qsign config file: the `[renewal]` table and one `[[certificate]]`
+ * table per managed certificate, read from the same TOML/YAML file `qsign serve --config` reads.
+ * The daemon's reader (src/config/) owns every other key; this one ignores them. Values are
+ * coerced with the daemon's `coerce`, so paths, durations and lists behave alike in both.
+ *
+ * ```toml
+ * [renewal]
+ * pid_file = "/run/qsign/qsign.pid"   # SIGHUP goes to this pid after a renewal
+ * renew_before = "1/3"                # of the lifetime (also 0.33, "33%", or a duration "8h")
+ * ca_dir = "/etc/qtls/pki"            # the embedded CA (qsign pki init), for issuer = "local"
+ *
+ * [renewal.vault]                     # for issuer = "vault"
+ * address = "https://vault.example.org:8200"   # default $VAULT_ADDR
+ * token = "file:///etc/qtls/vault-token"       # or role_id + secret_id; default env:VAULT_TOKEN
+ * namespace = "qtls"                           # default $VAULT_NAMESPACE
+ * mount = "pki"
+ * server_role = "qtls-server"
+ * client_role = "qtls-client"
+ * ca_file = "/etc/qtls/vault-ca.pem"           # default $VAULT_CACERT
+ *
+ * [[certificate]]
+ * cert = "/etc/qtls/server.crt"
+ * key = "/etc/qtls/server.key"        # omit with key_source = "hsm:LABEL"
+ * chain = "/etc/qtls/ca-chain.pem"    # optional
+ * issuer = "local"                    # local | vault
+ * profile = "server"                  # server | client
+ * cn = "qtls-server.qsign.local"
+ * sans = ["qtls-server.qsign.local", "127.0.0.1"]   # or "DNS:…", "IP:…", "URI:…"
+ * ttl = "24h"
+ * key_source = "new"                  # new | reuse | hsm:LABEL
+ * ```
+ */
+import { parse as parseToml, TomlError } from "smol-toml";
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import { coerce, parseDurationMs } from "../config/values.ts";
+import type { Origin } from "../config/types.ts";
+import type { ValueKind } from "../config/values.ts";
+import { ConfigError } from "../errors.ts";
+import { normalizeIp, parseSubjectAltName } from "../pki/certificate.ts";
+import { KEY_ALGORITHMS, type KeyAlgorithm } from "../pki/keys.ts";
+import type { CertificateProfile } from "./issuer.ts";
+import type { ManagedPaths } from "./store.ts";
+import { DEFAULT_VAULT_ROLES, type VaultAuth } from "./vault.ts";
+
+/** When a certificate is due: a share of its lifetime, or a fixed time before notAfter. */
+export type RenewBefore = { fraction: number } | { seconds: number };
+
+/** Where a renewed certificate's key comes from. */
+export type KeySource =
+  | { kind: "new" }
+  | { kind: "reuse" }
+  | { kind: "hsm"; label: string };
+
+/** One `[[certificate]]`. */
+export interface ManagedCertificate {
+  /** For result lines and messages: `name`, or the certificate path. */
+  name: string;
+  paths: ManagedPaths;
+  issuer: "local" | "vault";
+  profile: CertificateProfile;
+  cn: string;
+  sans: string[];
+  ttlSeconds: number;
+  keySource: KeySource;
+  /** Key algorithm of new keys from the embedded CA (e.g. `mldsa65`); Vault's role decides its own. */
+  keyAlgorithm?: KeyAlgorithm;
+  renewBefore: RenewBefore;
+  /** The table's field path, e.g. `certificate[0]`, for later error messages. */
+  field: string;
+}
+
+/** `[renewal.vault]`, with Vault's environment variables as defaults. */
+export interface VaultSettings {
+  address: string;
+  auth: VaultAuth;
+  namespace?: string;
+  mount: string;
+  roles: { server: string; client: string };
+  caFile?: string;
+  /** How long to keep retrying a sealed or unreachable Vault, per request. */
+  timeoutMs: number;
+}
+
+/** `[renewal.hsm]`: the token holding `hsm:LABEL` keys. */
+export interface RenewalHsmSettings {
+  module: string;
+  token: string;
+  /** A secret reference: `file:///…`, `env:NAME`, `credential:NAME`. */
+  pin: string;
+}
+
+export interface RenewalConfig {
+  file: string;
+  pidFile?: string;
+  caDir?: string;
+  vault?: VaultSettings;
+  hsm?: RenewalHsmSettings;
+  certificates: ManagedCertificate[];
+}
+
+export const DEFAULT_RENEW_BEFORE: RenewBefore = { fraction: 1 / 3 };
+
+type Table = Record<string, unknown>;
+
+/**
+ * Reads the renewal settings of `file`. `env` supplies Vault's variables (`VAULT_ADDR`,
+ * `VAULT_NAMESPACE`, `VAULT_CACERT`). Throws `ConfigError` naming the file and field.
+ */
+export async function loadRenewalConfig(
+  file: string,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): Promise<RenewalConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw new ConfigError("--config", `cannot read ${file}: ${(e as Error).message}`);
+  }
+  const document = parseDocument(file, text);
+  const reader = new TableReader(file);
+  const renewal = reader.table(document.renewal, "renewal") ?? {};
+  reader.only(renewal, "renewal", ["pid_file", "renew_before", "ca_dir", "vault", "hsm"]);
+  const renewBefore = renewal.renew_before === undefined
+    ? DEFAULT_RENEW_BEFORE
+    : reader.renewBefore(renewal.renew_before, "renewal.renew_before");
+  const list = document.certificate ?? [];
+  if (!Array.isArray(list)) {
+    throw new ConfigError(
+      "certificate",
+      "must be a list of tables ([[certificate]] in TOML)",
+      file,
+    );
+  }
+  const certificates = list.map((raw, i) =>
+    reader.certificate(reader.table(raw, `certificate[${i}]`)!, `certificate[${i}]`, renewBefore)
+  );
+  const config: RenewalConfig = {
+    file,
+    pidFile: reader.optional(renewal, "renewal", "pid_file", { type: "path" }),
+    caDir: reader.optional(renewal, "renewal", "ca_dir", { type: "path" }),
+    vault: reader.vault(reader.table(renewal.vault, "renewal.vault"), env),
+    hsm: reader.hsm(reader.table(renewal.hsm, "renewal.hsm")),
+    certificates,
+  };
+  for (const cert of certificates) {
+    if (cert.issuer === "local" && config.caDir === undefined) {
+      throw new ConfigError(
+        "renewal.ca_dir",
+        `is needed by ${cert.field} (issuer = "local")`,
+        file,
+      );
+    }
+    if (cert.issuer === "vault" && config.vault === undefined) {
+      throw new ConfigError(
+        "renewal.vault.address",
+        `is needed by ${cert.field} (issuer = "vault"): set it or VAULT_ADDR`,
+        file,
+      );
+    }
+    if (cert.keySource.kind === "hsm" && config.hsm === undefined) {
+      throw new ConfigError(
+        "renewal.hsm",
+        `is needed by ${cert.field} (key_source = "hsm:…")`,
+        file,
+      );
+    }
+  }
+  const names = new Set<string>();
+  for (const cert of certificates) {
+    if (names.has(cert.paths.cert)) {
+      throw new ConfigError(`${cert.field}.cert`, `${cert.paths.cert} is managed twice`, file);
+    }
+    names.add(cert.paths.cert);
+  }
+  return config;
+}
+
+function parseDocument(file: string, text: string): Table {
+  const extension = file.slice(file.lastIndexOf(".") + 1).toLowerCase();
+  let document: unknown;
+  try {
+    if (extension === "toml") document = parseToml(text);
+    else if (extension === "yaml" || extension === "yml") document = parseYaml(text);
+    else {
+      throw new ConfigError(
+        "--config",
+        `cannot tell the format of ${file}: name it *.toml or *.yaml`,
+      );
+    }
+  } catch (e) {
+    if (e instanceof TomlError) {
+      throw new ConfigError(`line ${e.line} column ${e.column}`, e.message.split("\n")[0], file);
+    }
+    if (e instanceof YAMLParseError) {
+      const at = e.linePos?.[0];
+      const where = at ? `line ${at.line} column ${at.col}` : "document";
+      throw new ConfigError(where, e.message.split("\n")[0], file);
+    }
+    throw e;
+  }
+  if (document === null || document === undefined) return {};
+  if (typeof document !== "object" || Array.isArray(document)) {
+    throw new ConfigError("document", "must be a table of settings", file);
+  }
+  return document as Table;
+}
+
+/** Typed access to one file's tables; every error names the file and the field. */
+class TableReader {
+  constructor(readonly file: string) {}
+
+  origin(field: string): Origin {
+    return { field, file: this.file };
+  }
+
+  fail(field: string, problem: string): never {
+    throw new ConfigError(field, problem, this.file);
+  }
+
+  table(raw: unknown, field: string): Table | undefined {
+    if (raw === undefined) return undefined;
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+      this.fail(field, "must be a table");
+    }
+    return raw as Table;
+  }
+
+  /** Rejects keys this reader does not know, suggesting none: the list is short. */
+  only(table: Table, field: string, known: string[]): void {
+    for (const key of Object.keys(table)) {
+      if (!known.includes(key)) {
+        this.fail(`${field}.${key}`, `unknown setting (known: ${known.join(", ")})`);
+      }
+    }
+  }
+
+  optional<T>(table: Table, field: string, key: string, kind: ValueKind): T | undefined {
+    const raw = table[key];
+    return raw === undefined ? undefined : coerce(kind, raw, this.origin(`${field}.${key}`)) as T;
+  }
+
+  required<T>(table: Table, field: string, key: string, kind: ValueKind): T {
+    const value = this.optional<T>(table, field, key, kind);
+    if (value === undefined) this.fail(`${field}.${key}`, "is required");
+    return value;
+  }
+
+  /** `0.33`, `"1/3"`, `"33%"` (of the lifetime) or a duration such as `"8h"`. */
+  renewBefore(raw: unknown, field: string): RenewBefore {
+    const fraction = typeof raw === "number"
+      ? raw
+      : typeof raw === "string" && /^\s*\d+\s*\/\s*\d+\s*$/.test(raw)
+      ? Number(raw.split("/")[0]) / Number(raw.split("/")[1])
+      : typeof raw === "string" && /^\s*\d+(\.\d+)?\s*%\s*$/.test(raw)
+      ? Number(raw.trim().slice(0, -1)) / 100
+      : undefined;
+    if (fraction !== undefined) {
+      if (!(fraction > 0 && fraction < 1)) {
+        this.fail(field, `as a share of the lifetime must be between 0 and 1, got ${raw}`);
+      }
+      return { fraction };
+    }
+    return { seconds: parseDurationMs(raw, this.origin(field)) / 1000 };
+  }
+
+  certificate(table: Table, field: string, renewBefore: RenewBefore): ManagedCertificate {
+    this.only(table, field, [
+      "name",
+      "cert",
+      "key",
+      "chain",
+      "issuer",
+      "profile",
+      "cn",
+      "sans",
+      "ttl",
+      "key_source",
+      "key_algorithm",
+      "renew_before",
+    ]);
+    const cert = this.required<string>(table, field, "cert", { type: "path" });
+    const key = this.optional<string>(table, field, "key", { type: "path" });
+    const keySource = this.keySource(table.key_source, `${field}.key_source`);
+    if (keySource.kind === "hsm" && key !== undefined) {
+      this.fail(`${field}.key`, "must be omitted when the key is in the HSM (key_source = hsm:…)");
+    }
+    if (keySource.kind !== "hsm" && key === undefined) {
+      this.fail(`${field}.key`, 'is required (or key_source = "hsm:LABEL")');
+    }
+    const issuer = this.optional<"local" | "vault">(table, field, "issuer", {
+      type: "choice",
+      choices: ["local", "vault"],
+    }) ?? "local";
+    const ttlMs = this.required<number>(table, field, "ttl", { type: "duration" });
+    if (ttlMs < 60_000) this.fail(`${field}.ttl`, "must be at least one minute");
+    return {
+      name: this.optional<string>(table, field, "name", { type: "string" }) ?? cert,
+      paths: {
+        cert,
+        key,
+        chain: this.optional<string>(table, field, "chain", { type: "path" }),
+      },
+      issuer,
+      profile: this.optional<CertificateProfile>(table, field, "profile", {
+        type: "choice",
+        choices: ["server", "client"],
+      }) ?? "server",
+      cn: this.required<string>(table, field, "cn", { type: "string" }),
+      sans: (this.optional<string[]>(table, field, "sans", { type: "strings" }) ?? [])
+        .map((san, i) => this.subjectAltName(san, `${field}.sans[${i}]`)),
+      ttlSeconds: Math.round(ttlMs / 1000),
+      keySource,
+      keyAlgorithm: this.optional<KeyAlgorithm>(table, field, "key_algorithm", {
+        type: "choice",
+        choices: KEY_ALGORITHMS,
+      }),
+      renewBefore: table.renew_before === undefined
+        ? renewBefore
+        : this.renewBefore(table.renew_before, `${field}.renew_before`),
+      field,
+    };
+  }
+
+  /** `DNS:…`, `IP:…`, `URI:…`, `EMAIL:…`, or a bare IP address, URI or DNS name. */
+  subjectAltName(text: string, field: string): string {
+    const typed = /^(dns|ip|uri|email):/i.test(text)
+      ? text
+      : normalizeIp(text)
+      ? `IP:${text}`
+      : text.includes("://")
+      ? `URI:${text}`
+      : `DNS:${text}`;
+    try {
+      parseSubjectAltName(typed);
+    } catch (e) {
+      this.fail(field, (e as Error).message);
+    }
+    return typed;
+  }
+
+  keySource(raw: unknown, field: string): KeySource {
+    if (raw === undefined) return { kind: "new" };
+    const text = coerce({ type: "string" }, raw, this.origin(field)) as string;
+    if (text === "new" || text === "reuse") return { kind: text };
+    const hsm = /^hsm:(.+)$/.exec(text);
+    if (hsm) return { kind: "hsm", label: hsm[1] };
+    this.fail(field, `must be new, reuse or hsm:LABEL, got "${text}"`);
+  }
+
+  vault(
+    table: Table | undefined,
+    env: (name: string) => string | undefined,
+  ): VaultSettings | undefined {
+    const field = "renewal.vault";
+    const t = table ?? {};
+    this.only(t, field, [
+      "address",
+      "token",
+      "role_id",
+      "secret_id",
+      "approle_mount",
+      "namespace",
+      "mount",
+      "server_role",
+      "client_role",
+      "ca_file",
+      "timeout",
+    ]);
+    const address = this.optional<string>(t, field, "address", { type: "string" }) ??
+      env("VAULT_ADDR");
+    if (address === undefined) {
+      if (table !== undefined) this.fail(`${field}.address`, "is required (or set VAULT_ADDR)");
+      return undefined;
+    }
+    const get = (key: string) => this.optional<string>(t, field, key, { type: "string" });
+    const roleId = get("role_id");
+    const secretId = get("secret_id");
+    const token = get("token");
+    if ((roleId === undefined) !== (secretId === undefined)) {
+      this.fail(
+        `${field}.${roleId === undefined ? "role_id" : "secret_id"}`,
+        "AppRole needs both role_id and secret_id",
+      );
+    }
+    if (roleId !== undefined && token !== undefined) {
+      this.fail(`${field}.token`, "give either token or role_id/secret_id, not both");
+    }
+    const auth: VaultAuth = roleId !== undefined
+      ? {
+        method: "approle",
+        roleId: { ref: roleId, field: `${field}.role_id` },
+        secretId: { ref: secretId!, field: `${field}.secret_id` },
+        mount: get("approle_mount"),
+      }
+      : { method: "token", token: { ref: token ?? "env:VAULT_TOKEN", field: `${field}.token` } };
+    return {
+      address,
+      auth,
+      namespace: get("namespace") ?? env("VAULT_NAMESPACE"),
+      mount: get("mount") ?? "pki",
+      roles: {
+        server: get("server_role") ?? DEFAULT_VAULT_ROLES.server,
+        client: get("client_role") ?? DEFAULT_VAULT_ROLES.client,
+      },
+      caFile: this.optional<string>(t, field, "ca_file", { type: "path" }) ?? env("VAULT_CACERT"),
+      timeoutMs: this.optional<number>(t, field, "timeout", { type: "duration" }) ?? 60_000,
+    };
+  }
+
+  hsm(table: Table | undefined): RenewalHsmSettings | undefined {
+    if (table === undefined) return undefined;
+    const field = "renewal.hsm";
+    this.only(table, field, ["module", "token", "pin"]);
+    return {
+      module: this.required<string>(table, field, "module", { type: "path" }),
+      token: this.required<string>(table, field, "token", { type: "string" }),
+      pin: this.required<string>(table, field, "pin", { type: "string" }),
+    };
+  }
+}
