@@ -1,7 +1,8 @@
 /**
  * The daemon's life: load every service's materials (refusing to start on any problem), bind
- * the listeners and the HTTP endpoints, tell systemd it is ready, reload on SIGHUP or a changed
- * certificate file, and on SIGTERM/SIGINT stop accepting, drain, and exit 0.
+ * the listeners and the HTTP endpoints, write the pid file, tell systemd it is ready, reload on
+ * SIGHUP or a changed certificate file, and on SIGTERM/SIGINT stop accepting, drain, remove the
+ * pid file and exit 0.
  */
 import type { Address, DaemonConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
@@ -13,6 +14,7 @@ import { registerReadinessCheck } from "../observe/readiness.ts";
 import { SystemdNotifier } from "../observe/sd_notify.ts";
 import { TicketKeys } from "../tls/tickets.ts";
 import { bannerText, statusDocument } from "./banner.ts";
+import { writePidFile } from "./pid_file.ts";
 import { MaterialsHolder, publishCertificateExpiry, watchMaterialFiles } from "./reload.ts";
 import { QtlsService, SessionCounter } from "./service.ts";
 import { closeTokens } from "./signer.ts";
@@ -87,7 +89,7 @@ export async function runDaemon(
     const notifier = cleanup.use(SystemdNotifier.fromEnv());
     const reloads = new ReloadQueue(holders, notifier);
     cleanup.use(
-      watchMaterialFiles(config.services, (changed, paths) => {
+      await watchMaterialFiles(config.services, (changed, paths) => {
         const changedHolders = holders.filter((h) => changed.includes(h.service));
         void reloads.run(changedHolders, `file change: ${paths.join(", ")}`);
       }),
@@ -102,17 +104,20 @@ export async function runDaemon(
       Deno.addSignalListener(signal, onSignal);
       cleanup.defer(() => Deno.removeSignalListener(signal, onSignal));
     }
+    // Only now: `qsign renew` may send SIGHUP as soon as the pid is in the file.
+    if (config.pidFile) cleanup.use(await writePidFile(config.pidFile));
     audit.info("ready", { services: services.map((s) => s.config.name) });
     await notifier.ready(`serving ${services.length} service(s)`);
 
     const signal = await stop.promise;
+    // Close the listeners before announcing the stop, so nothing connects after "stopping".
+    await Promise.all(services.map((s) => s.stopAccepting()));
     audit.info("stopping", {
       signal,
       open_connections: services.reduce((n, s) => n + s.activeConnections, 0),
       drain_timeout_ms: config.drainTimeoutMs,
     });
     await notifier.stopping();
-    await Promise.all(services.map((s) => s.stopAccepting()));
     await reloads.idle();
     await Promise.all(services.map((s) => s.drain(config.drainTimeoutMs)));
     audit.info("stopped", { sessions: sessions.count });
