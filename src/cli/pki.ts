@@ -25,9 +25,10 @@ import {
   readDerObjects,
   readInputFile,
 } from "../pki/pem.ts";
-import { type Purpose, verifyChain } from "../pki/verify.ts";
+import { CRL_CHECKS, type Purpose, verifyChain } from "../pki/verify.ts";
 
 const PROFILES = ["server", "client"] as const;
+const CAS = ["root", "server", "client"] as const;
 const PURPOSES = ["server", "client", "any"] as const;
 
 const algOption = {
@@ -84,7 +85,7 @@ const SPECS = {
   },
   revoke: {
     name: "pki revoke",
-    summary: "revoke a certificate issued by this PKI (then publish a CRL with pki crl)",
+    summary: "revoke a leaf or an intermediate CA of this PKI (then publish a CRL with pki crl)",
     positionals: [{ name: "SERIAL|CERT.pem", help: "hex serial number, or the certificate file" }],
     options: {
       dir: dirOption,
@@ -98,10 +99,15 @@ const SPECS = {
   },
   crl: {
     name: "pki crl",
-    summary: "write a CRL signed by the Server or Client intermediate CA",
+    summary: "write a CRL signed by the Root CA (for the intermediates) or an intermediate CA",
     options: {
       dir: dirOption,
-      ca: { type: "string", value: "server|client", help: "which intermediate CA" },
+      ca: {
+        type: "string",
+        value: "root|server|client",
+        help:
+          "which CA signs it; root lists revoked intermediates (OpenSSL's chain check needs it)",
+      },
       out: { type: "string", value: "FILE", help: "where to write the CRL (PEM)" },
       days: { type: "string", value: "N", help: "days until nextUpdate", default: "7" },
     },
@@ -128,6 +134,12 @@ const SPECS = {
         help: "untrusted intermediate certificates",
       },
       crl: { type: "string", value: "CRL.pem", multiple: true, help: "CRLs to check revocation" },
+      "crl-check": {
+        type: "string",
+        value: "available|leaf|chain",
+        help: "which certificates must have a CRL from their issuer (chain: all below the root)",
+        default: "available",
+      },
       purpose: { type: "string", value: "server|client|any", help: "TLS role", default: "any" },
       host: { type: "string", value: "NAME", help: "DNS name the leaf must carry" },
       ip: { type: "string", value: "ADDR", help: "IP address the leaf must carry" },
@@ -241,7 +253,7 @@ async function runRevoke(args: Args): Promise<number> {
 
 async function runCrl(args: Args): Promise<number> {
   const dir = args.requireString("dir");
-  const profile = requireChoice(args, "ca", PROFILES);
+  const profile = requireChoice(args, "ca", CAS);
   const out = args.requireString("out");
   const days = args.integer("days", { min: 1, max: 3650 });
   const der = await generateCrl({ dir, profile, days });
@@ -293,6 +305,7 @@ async function runVerify(args: Args): Promise<number> {
     trustAnchors: trust,
     intermediates: untrusted,
     crls,
+    crlCheck: args.choice("crl-check", CRL_CHECKS),
     purpose: args.choice("purpose", PURPOSES) as Purpose,
     host: args.string("host"),
     ip: args.string("ip"),

@@ -25,6 +25,8 @@ import { pemEncode, readCertificatesFile } from "./pem.ts";
 import { verifySignature } from "./signatures.ts";
 
 export type CaProfile = "server" | "client";
+/** Every CA of a PKI directory: the Root CA and the two intermediates. */
+export type CaName = "root" | CaProfile;
 
 /** File names inside a PKI directory. */
 export const PKI_FILES = {
@@ -74,7 +76,7 @@ export type RevocationReason = typeof REVOCATION_REASONS[number];
 export interface IndexEntry {
   serial: string;
   /** Which CA issued it. */
-  issuer: "root" | CaProfile;
+  issuer: CaName;
   subject: string;
   notBefore: string;
   notAfter: string;
@@ -86,31 +88,31 @@ export interface IndexEntry {
 
 interface CaIndex {
   version: 1;
-  crlNumbers: Partial<Record<CaProfile, number>>;
+  crlNumbers: Partial<Record<CaName, number>>;
   certificates: IndexEntry[];
 }
 
 /** Raised for PKI directory problems an operator must fix (missing CA, existing PKI...). */
 export class PkiError extends QsignError {}
 
-/** An intermediate CA ready to sign: its certificate and key. */
+/** A CA ready to sign: its certificate and key. */
 export interface OpenCa {
   dir: string;
-  profile: CaProfile;
+  profile: CaName;
   cert: x509.X509Certificate;
   der: Uint8Array;
   key: LoadedPrivateKey;
 }
 
-function caFiles(profile: CaProfile) {
-  return profile === "server"
-    ? { cert: PKI_FILES.serverCaCert, key: PKI_FILES.serverCaKey }
-    : { cert: PKI_FILES.clientCaCert, key: PKI_FILES.clientCaKey };
-}
+const CA_FILES: Record<CaName, { cert: string; key: string }> = {
+  root: { cert: PKI_FILES.rootCert, key: PKI_FILES.rootKey },
+  server: { cert: PKI_FILES.serverCaCert, key: PKI_FILES.serverCaKey },
+  client: { cert: PKI_FILES.clientCaCert, key: PKI_FILES.clientCaKey },
+};
 
-/** Loads the Server or Client intermediate CA of a PKI directory. */
-export async function openCa(dir: string, profile: CaProfile): Promise<OpenCa> {
-  const files = caFiles(profile);
+/** Loads the Root CA or the Server or Client intermediate CA of a PKI directory. */
+export async function openCa(dir: string, profile: CaName): Promise<OpenCa> {
+  const files = CA_FILES[profile];
   const [der] = await readCertificatesFile(join(dir, files.cert));
   const key = await readPrivateKeyFile(join(dir, files.key));
   const cert = new x509.X509Certificate(bufferSource(der));
@@ -358,7 +360,11 @@ async function certifiableCsrKey(csrDer: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(csr.publicKey.rawData);
 }
 
-/** Marks a certificate revoked in the index. `serial` is hex (any case, colons allowed). */
+/**
+ * Marks a certificate revoked in the index: a leaf (listed by its intermediate's CRL) or an
+ * intermediate CA (listed by the Root CA's CRL, `generateCrl({profile: "root"})`). `serial` is
+ * hex (any case, colons allowed).
+ */
 export async function revokeCertificate(options: {
   dir: string;
   serial: string;
@@ -370,11 +376,6 @@ export async function revokeCertificate(options: {
   await updateIndex(options.dir, (index) => {
     const entry = index.certificates.find((e) => e.serial === serial);
     if (!entry) throw new PkiError(`serial ${serial} was not issued by the CA in ${options.dir}`);
-    if (entry.issuer === "root") {
-      throw new PkiError(
-        `serial ${serial} is an intermediate CA; qsign pki issues CRLs for leaves only (re-run pki init)`,
-      );
-    }
     if (entry.status === "revoked") throw new PkiError(`serial ${serial} is already revoked`);
     entry.status = "revoked";
     entry.revokedAt = (options.at ?? new Date()).toISOString();
@@ -395,10 +396,15 @@ function normalizeSerial(serial: string): string {
   return hex.replace(/^(00)+(?=[0-9a-f]{2})/, "");
 }
 
-/** Issues a CRL from the profile's intermediate listing every certificate it revoked. */
+/**
+ * Issues a CRL from one CA of the directory listing every certificate it revoked: an
+ * intermediate's CRL covers its leaves, the Root CA's covers the intermediates. A verifier that
+ * checks revocation for the whole chain (OpenSSL's X509_V_FLAG_CRL_CHECK_ALL, which Node's `crl`
+ * option turns on; `verifyChain` with `crlCheck: "chain"`) needs both.
+ */
 export async function generateCrl(options: {
   dir: string;
-  profile: CaProfile;
+  profile: CaName;
   days?: number;
   now?: Date;
 }): Promise<Uint8Array> {

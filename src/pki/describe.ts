@@ -3,7 +3,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { COMPOSITE_MLDSA65_ECDSA_P384_NAME } from "../crypto/composite.ts";
 import { toHex } from "./certificate.ts";
-import { bufferSource } from "./der.ts";
+import { asWebCryptoKeyInfo, bufferSource } from "./der.ts";
 import { keyAlgorithmOfSpki } from "./keys.ts";
 import { signatureAlgorithmName, verifySignature } from "./signatures.ts";
 import { NAME_CONSTRAINTS_OID } from "./names.ts";
@@ -64,22 +64,24 @@ async function fingerprint(
   return toHex(digest).toUpperCase().replace(/(..)(?!$)/g, "$1:");
 }
 
-/** The key's algorithm, e.g. `ML-DSA-65`, `ECDSA P-384`, `RSA 3072`. */
+/** The key's algorithm, e.g. `ML-DSA-65`, `ECDSA P-384`, `RSA 3072`, `RSA-PSS 3072`. */
 export async function describePublicKey(key: x509.PublicKey): Promise<string> {
   const spki = new Uint8Array(key.rawData);
   const alg = keyAlgorithmOfSpki(spki);
   if (alg === "mldsa65-ecdsa-p384") return `${COMPOSITE_MLDSA65_ECDSA_P384_NAME} (composite)`;
   if (alg?.startsWith("mldsa")) return key.algorithm.name;
   if (alg?.startsWith("ecdsa")) return `ECDSA ${(key.algorithm as EcKeyAlgorithm).namedCurve}`;
-  if (alg === "rsa-3072") {
+  if (alg === "rsa-3072" || alg === "rsa-pss-3072") {
+    // Imported only to read the modulus length.
     const imported = await crypto.subtle.importKey(
       "spki",
-      bufferSource(spki),
+      bufferSource(asWebCryptoKeyInfo(spki)),
       { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
       true,
       ["verify"],
     );
-    return `RSA ${(imported.algorithm as RsaHashedKeyAlgorithm).modulusLength}`;
+    const bits = (imported.algorithm as RsaHashedKeyAlgorithm).modulusLength;
+    return `${alg === "rsa-pss-3072" ? "RSA-PSS" : "RSA"} ${bits}`;
   }
   return key.algorithm.name;
 }

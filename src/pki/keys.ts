@@ -21,7 +21,16 @@ import {
   mldsa65SeedSigner,
   splitCompositePublicKey,
 } from "../crypto/composite.ts";
-import { bufferSource, children, readTlv, tlvBytes, tlvContent } from "./der.ts";
+import {
+  asRsaPssKeyInfo,
+  asWebCryptoKeyInfo,
+  bufferSource,
+  children,
+  isRsaPssKeyInfo,
+  readTlv,
+  tlvBytes,
+  tlvContent,
+} from "./der.ts";
 import { pemDecodeAll, pemEncode, readInputFile } from "./pem.ts";
 
 /** Key algorithms of `qsign pki --alg`. */
@@ -32,6 +41,8 @@ export const KEY_ALGORITHMS = [
   "ecdsa-p256",
   "ecdsa-p384",
   "rsa-3072",
+  "rsa-pss-3072",
+  "ed25519",
   "mldsa65-ecdsa-p384",
 ] as const;
 export type KeyAlgorithm = typeof KEY_ALGORITHMS[number];
@@ -104,6 +115,24 @@ const SINGLE: Record<Exclude<KeyAlgorithm, "mldsa65-ecdsa-p384">, SingleSpec> = 
     import: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
     sign: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
   },
+  // An id-RSASSA-PSS key (RFC 4055), as TLS's rsa_pss_pss_* schemes require: it signs
+  // certificates with RSASSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) and handshakes with
+  // rsa_pss_pss_sha256/384. Its SPKI and PKCS#8 carry the PSS OID (see der.ts).
+  "rsa-pss-3072": {
+    generate: {
+      name: "RSA-PSS",
+      modulusLength: 3072,
+      publicExponent: new Uint8Array([1, 0, 1]),
+      hash: "SHA-256",
+    },
+    import: { name: "RSA-PSS", hash: "SHA-256" },
+    sign: { name: "RSA-PSS", hash: "SHA-256", saltLength: 32 } as Algorithm,
+  },
+  ed25519: {
+    generate: { name: "Ed25519" },
+    import: { name: "Ed25519" },
+    sign: { name: "Ed25519" },
+  },
 };
 
 function mldsa(name: string): SingleSpec {
@@ -155,7 +184,7 @@ export async function parsePrivateKey(
     try {
       const privateKey = await crypto.subtle.importKey(
         "pkcs8",
-        bufferSource(der),
+        bufferSource(asWebCryptoKeyInfo(der)),
         spec.import,
         true,
         ["sign"],
@@ -179,6 +208,8 @@ const OID_ALGORITHMS: Record<string, Exclude<KeyAlgorithm, "mldsa65-ecdsa-p384">
   "2.16.840.1.101.3.4.3.19": ["mldsa87"],
   "1.2.840.10045.2.1": ["ecdsa-p256", "ecdsa-p384"],
   "1.2.840.113549.1.1.1": ["rsa-3072"],
+  "1.2.840.113549.1.1.10": ["rsa-pss-3072"],
+  "1.3.101.112": ["ed25519"],
 };
 
 function candidatesForOid(oid: string) {
@@ -246,17 +277,20 @@ async function singleKey(
   publicKey: CryptoKey,
 ): Promise<SingleLoadedKey> {
   const spec = SINGLE[keyAlgorithm];
-  const [pkcs8, spki] = await Promise.all([
+  const exported = await Promise.all([
     crypto.subtle.exportKey("pkcs8", privateKey),
     crypto.subtle.exportKey("spki", publicKey),
   ]);
+  const [pkcs8, spki] = exported.map((der) =>
+    keyAlgorithm === "rsa-pss-3072" ? asRsaPssKeyInfo(new Uint8Array(der)) : new Uint8Array(der)
+  );
   return {
     keyAlgorithm,
     algorithm: spec.sign,
     privateKey,
     publicKey,
-    pkcs8: new Uint8Array(pkcs8),
-    spki: new Uint8Array(spki),
+    pkcs8,
+    spki,
     sign: async (tbs) =>
       new Uint8Array(await crypto.subtle.sign(spec.sign, privateKey, bufferSource(tbs))),
   };
@@ -301,7 +335,7 @@ export async function writePrivateKeyFile(path: string, key: LoadedPrivateKey): 
   }
 }
 
-/** The qsign key algorithm of a SubjectPublicKeyInfo, or undefined for others (e.g. Ed25519). */
+/** The qsign key algorithm of a SubjectPublicKeyInfo, or undefined for others (e.g. Ed448). */
 export function keyAlgorithmOfSpki(spki: Uint8Array): KeyAlgorithm | undefined {
   const key = new x509.PublicKey(bufferSource(spki));
   const name = key.algorithm.name;
@@ -313,6 +347,8 @@ export function keyAlgorithmOfSpki(spki: Uint8Array): KeyAlgorithm | undefined {
     const curve = (key.algorithm as EcKeyAlgorithm).namedCurve;
     return curve === "P-256" ? "ecdsa-p256" : curve === "P-384" ? "ecdsa-p384" : undefined;
   }
+  if (isRsaPssKeyInfo(spki)) return "rsa-pss-3072";
   if (name === "RSASSA-PKCS1-v1_5" || name === "RSA-PSS") return "rsa-3072";
+  if (name === "Ed25519" || name === "EdDSA") return "ed25519";
   return undefined;
 }

@@ -7,7 +7,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { COMPOSITE_MLDSA65_ECDSA_P384_OID, compositeVerify } from "../crypto/composite.ts";
-import { bufferSource, toBeSigned } from "./der.ts";
+import { asWebCryptoKeyInfo, bufferSource, toBeSigned } from "./der.ts";
 
 type SignedObject = x509.X509Certificate | x509.X509Crl | x509.Pkcs10CertificateRequest;
 
@@ -127,7 +127,14 @@ function importCached(
   const cacheKey = JSON.stringify(algorithm);
   let key = perKey.get(cacheKey);
   if (!key) {
-    key = crypto.subtle.importKey("spki", issuerKey.rawData, algorithm, false, ["verify"]);
+    // An id-RSASSA-PSS key may only make RSA-PSS signatures; WebCrypto imports it as
+    // rsaEncryption.
+    const name = typeof algorithm === "string" ? algorithm : algorithm.name;
+    const spki = new Uint8Array(issuerKey.rawData);
+    const importable = name === "RSA-PSS" ? asWebCryptoKeyInfo(spki) : spki;
+    key = crypto.subtle.importKey("spki", bufferSource(importable), algorithm, false, [
+      "verify",
+    ]);
     // A failed import is not cached: the next caller gets the same failure afresh.
     key.catch(() => perKey.delete(cacheKey));
     perKey.set(cacheKey, key);

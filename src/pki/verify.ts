@@ -38,6 +38,7 @@ export type ChainFailureReason =
   | "unknown critical extension"
   | "max depth"
   | "crl invalid"
+  | "crl missing"
   | "malformed certificate";
 
 /** A refused chain: `reason` for programs, the message (`reason: detail`) for people. */
@@ -55,6 +56,17 @@ export class ChainVerificationError extends QsignError {
 /** What the leaf must be good for: TLS server, TLS client, or anything. */
 export type Purpose = "server" | "client" | "any";
 
+/**
+ * Which certificates need a CRL from their issuer:
+ * - `available`: none; each certificate is checked against whatever CRLs its issuer signed.
+ * - `leaf`: the leaf's issuer must have a CRL (OpenSSL's X509_V_FLAG_CRL_CHECK).
+ * - `chain`: every certificate below the trust anchor needs its issuer's CRL, so a revoked
+ *   intermediate is caught too (X509_V_FLAG_CRL_CHECK_ALL, which Node's `crl` option sets).
+ * A certificate whose required CRL is absent fails with `crl missing`.
+ */
+export type CrlCheck = "available" | "leaf" | "chain";
+export const CRL_CHECKS: readonly CrlCheck[] = ["available", "leaf", "chain"];
+
 export interface VerifyOptions {
   /** Trust anchors: a `TrustStore` (parsed once, for handshakes) or DER certificates. */
   trustAnchors: TrustStore | readonly Uint8Array[];
@@ -62,6 +74,8 @@ export interface VerifyOptions {
   intermediates?: readonly Uint8Array[];
   /** CRLs (DER) in addition to those of the trust store. */
   crls?: readonly Uint8Array[];
+  /** Which certificates must have a CRL (default `available`: none must). */
+  crlCheck?: CrlCheck;
   purpose: Purpose;
   /** The name the leaf must carry (dNSName; an IP literal is matched against IP SANs). */
   host?: string;
@@ -460,19 +474,30 @@ function checkPurpose(path: Candidate[], purpose: Purpose, fail: Fail): void {
 }
 
 /**
- * Checks each certificate against the CRLs its issuer signed. Returns the earliest nextUpdate
- * of the CRLs used, or undefined when none applied.
+ * Checks each certificate against the CRLs its issuer signed, and that the certificates
+ * `crlCheck` names have one. Returns the earliest nextUpdate of the CRLs used, or undefined
+ * when none applied.
  */
 async function checkRevocation(
   path: Candidate[],
   context: PathContext,
   fail: Fail,
 ): Promise<number | undefined> {
+  const crlCheck = context.options.crlCheck ?? "available";
   let until: number | undefined;
   for (let i = 0; i + 1 < path.length; i++) {
     const subject = path[i];
     const issuer = path[i + 1];
-    for (const parsed of context.crls.filter((crl) => crl.covers(issuer))) {
+    const crls = context.crls.filter((crl) => crl.covers(issuer));
+    const required = crlCheck === "chain" || (crlCheck === "leaf" && i === 0);
+    if (required && !crls.length) {
+      fail(
+        "crl missing",
+        `no CRL from ${issuer.subject} to check ${subject.subject} against`,
+        subject,
+      );
+    }
+    for (const parsed of crls) {
       const crl = parsed.crl;
       if (!(await parsed.signedBy(issuer))) {
         fail("crl invalid", `CRL of ${issuer.subject} is not signed by its key`, issuer);

@@ -76,6 +76,12 @@ function nameMatches(pattern: string, name: string): boolean {
   return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
 }
 
+/** One of our chains and the scheme its key signs CertificateVerify with. */
+export interface ChosenCertificate {
+  key: CertifiedKey;
+  scheme: SignatureScheme;
+}
+
 /**
  * Chooses the server's chain and CertificateVerify scheme, as OpenSSL does: among chains whose
  * leaf matches `serverName` (all chains when none match or no SNI), the first scheme in the
@@ -88,7 +94,7 @@ export function selectCertificate(
   serverName: string | undefined,
   peerSchemes: readonly SignatureScheme[],
   peerCertSchemes: readonly SignatureScheme[] | undefined,
-): { key: CertifiedKey; scheme: SignatureScheme } {
+): ChosenCertificate {
   const named = serverName
     ? keys.filter((k) => chainFacts(k).names.some((p) => nameMatches(p, serverName)))
     : [];
@@ -100,7 +106,7 @@ export function selectCertificate(
     return schemes.slice(0, Math.max(1, schemes.length - 1))
       .every((s) => s !== undefined && certSchemes.includes(s));
   };
-  let fallback: { key: CertifiedKey; scheme: SignatureScheme } | undefined;
+  let fallback: ChosenCertificate | undefined;
   for (const scheme of peerSchemes) {
     for (const key of candidates) {
       if (signerScheme(key, [scheme]) === undefined) continue;

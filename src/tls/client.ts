@@ -10,13 +10,8 @@
 import "reflect-metadata";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { TlsAlert } from "./alert.ts";
-import {
-  certificateVerifyInput,
-  checkCertificateVerify,
-  checkPqAuth,
-  parseCertificate,
-  signerScheme,
-} from "./auth.ts";
+import { normalizeIp } from "../pki/certificate.ts";
+import { type ChosenCertificate, parseCertificate, signerScheme } from "./auth.ts";
 import { type CipherSuite, resolveSuites, suiteById } from "./cipher_suites.ts";
 import { concat, equalBytes } from "./codec/bytes.ts";
 import { ContentType, ExtensionType, HandshakeType, PSK_DHE_KE, TLS13 } from "./codec/constants.ts";
@@ -41,21 +36,15 @@ import {
   findExtension,
 } from "./codec/extensions.ts";
 import {
-  decodeCertificate,
   decodeCertificateRequest,
-  decodeCertificateVerify,
   decodeEncryptedExtensions,
   decodeServerHello,
-  encodeCertificate,
-  encodeCertificateVerify,
   encodeClientHello,
-  encodeFinished,
   type HandshakeMessage,
 } from "./codec/messages.ts";
-import type { TlsClientConfig, VerifiedPeer } from "./config.ts";
+import type { TlsClientConfig } from "./config.ts";
 import { type ClientKeyShare, groupName, type KeyExchangeGroup, resolveGroups } from "./groups.ts";
-import { finishedMac, KeySchedule } from "./key_schedule.ts";
-import { verifierFor } from "./peer.ts";
+import { KeySchedule } from "./key_schedule.ts";
 import type { RecordLayer } from "./record.ts";
 import type { HandshakeResult } from "./server.ts";
 import {
@@ -65,6 +54,16 @@ import {
   type SignatureScheme,
 } from "./sigschemes.ts";
 import type { ClientSession } from "./tickets.ts";
+import {
+  certificateMessages,
+  checkFinished,
+  finishedMessage,
+  type HandshakeContext,
+  type PeerAuthentication,
+  pskBinder,
+  readMessage,
+  readPeerAuthentication,
+} from "./steps.ts";
 import { Transcript } from "./transcript.ts";
 
 /** Extensions a ServerHello / HelloRetryRequest / EncryptedExtensions may carry. */
@@ -177,102 +176,46 @@ export async function clientHandshake(
   await records.setReadKeys(suite, hsSecrets.server);
 
   // 3. EncryptedExtensions.
-  const ee = await expect(records, HandshakeType.encrypted_extensions, "EncryptedExtensions");
+  const ctx: HandshakeContext = { records, transcript, suite };
+  const ee = await readMessage(records, HandshakeType.encrypted_extensions);
   const alpn = checkEncryptedExtensions(cs, decodeEncryptedExtensions(ee.body));
   transcript.add(ee.raw);
 
-  // 4. The server's authentication (not on resumption).
+  // 4. The server's authentication (not on resumption), then its Finished.
   let certRequest: { schemes: number[]; authorities?: Uint8Array[] } | undefined;
-  let peer: VerifiedPeer | undefined;
-  let peerChain: Uint8Array[] = resumed?.peerCertificates ?? [];
-  let peerScheme: SignatureScheme | undefined;
-  let next = await records.readHandshake();
+  let server: PeerAuthentication | undefined;
+  let message = await records.readHandshake();
   if (!resumed) {
-    if (next.type === HandshakeType.certificate_request) {
-      certRequest = readCertificateRequest(next);
-      transcript.add(next.raw);
-      next = await records.readHandshake();
+    if (message.type === HandshakeType.certificate_request) {
+      certRequest = readCertificateRequest(message);
+      transcript.add(message.raw);
+      message = await records.readHandshake();
     }
-    if (next.type !== HandshakeType.certificate) {
-      throw new TlsAlert(
-        "unexpected_message",
-        `expected Certificate, got handshake type ${next.type}`,
-      );
-    }
-    const cert = decodeCertificate(next.body);
-    if (cert.context.length) {
-      throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
-    }
-    if (!cert.chain.length) throw new TlsAlert("decode_error", "server sent no certificate");
-    transcript.add(next.raw);
-    peerChain = cert.chain;
-    peer = await verifierFor(config).verify(cert.chain, {
-      role: "client",
-      serverName: config.serverName,
-    });
-    if (config.requirePqAuth) checkPqAuth(peer, undefined);
-
-    const cvMsg = await expect(records, HandshakeType.certificate_verify, "CertificateVerify");
-    const cv = decodeCertificateVerify(cvMsg.body);
-    await checkCertificateVerify(
-      peer,
-      cv.scheme,
-      cv.signature,
-      "server",
-      await transcript.hash(suite),
-      cs.schemes,
-    );
-    if (config.requirePqAuth) checkPqAuth(peer, cv.scheme);
-    peerScheme = cv.scheme;
-    transcript.add(cvMsg.raw);
-    next = await records.readHandshake();
+    server = await readPeerAuthentication(ctx, message, config, "client", config.serverName);
+    if (!server) throw new TlsAlert("decode_error", "server sent no certificate");
+    message = await records.readHandshake();
   }
-
-  // 5. The server's Finished, then the application secrets.
-  if (next.type !== HandshakeType.finished) {
-    throw new TlsAlert("unexpected_message", `expected Finished, got handshake type ${next.type}`);
-  }
-  const expected = await finishedMac(suite, hsSecrets.server, await transcript.hash(suite));
-  if (!equalBytes(next.body, expected)) {
-    throw new TlsAlert("decrypt_error", "server Finished does not verify");
-  }
-  transcript.add(next.raw);
+  await checkFinished(ctx, message, hsSecrets.server, "server");
   await schedule.enterMaster();
   const apSecrets = await schedule.trafficSecrets("ap", await transcript.hash(suite));
 
-  // 6. Our flight: [Certificate, CertificateVerify,] Finished.
+  // 5. Our flight: [Certificate, CertificateVerify,] Finished.
   await records.setWriteKeys(suite, hsSecrets.client);
+  let ours: ChosenCertificate | undefined;
   const flight: Uint8Array[] = [];
-  let ourScheme: SignatureScheme | undefined;
   if (certRequest) {
     const key = config.certificate;
-    ourScheme = key ? signerScheme(key, certRequest.schemes) : undefined;
-    const certificate = encodeCertificate({
-      context: new Uint8Array(0),
-      chain: key && ourScheme !== undefined ? key.chain : [],
-    });
-    flight.push(certificate);
-    transcript.add(certificate);
-    if (key && ourScheme !== undefined) {
-      const signature = await key.signer.sign(
-        ourScheme,
-        certificateVerifyInput("client", await transcript.hash(suite)),
-      );
-      const cv = encodeCertificateVerify({ scheme: ourScheme, signature });
-      flight.push(cv);
-      transcript.add(cv);
-    }
+    const scheme = key && signerScheme(key, certRequest.schemes);
+    ours = key && scheme !== undefined ? { key, scheme } : undefined;
+    flight.push(...await certificateMessages(ctx, "client", ours));
   }
-  const finished = encodeFinished(
-    await finishedMac(suite, hsSecrets.client, await transcript.hash(suite)),
-  );
-  flight.push(finished);
-  transcript.add(finished);
+  flight.push(await finishedMessage(ctx, hsSecrets.client));
   await records.write(ContentType.handshake, concat(...flight));
   await records.setWriteKeys(suite, apSecrets.client);
   await records.setReadKeys(suite, apSecrets.server);
   records.allowChangeCipherSpec = false;
 
+  const peerChain = server?.chain ?? resumed?.peerCertificates ?? [];
   return {
     suite,
     readSecret: apSecrets.server,
@@ -283,29 +226,18 @@ export async function clientHandshake(
       role: "client",
       cipherSuite: suite.name,
       group: cs.share.group.name,
-      signatureScheme: ourScheme !== undefined ? schemeName(ourScheme) : undefined,
-      peerSignatureScheme: peerScheme !== undefined ? schemeName(peerScheme) : undefined,
+      signatureScheme: ours && schemeName(ours.scheme),
+      peerSignatureScheme: server && schemeName(server.scheme),
       resumed: resumed !== undefined,
       helloRetry: cs.helloRetry,
       alpn,
       serverName: config.serverName,
       peerCertificates: peerChain,
-      peerLeaf: peer?.leaf ?? (peerChain.length ? parseCertificate(peerChain[0]) : undefined),
+      peerLeaf: server?.peer.leaf ??
+        (peerChain.length ? parseCertificate(peerChain[0]) : undefined),
       timings: { startMs, handshakeMs: Date.now() - startMs },
     },
   };
-}
-
-async function expect(records: RecordLayer, type: number, name: string) {
-  const msg = await records.readHandshake();
-  if (msg.type !== type) {
-    throw new TlsAlert("unexpected_message", `expected ${name}, got handshake type ${msg.type}`);
-  }
-  return msg;
-}
-
-function isIpAddress(name: string): boolean {
-  return /^[0-9.]+$/.test(name) || name.includes(":");
 }
 
 /** Builds, records and sends the (first or second) ClientHello, with a PSK binder if resuming. */
@@ -321,7 +253,8 @@ async function sendClientHello(cs: ClientState): Promise<void> {
       offeredCertSchemes(config.requirePqAuth ?? false),
     ),
   ];
-  if (config.serverName && !isIpAddress(config.serverName)) {
+  // SNI carries host names only (RFC 6066 §3).
+  if (config.serverName && normalizeIp(config.serverName) === undefined) {
     extensions.push(encodeServerName(config.serverName));
   }
   if (config.alpn?.length) extensions.push(encodeAlpn(config.alpn));
@@ -354,12 +287,7 @@ async function sendClientHello(cs: ClientState): Promise<void> {
   });
   if (offerPsk) {
     const truncated = hello.subarray(0, hello.length - bindersListLength([binderLength]));
-    const binderKey = await (await KeySchedule.start(sessionSuite, session.psk)).binderKey();
-    const binder = await finishedMac(
-      sessionSuite,
-      binderKey,
-      await transcript.hash(sessionSuite, truncated),
-    );
+    const binder = await pskBinder(sessionSuite, session.psk, transcript, truncated);
     hello.set(binder, hello.length - binderLength);
   }
   transcript.add(hello);
@@ -368,11 +296,7 @@ async function sendClientHello(cs: ClientState): Promise<void> {
 
 /** Reads a ServerHello or HelloRetryRequest and checks what both must get right. */
 async function readServerHello(cs: ClientState) {
-  const message: HandshakeMessage = await expect(
-    cs.records,
-    HandshakeType.server_hello,
-    "ServerHello",
-  );
+  const message = await readMessage(cs.records, HandshakeType.server_hello);
   const sh = decodeServerHello(message.body);
   const version = findExtension(sh.extensions, ExtensionType.supported_versions);
   if (!version) throw new TlsAlert("protocol_version", "server does not speak TLS 1.3");

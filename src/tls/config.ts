@@ -3,6 +3,7 @@
  * Names (groups, suites, schemes) are IANA names; see groups.ts, cipher_suites.ts, sigschemes.ts.
  */
 import type { X509Certificate } from "@peculiar/x509";
+import type { CrlCheck } from "../pki/verify.ts";
 import type { Signer } from "./sigschemes.ts";
 import type { ClientSessionCache, TicketIssuer } from "./tickets.ts";
 
@@ -37,6 +38,11 @@ interface CommonConfig {
   trustAnchors: Uint8Array[];
   /** CRLs (DER) consulted for the peer's chain. */
   crls?: Uint8Array[];
+  /**
+   * Which certificates of the peer's chain must have a CRL among `crls` (see `CrlCheck`):
+   * `available` (default) checks against the CRLs given; `chain` is OpenSSL's CRL_CHECK_ALL.
+   */
+  crlCheck?: CrlCheck;
   /** Replaces the default chain verifier (trustAnchors/crls) entirely. */
   verifier?: PeerVerifier;
   /** Key exchange groups in preference order (default: every PQ group, SecP384r1MLKEM1024 first). */
@@ -53,6 +59,13 @@ interface CommonConfig {
   handshakeTimeoutMs?: number;
   /** record_size_limit to announce (RFC 8449; 64..16385). Not sent when absent. */
   recordSizeLimit?: number;
+  /**
+   * Most records protected under one write key, the KeyUpdate that retires it included
+   * (RFC 8446 §5.5). When the limit is reached the connection sends a KeyUpdate by itself, so
+   * the sequence number never wraps and no key is used past its AEAD's limit. Default 2^23,
+   * under AES-GCM's 2^24.5; at least 2. Tests set it low to exercise the rekeying.
+   */
+  maxRecordsPerKey?: number;
 }
 
 export interface TlsServerConfig extends CommonConfig {

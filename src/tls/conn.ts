@@ -17,10 +17,20 @@
  *
  * Reading is pulled: the socket is read only when the application reads, so a slow reader
  * slows the peer down through TCP. Post-handshake messages (NewSessionTicket, KeyUpdate) are
- * handled while reading. A protocol error ends the connection with the right alert and makes the
- * stream error with a `TlsError`; nothing is thrown anywhere else.
+ * handled while reading. Writing rekeys by itself before a key has protected
+ * `maxRecordsPerKey` records (config.ts; RFC 8446 §5.5). A protocol error ends the connection
+ * with the right alert and makes the stream error with a `TlsError`; nothing is thrown anywhere
+ * else.
  */
-import { PeerAlert, TlsAlert, TlsError, TlsHandshakeError, TransportClosed } from "./alert.ts";
+import { ConfigError } from "../errors.ts";
+import {
+  type AlertName,
+  PeerAlert,
+  TlsAlert,
+  TlsError,
+  TlsHandshakeError,
+  TransportClosed,
+} from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 import { ContentType, HandshakeType } from "./codec/constants.ts";
 import { decodeKeyUpdate, decodeNewSessionTicket, encodeKeyUpdate } from "./codec/messages.ts";
@@ -35,8 +45,9 @@ export type { HandshakeInfo, TlsClientConfig, TlsServerConfig } from "./config.t
 export { TlsError, TlsHandshakeError } from "./alert.ts";
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Rekey before AES-GCM's key usage limit (2^24.5 records, RFC 8446 §5.5), with margin. */
-const KEY_UPDATE_AFTER_RECORDS = 2 ** 23;
+/** Rekey well before AES-GCM's key usage limit (2^24.5 records, RFC 8446 §5.5). */
+const DEFAULT_MAX_RECORDS_PER_KEY = 2 ** 23;
+const MAX_RECORDS_PER_KEY_LIMIT = 2 ** 24;
 const MAX_TICKET_LIFETIME = 7 * 24 * 3600;
 
 /** Where resumption tickets go, for a client connection. */
@@ -44,6 +55,29 @@ interface TicketSink {
   cache: ClientSessionCache;
   key: string;
   resumptionMasterSecret: Uint8Array;
+}
+
+/** What a connection needs besides the handshake's result. */
+interface ConnectionOptions {
+  peer?: string;
+  tickets?: TicketSink;
+  maxRecordsPerKey: number;
+}
+
+/**
+ * `maxRecordsPerKey` of a config, checked before any byte is sent: a bad value closes `tcp` and
+ * throws ConfigError.
+ */
+function maxRecordsPerKey(config: TlsServerConfig | TlsClientConfig, tcp: Deno.Conn): number {
+  const limit = config.maxRecordsPerKey ?? DEFAULT_MAX_RECORDS_PER_KEY;
+  if (!Number.isInteger(limit) || limit < 2 || limit > MAX_RECORDS_PER_KEY_LIMIT) {
+    tcp.close();
+    throw new ConfigError(
+      "maxRecordsPerKey",
+      `must be an integer from 2 to ${MAX_RECORDS_PER_KEY_LIMIT}, got ${limit}`,
+    );
+  }
+  return limit;
 }
 
 /** An established TLS 1.3 connection. */
@@ -54,6 +88,8 @@ export class TlsConnection {
   readonly writable: WritableStream<Uint8Array>;
   /** Resolves once the underlying transport is closed. */
   readonly closed: Promise<void>;
+  /** The facts of the handshake. */
+  readonly info: HandshakeInfo;
 
   readonly #records: RecordLayer;
   readonly #suite: CipherSuite;
@@ -61,25 +97,22 @@ export class TlsConnection {
   #writeSecret: Uint8Array;
   readonly #tickets?: TicketSink;
   readonly #peer?: string;
+  readonly #maxRecordsPerKey: number;
   #transportClosed = false;
   #resolveClosed!: () => void;
   #keyUpdatesSent = 0;
   #keyUpdatesReceived = 0;
 
   /** @internal Made by acceptTls / connectTls. */
-  constructor(
-    records: RecordLayer,
-    result: HandshakeResult,
-    readonly info: HandshakeInfo,
-    peer?: string,
-    tickets?: TicketSink,
-  ) {
+  constructor(records: RecordLayer, result: HandshakeResult, options: ConnectionOptions) {
     this.#records = records;
+    this.info = result.info;
     this.#suite = result.suite;
     this.#readSecret = result.readSecret;
     this.#writeSecret = result.writeSecret;
-    this.#peer = peer;
-    this.#tickets = tickets;
+    this.#peer = options.peer;
+    this.#tickets = options.tickets;
+    this.#maxRecordsPerKey = options.maxRecordsPerKey;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.readable = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
@@ -100,15 +133,18 @@ export class TlsConnection {
   /** Sends a KeyUpdate and switches to new write keys; `requestPeer` asks the peer to do the same. */
   async keyUpdate(requestPeer: boolean): Promise<void> {
     try {
-      await this.#records.exclusive(async () => {
-        await this.#records.writeUnlocked(ContentType.handshake, encodeKeyUpdate(requestPeer));
-        this.#writeSecret = await nextTrafficSecret(this.#suite, this.#writeSecret);
-        await this.#records.setWriteKeysUnlocked(this.#suite, this.#writeSecret);
-        this.#keyUpdatesSent++;
-      });
+      await this.#records.exclusive(() => this.#keyUpdateUnlocked(requestPeer));
     } catch (e) {
       throw this.#toError(e);
     }
+  }
+
+  /** Sends KeyUpdate under the old keys, then switches; the caller holds the write lock. */
+  async #keyUpdateUnlocked(requestPeer: boolean): Promise<void> {
+    await this.#records.writeUnlocked(ContentType.handshake, encodeKeyUpdate(requestPeer));
+    this.#writeSecret = await nextTrafficSecret(this.#suite, this.#writeSecret);
+    await this.#records.setWriteKeysUnlocked(this.#suite, this.#writeSecret);
+    this.#keyUpdatesSent++;
   }
 
   /** Sends close_notify (once) and closes the transport. */
@@ -186,11 +222,25 @@ export class TlsConnection {
     });
   }
 
+  /**
+   * Writes `chunk` as application data, rekeying whenever the current key has one record left
+   * (kept for the KeyUpdate), so no key protects more than maxRecordsPerKey records.
+   */
   async #write(chunk: Uint8Array): Promise<void> {
     if (!chunk.length) return;
-    if (this.#records.writeSequence >= KEY_UPDATE_AFTER_RECORDS) await this.keyUpdate(false);
+    const records = this.#records;
     try {
-      await this.#records.write(ContentType.application_data, chunk);
+      await records.exclusive(async () => {
+        for (let at = 0; at < chunk.length;) {
+          if (records.writeSequence >= this.#maxRecordsPerKey - 1) {
+            await this.#keyUpdateUnlocked(false);
+          }
+          const room = this.#maxRecordsPerKey - 1 - records.writeSequence;
+          const piece = chunk.subarray(at, at + room * records.peerMaxFragment);
+          await records.writeUnlocked(ContentType.application_data, piece);
+          at += piece.length;
+        }
+      });
     } catch (e) {
       throw await this.#fail(e);
     }
@@ -199,10 +249,8 @@ export class TlsConnection {
   /** Ends the connection after an error: alert if we must send one, close, describe. */
   async #fail(e: unknown): Promise<TlsError> {
     const error = this.#toError(e);
-    if (e instanceof TlsAlert) await this.#records.sendAlert(e.alert);
-    else if (!(e instanceof PeerAlert) && !(e instanceof TransportClosed)) {
-      await this.#records.sendAlert("internal_error");
-    }
+    const alert = alertFor(e);
+    if (alert) await this.#records.sendAlert(alert);
     this.#closeTransport();
     return error;
   }
@@ -210,6 +258,16 @@ export class TlsConnection {
   #toError(e: unknown): TlsError {
     return toTlsError(e, this.#peer, TlsError);
   }
+}
+
+/**
+ * The alert to send for an error that ends a connection: the one a TlsAlert names, none when
+ * the peer sent one or the transport is gone, internal_error for anything else.
+ */
+function alertFor(e: unknown): AlertName | undefined {
+  if (e instanceof TlsAlert) return e.alert;
+  if (e instanceof PeerAlert || e instanceof TransportClosed) return undefined;
+  return "internal_error";
 }
 
 function toTlsError<T extends TlsError>(
@@ -272,10 +330,8 @@ async function handshake(
       error = e;
     } else {
       error = toTlsError(e, peer, TlsHandshakeError);
-      if (e instanceof TlsAlert) await records.sendAlert(e.alert);
-      else if (!(e instanceof PeerAlert) && !(e instanceof TransportClosed)) {
-        await records.sendAlert("internal_error");
-      }
+      const alert = alertFor(e);
+      if (alert) await records.sendAlert(alert);
     }
     if (progress?.clientOffer) error.clientOffer = progress.clientOffer;
     try {
@@ -291,6 +347,7 @@ async function handshake(
 
 /** Runs the server handshake on an accepted TCP connection. Throws TlsHandshakeError. */
 export async function acceptTls(tcp: Deno.Conn, config: TlsServerConfig): Promise<TlsConnection> {
+  const recordLimit = maxRecordsPerKey(config, tcp);
   const records = new RecordLayer(tcp);
   const peer = remoteAddress(tcp).text;
   const progress: ServerProgress = {};
@@ -301,11 +358,12 @@ export async function acceptTls(tcp: Deno.Conn, config: TlsServerConfig): Promis
     () => serverHandshake(records, config, progress),
     progress,
   );
-  return new TlsConnection(records, result, result.info, peer);
+  return new TlsConnection(records, result, { peer, maxRecordsPerKey: recordLimit });
 }
 
 /** Runs the client handshake on a connected TCP connection. Throws TlsHandshakeError. */
 export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promise<TlsConnection> {
+  const recordLimit = maxRecordsPerKey(config, tcp);
   const records = new RecordLayer(tcp);
   const { text: peer, port } = remoteAddress(tcp);
   const key = sessionKey(config, port);
@@ -319,5 +377,5 @@ export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promi
   const tickets = config.sessionCache && result.resumptionMasterSecret
     ? { cache: config.sessionCache, key, resumptionMasterSecret: result.resumptionMasterSecret }
     : undefined;
-  return new TlsConnection(records, result, result.info, peer, tickets);
+  return new TlsConnection(records, result, { peer, tickets, maxRecordsPerKey: recordLimit });
 }

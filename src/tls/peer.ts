@@ -4,9 +4,11 @@
  * client chain (ML-DSA verification of every certificate) on every handshake.
  */
 import { getCryptoProvider } from "../crypto/index.ts";
+import { normalizeIp } from "../pki/certificate.ts";
 import {
   type ChainFailureReason,
   ChainVerificationError,
+  type CrlCheck,
   TrustStore,
   verifyChain,
 } from "../pki/verify.ts";
@@ -21,6 +23,7 @@ export function alertForChainFailure(reason: ChainFailureReason): AlertName {
     case "not yet valid":
       return "certificate_expired";
     case "unknown issuer":
+    case "crl missing":
       return "unknown_ca";
     case "revoked":
       return "certificate_revoked";
@@ -40,7 +43,11 @@ export class ChainPeerVerifier implements PeerVerifier {
   readonly #cache = new Map<string, { peer: VerifiedPeer; expiresAt: number }>();
   #store?: Promise<TrustStore>;
 
-  constructor(readonly trustAnchors: Uint8Array[], readonly crls?: Uint8Array[]) {}
+  constructor(
+    readonly trustAnchors: Uint8Array[],
+    readonly crls?: Uint8Array[],
+    readonly crlCheck: CrlCheck = "available",
+  ) {}
 
   /** Anchors and CRLs parsed once per verifier (not per handshake). */
   async #trustStore(): Promise<TrustStore> {
@@ -69,13 +76,14 @@ export class ChainPeerVerifier implements PeerVerifier {
     this.#cache.delete(key);
 
     const name = context.serverName;
-    const isIp = name !== undefined && (/^[0-9.]+$/.test(name) || name.includes(":"));
+    const isIp = name !== undefined && normalizeIp(name) !== undefined;
     const trustAnchors = await this.#trustStore();
     let verified;
     try {
       verified = await verifyChain(chain[0], {
         trustAnchors,
         intermediates: chain.slice(1),
+        crlCheck: this.crlCheck,
         // The peer is a server when we are the client, and vice versa.
         purpose: context.role === "client" ? "server" : "client",
         host: isIp ? undefined : name,
@@ -88,7 +96,8 @@ export class ChainPeerVerifier implements PeerVerifier {
       throw new TlsAlert("bad_certificate", `certificate chain unusable: ${(e as Error).message}`);
     }
     const peer = { chain: verified.chain, leaf: verified.leaf };
-    const expiresAt = Math.min(...verified.chain.map((c) => c.notAfter.getTime()));
+    // Until the first certificate expires or a CRL used reaches its nextUpdate.
+    const expiresAt = verified.validUntil.getTime();
     if (this.#cache.size >= CACHE_LIMIT) {
       this.#cache.delete(this.#cache.keys().next().value!);
     }
@@ -101,14 +110,19 @@ const defaults = new WeakMap<object, ChainPeerVerifier>();
 
 /**
  * The verifier for a config: its own `verifier`, else a ChainPeerVerifier kept per config and
- * rebuilt when the config's trust anchors or CRLs are replaced (so a new CRL empties the cache).
+ * rebuilt when the config's trust anchors, CRLs or CRL policy are replaced (so a new CRL empties
+ * the cache).
  */
 export function verifierFor(config: TlsServerConfig | TlsClientConfig): PeerVerifier {
   if (config.verifier) return config.verifier;
-  const crls = config.crls;
+  const { trustAnchors, crls } = config;
+  const crlCheck = config.crlCheck ?? "available";
   let verifier = defaults.get(config);
-  if (!verifier || verifier.trustAnchors !== config.trustAnchors || verifier.crls !== crls) {
-    verifier = new ChainPeerVerifier(config.trustAnchors, crls);
+  if (
+    !verifier || verifier.trustAnchors !== trustAnchors || verifier.crls !== crls ||
+    verifier.crlCheck !== crlCheck
+  ) {
+    verifier = new ChainPeerVerifier(trustAnchors, crls, crlCheck);
     defaults.set(config, verifier);
   }
   return verifier;

@@ -18,6 +18,7 @@ import {
   TransportClosed,
 } from "./alert.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
+import { concat } from "./codec/bytes.ts";
 import {
   ContentType,
   HandshakeType,
@@ -91,14 +92,36 @@ export class RecordLayer {
 
   /** While true, a ChangeCipherSpec record (middlebox compatibility) is silently dropped. */
   allowChangeCipherSpec = true;
-  /** Bytes of undecryptable records (rejected early data) still to be skipped. */
-  skipEarlyData = 0;
+  /** Bytes of rejected 0-RTT records still to be skipped; undefined when not skipping. */
+  #earlyDataBudget?: number;
   /** Largest plaintext per record the peer accepts (RFC 8449), excluding the content type. */
   peerMaxFragment = MAX_PLAINTEXT;
   /** Set once a close_notify or fatal alert was sent; nothing is written after it. */
   writeClosed = false;
 
   constructor(readonly transport: Transport) {}
+
+  /**
+   * Server side, when a ClientHello offered early_data that will not be accepted: skip the
+   * client's 0-RTT records (RFC 8446 §4.2.10) until its handshake resumes. Before read keys are
+   * set (after a HelloRetryRequest) that is every application_data record up to the next
+   * ClientHello; after, every record that does not decrypt, up to the first that does. More than
+   * MAX_SKIPPED_EARLY_DATA bytes of them is unexpected_message (RFC 8446 §4.6.1).
+   */
+  skipRejectedEarlyData(): void {
+    this.#earlyDataBudget = MAX_SKIPPED_EARLY_DATA;
+  }
+
+  /** Skips a rejected 0-RTT record of `length` bytes, or says it is one too many. */
+  #skipEarlyRecord(length: number): void {
+    if (length > this.#earlyDataBudget!) {
+      throw new TlsAlert(
+        "unexpected_message",
+        `more than ${MAX_SKIPPED_EARLY_DATA} bytes of rejected early data`,
+      );
+    }
+    this.#earlyDataBudget! -= length;
+  }
 
   /** Records written with the current write keys (for the key usage limit). */
   get writeSequence(): number {
@@ -181,12 +204,14 @@ export class RecordLayer {
       }
       if (!this.#read) {
         if (outerType === ContentType.application_data) {
-          if (this.skipEarlyData >= length) {
-            this.skipEarlyData -= length;
-            continue;
+          if (this.#earlyDataBudget === undefined) {
+            throw new TlsAlert("unexpected_message", "application data before keys");
           }
-          throw new TlsAlert("unexpected_message", "application data before keys");
+          this.#skipEarlyRecord(length);
+          continue;
         }
+        // The second ClientHello ends the 0-RTT data sent before the HelloRetryRequest.
+        this.#earlyDataBudget = undefined;
         if (length > MAX_PLAINTEXT) {
           throw new TlsAlert("record_overflow", `plaintext record of ${length} bytes`);
         }
@@ -217,15 +242,15 @@ export class RecordLayer {
       inner = await read.aead.open(read.nextNonce(), body, header);
     } catch (e) {
       if (!(e instanceof AeadAuthError)) throw e;
-      if (this.skipEarlyData >= body.length) {
-        // Rejected 0-RTT data: discard it without consuming a sequence number.
-        read.seq = seqBefore;
-        this.skipEarlyData -= body.length;
-        return null;
+      if (this.#earlyDataBudget === undefined) {
+        throw new TlsAlert("bad_record_mac", "record authentication failed");
       }
-      throw new TlsAlert("bad_record_mac", "record authentication failed");
+      // Rejected 0-RTT data: discard it without consuming a sequence number.
+      read.seq = seqBefore;
+      this.#skipEarlyRecord(body.length);
+      return null;
     }
-    this.skipEarlyData = 0;
+    this.#earlyDataBudget = undefined;
     if (inner.length > MAX_PLAINTEXT + 1) {
       throw new TlsAlert("record_overflow", `inner plaintext of ${inner.length} bytes`);
     }
@@ -295,15 +320,7 @@ export class RecordLayer {
 
   #takeHandshake(): HandshakeMessage | null {
     if (this.#pendingLength < 4) return null;
-    if (this.#pending.length > 1) {
-      const joined = new Uint8Array(this.#pendingLength);
-      let at = 0;
-      for (const p of this.#pending) {
-        joined.set(p, at);
-        at += p.length;
-      }
-      this.#pending = [joined];
-    }
+    if (this.#pending.length > 1) this.#pending = [concat(...this.#pending)];
     const buf = this.#pending[0];
     const length = (buf[1] << 16) | (buf[2] << 8) | buf[3];
     if (length > MAX_HANDSHAKE_MESSAGE) {
@@ -335,17 +352,13 @@ export class RecordLayer {
     const write = this.#write;
     const max = write ? this.peerMaxFragment : MAX_PLAINTEXT;
     const chunks: Uint8Array[] = [];
-    let total = 0;
     let at = 0;
     do {
       const piece = data.subarray(at, at + max);
       at += piece.length;
-      const record = write ? await this.#protect(write, type, piece) : frame(type, piece);
-      chunks.push(record);
-      total += record.length;
+      chunks.push(write ? await this.#protect(write, type, piece) : frame(type, piece));
     } while (at < data.length);
-    const out = chunks.length === 1 ? chunks[0] : joinInto(chunks, total);
-    await this.#writeAll(out);
+    await this.#writeAll(chunks.length === 1 ? chunks[0] : concat(...chunks));
   }
 
   /** Writes records of `type` in order with other writers. */
@@ -408,15 +421,5 @@ function frame(type: number, data: Uint8Array): Uint8Array {
   out[3] = data.length >>> 8;
   out[4] = data.length & 0xff;
   out.set(data, HEADER);
-  return out;
-}
-
-function joinInto(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
   return out;
 }

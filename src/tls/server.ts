@@ -12,13 +12,7 @@ import "reflect-metadata";
 import type { X509Certificate } from "@peculiar/x509";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { TlsAlert } from "./alert.ts";
-import {
-  certificateVerifyInput,
-  checkCertificateVerify,
-  checkPqAuth,
-  parseCertificate,
-  selectCertificate,
-} from "./auth.ts";
+import { type ChosenCertificate, parseCertificate, selectCertificate } from "./auth.ts";
 import { type CipherSuite, resolveSuites, suiteById } from "./cipher_suites.ts";
 import { concat, equalBytes } from "./codec/bytes.ts";
 import {
@@ -51,35 +45,29 @@ import {
   type OfferedPsks,
 } from "./codec/extensions.ts";
 import {
-  decodeCertificate,
-  decodeCertificateVerify,
   decodeClientHello,
-  encodeCertificate,
   encodeCertificateRequest,
-  encodeCertificateVerify,
   encodeEncryptedExtensions,
-  encodeFinished,
   encodeNewSessionTicket,
   encodeServerHello,
   type HandshakeMessage,
 } from "./codec/messages.ts";
-import type {
-  CertifiedKey,
-  ClientOffer,
-  HandshakeInfo,
-  TlsServerConfig,
-  VerifiedPeer,
-} from "./config.ts";
+import type { ClientOffer, HandshakeInfo, TlsServerConfig } from "./config.ts";
 import { groupById, groupName, type KeyExchangeGroup, resolveGroups } from "./groups.ts";
-import { finishedMac, KeySchedule, resumptionPsk } from "./key_schedule.ts";
-import { verifierFor } from "./peer.ts";
-import { MAX_SKIPPED_EARLY_DATA, type RecordLayer } from "./record.ts";
+import { KeySchedule, resumptionPsk } from "./key_schedule.ts";
+import type { RecordLayer } from "./record.ts";
+import { offeredCertSchemes, offeredSchemes, schemeName } from "./sigschemes.ts";
 import {
-  offeredCertSchemes,
-  offeredSchemes,
-  schemeName,
-  type SignatureScheme,
-} from "./sigschemes.ts";
+  certificateMessages,
+  checkFinished,
+  finishedMessage,
+  type HandshakeContext,
+  ofType,
+  type PeerAuthentication,
+  pskBinder,
+  readMessage,
+  readPeerAuthentication,
+} from "./steps.ts";
 import {
   decodeServerSession,
   encodeServerSession,
@@ -126,13 +114,7 @@ interface ClientHelloView {
 }
 
 function viewClientHello(message: HandshakeMessage): ClientHelloView {
-  if (message.type !== HandshakeType.client_hello) {
-    throw new TlsAlert(
-      "unexpected_message",
-      `expected ClientHello, got handshake type ${message.type}`,
-    );
-  }
-  const ch = decodeClientHello(message.body);
+  const ch = decodeClientHello(ofType(message, HandshakeType.client_hello).body);
   const ext = (type: number) => findExtension(ch.extensions, type);
   const opt = <T>(type: number, decode: (d: Uint8Array) => T) => {
     const data = ext(type);
@@ -201,11 +183,10 @@ interface ServerState {
   session?: ServerSession;
   /** On resumption: the client leaf the ticket stands for. */
   sessionLeaf?: Uint8Array;
-  certificate?: { key: CertifiedKey; scheme: SignatureScheme };
+  certificate?: ChosenCertificate;
   alpn?: string;
-  peer?: VerifiedPeer;
-  peerChain: Uint8Array[];
-  peerScheme?: SignatureScheme;
+  /** The client's authentication, when it sent a certificate. */
+  client?: PeerAuthentication;
 }
 
 /**
@@ -242,7 +223,6 @@ export async function serverHandshake(
     suite,
     group,
     helloRetry: false,
-    peerChain: [],
   };
 
   // 2. No share for the group we want: HelloRetryRequest, then the second ClientHello.
@@ -287,31 +267,16 @@ export async function serverHandshake(
   await records.setWriteKeys(suite, hsSecrets.server);
   await records.setReadKeys(suite, hsSecrets.client);
   // Early data is never accepted: skip what a client sent optimistically (RFC 8446 §4.2.10).
-  if (ch.earlyData) records.skipEarlyData = MAX_SKIPPED_EARLY_DATA;
+  if (ch.earlyData) records.skipRejectedEarlyData();
 
   // 5. The encrypted flight: EncryptedExtensions … Finished, written at once.
+  const ctx: HandshakeContext = { records, transcript, suite };
   const flight = [encryptedExtensions(hs)];
   const requestClientCert = !hs.session && config.clientAuth !== "none";
   if (requestClientCert) flight.push(certificateRequest(config));
-  if (hs.certificate) {
-    const { key, scheme } = hs.certificate;
-    flight.push(encodeCertificate({ context: new Uint8Array(0), chain: key.chain }));
-    transcript.add(...flight);
-    const signature = await key.signer.sign(
-      scheme,
-      certificateVerifyInput("server", await transcript.hash(suite)),
-    );
-    const certificateVerify = encodeCertificateVerify({ scheme, signature });
-    flight.push(certificateVerify);
-    transcript.add(certificateVerify);
-  } else {
-    transcript.add(...flight);
-  }
-  const serverFinished = encodeFinished(
-    await finishedMac(suite, hsSecrets.server, await transcript.hash(suite)),
-  );
-  flight.push(serverFinished);
-  transcript.add(serverFinished);
+  transcript.add(...flight);
+  if (hs.certificate) flight.push(...await certificateMessages(ctx, "server", hs.certificate));
+  flight.push(await finishedMessage(ctx, hsSecrets.server));
   await records.write(ContentType.handshake, concat(...flight));
 
   await schedule.enterMaster();
@@ -319,19 +284,8 @@ export async function serverHandshake(
   await records.setWriteKeys(suite, apSecrets.server);
 
   // 6. The client's flight: [Certificate, CertificateVerify,] Finished.
-  if (requestClientCert) await readClientCertificate(hs);
-  const finished = await records.readHandshake();
-  if (finished.type !== HandshakeType.finished) {
-    throw new TlsAlert(
-      "unexpected_message",
-      `expected Finished, got handshake type ${finished.type}`,
-    );
-  }
-  const expected = await finishedMac(suite, hsSecrets.client, await transcript.hash(suite));
-  if (!equalBytes(finished.body, expected)) {
-    throw new TlsAlert("decrypt_error", "client Finished does not verify");
-  }
-  transcript.add(finished.raw);
+  if (requestClientCert) await readClientCertificate(hs, ctx);
+  await checkFinished(ctx, await records.readHandshake(), hsSecrets.client, "client");
   await records.setReadKeys(suite, apSecrets.client);
   records.allowChangeCipherSpec = false;
 
@@ -341,7 +295,8 @@ export async function serverHandshake(
     await sendTicket(hs, rms);
   }
 
-  const peerLeaf = hs.peer?.leaf ?? (hs.sessionLeaf ? parseCertificate(hs.sessionLeaf) : undefined);
+  const peerLeaf = hs.client?.peer.leaf ??
+    (hs.sessionLeaf ? parseCertificate(hs.sessionLeaf) : undefined);
   return {
     suite,
     readSecret: apSecrets.client,
@@ -352,12 +307,12 @@ export async function serverHandshake(
       cipherSuite: suite.name,
       group: group.name,
       signatureScheme: hs.certificate ? schemeName(hs.certificate.scheme) : undefined,
-      peerSignatureScheme: hs.peerScheme !== undefined ? schemeName(hs.peerScheme) : undefined,
+      peerSignatureScheme: hs.client && schemeName(hs.client.scheme),
       resumed: hs.session !== undefined,
       helloRetry: hs.helloRetry,
       alpn: hs.alpn,
       serverName: ch.serverName,
-      peerCertificates: hs.peerChain.length ? hs.peerChain : hs.sessionLeaf ? [hs.sessionLeaf] : [],
+      peerCertificates: hs.client?.chain ?? (hs.sessionLeaf ? [hs.sessionLeaf] : []),
       peerLeaf,
       timings: { startMs, handshakeMs: Date.now() - startMs },
       clientOffer: progress.clientOffer,
@@ -422,6 +377,8 @@ async function helloRetry(hs: ServerState): Promise<ClientHelloView> {
   transcript.add(hrr);
   await records.write(ContentType.handshake, hrr);
   hs.helloRetry = true;
+  // 0-RTT data the client sent after the first hello comes before the second (RFC 8446 §4.2.10).
+  if (ch.earlyData) records.skipRejectedEarlyData();
 
   const ch2 = viewClientHello(await records.readHandshake());
   if (!ch2.cookie || !equalBytes(ch2.cookie, cookie)) {
@@ -473,8 +430,7 @@ async function acceptPsk(hs: ServerState): Promise<ServerSession | undefined> {
   // The binder covers the transcript so far plus this ClientHello without its binders list.
   const raw = ch.message.raw;
   const truncated = raw.subarray(0, raw.length - bindersLength);
-  const binderKey = await (await KeySchedule.start(suite, session.psk)).binderKey();
-  const expected = await finishedMac(suite, binderKey, await transcript.hash(suite, truncated));
+  const expected = await pskBinder(suite, session.psk, transcript, truncated);
   if (!equalBytes(binders[0], expected)) {
     throw new TlsAlert("decrypt_error", "PSK binder does not verify");
   }
@@ -518,49 +474,19 @@ function certificateRequest(config: TlsServerConfig): Uint8Array {
   });
 }
 
-/** Reads and checks the client's Certificate and CertificateVerify. */
-async function readClientCertificate(hs: ServerState): Promise<void> {
-  const { records, transcript, config, suite } = hs;
-  const msg = await records.readHandshake();
-  if (msg.type !== HandshakeType.certificate) {
-    throw new TlsAlert(
-      "unexpected_message",
-      `expected Certificate, got handshake type ${msg.type}`,
-    );
-  }
-  const cert = decodeCertificate(msg.body);
-  if (cert.context.length) {
-    throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
-  }
-  transcript.add(msg.raw);
-  if (!cert.chain.length) {
+/** Reads and checks the client's Certificate and CertificateVerify, then the access policy. */
+async function readClientCertificate(hs: ServerState, ctx: HandshakeContext): Promise<void> {
+  const { config } = hs;
+  const certificate = await readMessage(hs.records, HandshakeType.certificate);
+  const client = await readPeerAuthentication(ctx, certificate, config, "server");
+  if (!client) {
     if (config.clientAuth === "require") {
       throw new TlsAlert("certificate_required", "client sent no certificate");
     }
     return;
   }
-  hs.peerChain = cert.chain;
-  const peer = await verifierFor(config).verify(cert.chain, { role: "server" });
-  if (config.requirePqAuth) checkPqAuth(peer, undefined);
-
-  const cvMsg = await records.readHandshake();
-  if (cvMsg.type !== HandshakeType.certificate_verify) {
-    throw new TlsAlert("unexpected_message", `expected CertificateVerify, got type ${cvMsg.type}`);
-  }
-  const cv = decodeCertificateVerify(cvMsg.body);
-  await checkCertificateVerify(
-    peer,
-    cv.scheme,
-    cv.signature,
-    "client",
-    await transcript.hash(suite),
-    offeredSchemes(config.requirePqAuth ?? false),
-  );
-  if (config.requirePqAuth) checkPqAuth(peer, cv.scheme);
-  transcript.add(cvMsg.raw);
-  checkAccess(config, peer.leaf);
-  hs.peer = peer;
-  hs.peerScheme = cv.scheme;
+  checkAccess(config, client.peer.leaf);
+  hs.client = client;
 }
 
 /** The access policy on the client leaf (also on resumption: the policy may have changed). */
@@ -579,7 +505,7 @@ async function sendTicket(hs: ServerState, resumptionMasterSecret: Uint8Array): 
   const p = getCryptoProvider();
   const nonce = p.randomBytes(8);
   const ageAdd = new DataView(p.randomBytes(4).buffer).getUint32(0);
-  const leaf = hs.peerChain[0] ?? hs.sessionLeaf;
+  const leaf = hs.client?.chain[0] ?? hs.sessionLeaf;
   const state = encodeServerSession({
     suite: hs.suite.id,
     psk: await resumptionPsk(hs.suite, resumptionMasterSecret, nonce),

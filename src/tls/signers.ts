@@ -4,6 +4,7 @@
  * ECDSA half may live in an HSM). HSM signers live in src/hsm.
  */
 import { getCryptoProvider } from "../crypto/index.ts";
+import { asWebCryptoKeyInfo } from "../pki/der.ts";
 import type { PrivateKey, SignatureAlgorithmName } from "../crypto/provider.ts";
 import {
   compositeSign,
@@ -42,6 +43,7 @@ export const KEY_KIND_OF_ALGORITHM: Record<string, KeyKind> = {
   "rsa-2048": "RSA",
   "rsa-3072": "RSA",
   "rsa-4096": "RSA",
+  "rsa-pss-3072": "RSA-PSS",
   "ed25519": "Ed25519",
   "mldsa65-ecdsa-p384": "MLDSA65-ECDSA-P384",
 };
@@ -69,11 +71,16 @@ export class FileSigner implements Signer {
       );
     }
     const schemes = schemesForKey(kind);
+    // An id-RSASSA-PSS key is imported in its rsaEncryption form (the provider's only one).
+    const importable = kind === "RSA-PSS" ? asWebCryptoKeyInfo(pkcs8) : pkcs8;
     const keys = new Map<SignatureAlgorithmName, PrivateKey>();
     for (const scheme of schemes) {
       const algorithm = schemeInfo(scheme)!.algorithm!;
       if (!keys.has(algorithm)) {
-        keys.set(algorithm, await getCryptoProvider().signature(algorithm).importPrivateKey(pkcs8));
+        keys.set(
+          algorithm,
+          await getCryptoProvider().signature(algorithm).importPrivateKey(importable),
+        );
       }
     }
     return new FileSigner(schemes, description, keys);

@@ -9,6 +9,7 @@ import { X509Certificate } from "@peculiar/x509";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { InvalidPublicValueError, type SignatureAlgorithmName } from "../crypto/provider.ts";
 import { compositeVerify } from "../crypto/composite.ts";
+import { asWebCryptoKeyInfo } from "../pki/der.ts";
 
 /** A TLS SignatureScheme code point (RFC 8446 §4.2.3 and the ML-DSA / composite drafts). */
 export type SignatureScheme = number;
@@ -265,7 +266,9 @@ export async function verifySignature(
   if (!info) return false;
   try {
     if (!info.algorithm) return await compositeVerify(spki, message, signature);
-    return await getCryptoProvider().signature(info.algorithm).verify(spki, message, signature);
+    // The provider imports RSA keys in their rsaEncryption form only.
+    const key = info.key === "RSA-PSS" ? asWebCryptoKeyInfo(spki) : spki;
+    return await getCryptoProvider().signature(info.algorithm).verify(key, message, signature);
   } catch (e) {
     if (e instanceof InvalidPublicValueError) return false;
     throw e;

@@ -18,6 +18,7 @@ Deno.test("qsign pki --help lists the subcommands; each has its own --help", asy
       "--trust",
       "--untrusted",
       "--crl",
+      "--crl-check",
       "--purpose",
       "--host",
       "--ip",
@@ -278,5 +279,42 @@ Deno.test("qsign pki: init, issue, show, verify, revoke, crl", async (t) => {
     match(verify.stderr, /^qsign: revoked: CN=bob, O=QSIGN/);
     const unknownSerial = await runQsign(["pki", "revoke", "--dir", pki, "00ff00ff"]);
     equal(unknownSerial.code, 1);
+  });
+
+  await t.step("revoke an intermediate; crl --ca root; verify --crl-check chain", async () => {
+    const verifyClient = (...extra: string[]) =>
+      runQsign([
+        "pki",
+        "verify",
+        "--trust",
+        `${pki}/root-ca.crt`,
+        "--crl",
+        `${dir.path}/client.crl`,
+        ...extra,
+        `${pki}/client.crt`,
+      ]);
+    const rootCrl = () =>
+      runQsign(["pki", "crl", "--dir", pki, "--ca", "root", "--out", `${dir.path}/root.crl`]);
+    // The chain check needs the Root CA's CRL for the intermediate, as OpenSSL's does.
+    const noRootCrl = await verifyClient("--crl-check", "chain");
+    equal(noRootCrl.code, 1);
+    match(noRootCrl.stderr, /^qsign: crl missing: no CRL from CN=QSIGN Root CA/);
+    equal((await rootCrl()).code, 0);
+    const chain = await verifyClient("--crl", `${dir.path}/root.crl`, "--crl-check", "chain");
+    equal(chain.code, 0, chain.stderr);
+
+    const revoke = await runQsign(["pki", "revoke", "--dir", pki, `${pki}/client-ca.crt`]);
+    equal(revoke.code, 0, revoke.stderr);
+    match(revoke.stdout, /\(CN=QSIGN Intermediate CA \(Client\), O=QSIGN\)/);
+    const crl = await rootCrl();
+    equal(crl.code, 0, crl.stderr);
+    match(crl.stdout, /: 1 revoked/);
+    const show = await runQsign(["pki", "show", `${dir.path}/root.crl`]);
+    match(show.stdout, /issuer: +CN=QSIGN Root CA, O=QSIGN/);
+    const revoked = await verifyClient("--crl", `${dir.path}/root.crl`);
+    equal(revoked.code, 1);
+    match(revoked.stderr, /^qsign: revoked: CN=QSIGN Intermediate CA \(Client\)/);
+    const badMode = await verifyClient("--crl-check", "everything");
+    equal(badMode.code, 2);
   });
 });

@@ -71,6 +71,8 @@ for (const alg of KEY_ALGORITHMS) {
       "ecdsa-p256": "ec",
       "ecdsa-p384": "ec",
       "rsa-3072": "rsa",
+      "rsa-pss-3072": "rsa-pss",
+      ed25519: "ed25519",
     };
     equal(results[0].keyType, expectedType[alg]);
   });

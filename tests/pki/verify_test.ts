@@ -211,6 +211,43 @@ Deno.test("revoked, and CRLs that cannot be trusted", async () => {
   await refused("revoked", leaf.der, { trustAnchors: store });
 });
 
+Deno.test("crlCheck: leaf and chain require CRLs; a root CRL revokes an intermediate", async () => {
+  const now = Date.now();
+  const crlOf = async (ca: Issued, revoked: Issued[] = []) =>
+    new Uint8Array(
+      (await createCrl({
+        issuer: ca.cert,
+        signer: ca.key,
+        thisUpdate: new Date(now - DAY),
+        nextUpdate: new Date(now + DAY),
+        crlNumber: 1,
+        entries: revoked.map((c) => ({ serial: c.cert.serialNumber, revokedAt: new Date(now) })),
+      })).rawData,
+    );
+  const [intermediateCrl, rootCrl] = [await crlOf(intermediate), await crlOf(root)];
+  // Without CRLs only the default check passes.
+  await verifyChain(leaf.der, base());
+  const missing = await refused("crl missing", leaf.der, { crlCheck: "leaf" });
+  equal(missing.subject, leaf.cert.subject);
+  // The leaf's issuer's CRL satisfies `leaf` but not `chain`, which wants the root's too.
+  await verifyChain(leaf.der, { ...base(), crls: [intermediateCrl], crlCheck: "leaf" });
+  const chainMissing = await refused("crl missing", leaf.der, {
+    crls: [intermediateCrl],
+    crlCheck: "chain",
+  });
+  equal(chainMissing.subject, intermediate.cert.subject);
+  await verifyChain(leaf.der, { ...base(), crls: [intermediateCrl, rootCrl], crlCheck: "chain" });
+  // A root CRL listing the intermediate revokes every chain through it, whatever crlCheck says.
+  const revokedIntermediate = await crlOf(root, [intermediate]);
+  for (const crlCheck of ["available", "chain"] as const) {
+    const error = await refused("revoked", leaf.der, {
+      crls: [intermediateCrl, revokedIntermediate],
+      crlCheck,
+    });
+    equal(error.subject, intermediate.cert.subject);
+  }
+});
+
 Deno.test("path too long: a CA below a pathLen 0 intermediate", async () => {
   const sub = await make({ subject: "CN=Sub CA", issuer: intermediate, ca: {} });
   const deep = await leafFrom(sub);

@@ -2,7 +2,8 @@
  * HelloRetryRequest, resumption, KeyUpdate, bulk data, ALPN and SNI, against OpenSSL 3.5
  * (Node 26) in both directions and qsign↔qsign.
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { ConfigError } from "../../src/errors.ts";
 import { connectTls, type TlsConnection } from "../../src/tls/conn.ts";
 import type { TlsClientConfig, TlsServerConfig } from "../../src/tls/config.ts";
 import { MemorySessionCache, TicketKeys } from "../../src/tls/tickets.ts";
@@ -215,6 +216,72 @@ Deno.test("Q-TLS features against OpenSSL 3.5 and qsign", async (t) => {
       deepEqual(serverSide[0].keyUpdates, { sent: 2, received: 2 });
     } finally {
       await tls.close();
+    }
+  });
+
+  // 1 MiB is 64 full records; with at most 8 records per key (7 data + the KeyUpdate), a
+  // single write of it needs ceil(64 / 7) = 10 keys, so 9 automatic KeyUpdates.
+  const MIB = 1024 * 1024;
+  const limited = { maxRecordsPerKey: 8 };
+
+  await t.step("automatic KeyUpdate at maxRecordsPerKey: qsign ↔ qsign, byte-exact", async () => {
+    const serverSide: TlsConnection[] = [];
+    await using server = new EchoServer(serverConfig(limited), (tls) => {
+      if (!serverSide.includes(tls)) serverSide.push(tls);
+      return Promise.resolve();
+    });
+    const tcp = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const tls = await connectTls(tcp, clientConfig(limited));
+    try {
+      const big = random(MIB);
+      const echo = await roundTrip(tls, big);
+      ok(echo.length === big.length && echo.every((b, i) => b === big[i]), "echo differs");
+      equal(tls.keyUpdates.sent, 9);
+      // The server echoes each 16 KiB record as it arrives: 64 records, 9 KeyUpdates too.
+      deepEqual(serverSide[0].keyUpdates, { sent: 9, received: 9 });
+      equal(tls.keyUpdates.received, 9);
+      const small = random(100);
+      deepEqual(await roundTrip(tls, small), small);
+    } finally {
+      await tls.close();
+    }
+  });
+
+  await t.step("automatic KeyUpdate: qsign client → OpenSSL server, byte-exact", async () => {
+    const { server, port } = await nodeServer();
+    const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+    const tls = await connectTls(tcp, clientConfig(limited));
+    try {
+      const big = random(MIB);
+      const echo = await roundTrip(tls, big);
+      ok(echo.length === big.length && echo.every((b, i) => b === big[i]), "echo differs");
+      // OpenSSL does not rekey by itself.
+      deepEqual(tls.keyUpdates, { sent: 9, received: 0 });
+    } finally {
+      await tls.close();
+    }
+    await peer.closeServer(server);
+  });
+
+  await t.step("automatic KeyUpdate: qsign server → OpenSSL client, byte-exact", async () => {
+    const serverSide: TlsConnection[] = [];
+    await using server = new EchoServer(serverConfig(limited), (tls) => {
+      if (!serverSide.includes(tls)) serverSide.push(tls);
+      return Promise.resolve();
+    });
+    const r = await peer.connect(server.port, nodeClient(), { sendBytes: MIB });
+    equal(r.ok, true, JSON.stringify(r));
+    equal(r.received, MIB);
+    equal(r.echoed, true);
+    // However OpenSSL's records arrive, the echo is at least 64 records: 9 KeyUpdates or more.
+    ok(serverSide[0].keyUpdates.sent >= 9, JSON.stringify(serverSide[0].keyUpdates));
+  });
+
+  await t.step("maxRecordsPerKey outside 2..2^24 is a configuration error", async () => {
+    await using server = new EchoServer(serverConfig());
+    for (const maxRecordsPerKey of [1, 2 ** 24 + 1, 2.5]) {
+      const tcp = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await rejects(connectTls(tcp, clientConfig({ maxRecordsPerKey })), ConfigError);
     }
   });
 

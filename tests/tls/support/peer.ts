@@ -14,7 +14,8 @@ export interface PeerTlsOptions {
   session?: string;
   wantSession?: boolean;
   requestCert?: boolean;
-  crl?: string;
+  /** CRLs (PEM); Node then checks revocation for the whole chain (CRL_CHECK_ALL). */
+  crl?: string | string[];
   rejectUnauthorized?: boolean;
   sniContexts?: Record<string, { cert: string; key: string }>;
 }

@@ -1,6 +1,8 @@
 /** Test PKIs made by the project's own CA code (`qsign pki init`), one per key algorithm. */
 import { join } from "node:path";
 import {
+  type CaName,
+  certificateSerial,
   generateCrl,
   initPki,
   issueLeaf,
@@ -92,9 +94,33 @@ export async function issueTestLeaf(
   };
 }
 
-/** Revokes `serial` and returns the client CA's new CRL (DER and PEM). */
-export async function revokeAndCrl(pki: TestPki, serial: string) {
-  await revokeCertificate({ dir: pki.dir, serial });
-  const der = await generateCrl({ dir: pki.dir, profile: "client" });
-  return { der, pem: pemEncode("X509 CRL", der) };
+/** One CRL, as DER (for qsign) and PEM (for Node). */
+export interface TestCrl {
+  der: Uint8Array;
+  pem: string;
+}
+
+/** Revokes each serial (leaves or intermediate CAs) in the PKI's index. */
+export async function revoke(pki: TestPki, ...serials: string[]): Promise<void> {
+  for (const serial of serials) await revokeCertificate({ dir: pki.dir, serial });
+}
+
+/**
+ * The CRLs `qsign pki crl --ca root|server|client` publishes now: the Root CA's covers the
+ * intermediates, each intermediate's its leaves. A chain check (OpenSSL's CRL_CHECK_ALL, which
+ * Node's `crl` option sets) needs the root's and the leaf's issuer's.
+ */
+export async function publishCrls(pki: TestPki): Promise<Record<CaName, TestCrl>> {
+  const crl = async (profile: CaName) => {
+    const der = await generateCrl({ dir: pki.dir, profile });
+    return { der, pem: pemEncode("X509 CRL", der) };
+  };
+  return { root: await crl("root"), server: await crl("server"), client: await crl("client") };
+}
+
+/** The serial of an intermediate CA of the PKI, as `qsign pki revoke` takes it. */
+export async function caSerial(pki: TestPki, profile: "server" | "client"): Promise<string> {
+  const file = profile === "server" ? PKI_FILES.serverCaCert : PKI_FILES.clientCaCert;
+  const [der] = pemDecodeAll(await Deno.readTextFile(join(pki.dir, file)), "CERTIFICATE");
+  return certificateSerial(der);
 }

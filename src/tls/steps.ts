@@ -1,0 +1,175 @@
+/**
+ * The handshake steps both sides run, each once: reading a message of an expected type, sending
+ * our Certificate and CertificateVerify, reading and checking the peer's, and Finished both
+ * ways (RFC 8446 §4.4). client.ts and server.ts are sequences of these.
+ */
+import { TlsAlert } from "./alert.ts";
+import {
+  certificateVerifyInput,
+  checkCertificateVerify,
+  checkPqAuth,
+  type ChosenCertificate,
+} from "./auth.ts";
+import type { CipherSuite } from "./cipher_suites.ts";
+import { equalBytes } from "./codec/bytes.ts";
+import { HandshakeType } from "./codec/constants.ts";
+import {
+  decodeCertificate,
+  decodeCertificateVerify,
+  encodeCertificate,
+  encodeCertificateVerify,
+  encodeFinished,
+  type HandshakeMessage,
+} from "./codec/messages.ts";
+import type { TlsClientConfig, TlsServerConfig, VerifiedPeer } from "./config.ts";
+import { finishedMac, KeySchedule } from "./key_schedule.ts";
+import { verifierFor } from "./peer.ts";
+import type { RecordLayer } from "./record.ts";
+import { offeredSchemes, type SignatureScheme } from "./sigschemes.ts";
+import type { Transcript } from "./transcript.ts";
+
+/** What every step works on: the records, the transcript so far, the negotiated suite. */
+export interface HandshakeContext {
+  readonly records: RecordLayer;
+  readonly transcript: Transcript;
+  readonly suite: CipherSuite;
+}
+
+type Role = "client" | "server";
+
+/** The RFC name of a handshake message type (`certificate_verify`), or its number. */
+function messageName(type: number): string {
+  return Object.entries(HandshakeType).find(([, code]) => code === type)?.[0] ?? `type ${type}`;
+}
+
+/** `message` if it is of `type`; unexpected_message otherwise. */
+export function ofType(message: HandshakeMessage, type: number): HandshakeMessage {
+  if (message.type !== type) {
+    throw new TlsAlert(
+      "unexpected_message",
+      `expected ${messageName(type)}, got ${messageName(message.type)}`,
+    );
+  }
+  return message;
+}
+
+/** Reads the next handshake message, which must be of `type`. */
+export async function readMessage(records: RecordLayer, type: number): Promise<HandshakeMessage> {
+  return ofType(await records.readHandshake(), type);
+}
+
+/**
+ * Our Certificate and, when we have a key, CertificateVerify over the transcript so far
+ * (a client without a suitable key answers a CertificateRequest with an empty Certificate).
+ * Both are added to the transcript; the caller sends them with the rest of its flight.
+ */
+export async function certificateMessages(
+  ctx: HandshakeContext,
+  role: Role,
+  certificate: ChosenCertificate | undefined,
+): Promise<Uint8Array[]> {
+  const messages = [
+    encodeCertificate({ context: new Uint8Array(0), chain: certificate?.key.chain ?? [] }),
+  ];
+  ctx.transcript.add(messages[0]);
+  if (certificate) {
+    const { key, scheme } = certificate;
+    const signature = await key.signer.sign(
+      scheme,
+      certificateVerifyInput(role, await ctx.transcript.hash(ctx.suite)),
+    );
+    messages.push(encodeCertificateVerify({ scheme, signature }));
+    ctx.transcript.add(messages[1]);
+  }
+  return messages;
+}
+
+/** The peer's authentication as checked: its chain, and the scheme of its CertificateVerify. */
+export interface PeerAuthentication {
+  peer: VerifiedPeer;
+  /** The certificates as sent (DER, leaf first). */
+  chain: Uint8Array[];
+  scheme: SignatureScheme;
+}
+
+/**
+ * The peer's Certificate (already read) and CertificateVerify: the chain through the config's
+ * verifier (its alert on failure), the post-quantum policy, and the signature over the
+ * transcript. Undefined for an empty Certificate: whether that is allowed is the caller's call.
+ */
+export async function readPeerAuthentication(
+  ctx: HandshakeContext,
+  certificateMessage: HandshakeMessage,
+  config: TlsClientConfig | TlsServerConfig,
+  ourRole: Role,
+  serverName?: string,
+): Promise<PeerAuthentication | undefined> {
+  const { records, transcript, suite } = ctx;
+  const certificate = decodeCertificate(ofType(certificateMessage, HandshakeType.certificate).body);
+  if (certificate.context.length) {
+    throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
+  }
+  transcript.add(certificateMessage.raw);
+  if (!certificate.chain.length) return undefined;
+  const requirePq = config.requirePqAuth ?? false;
+  const peer = await verifierFor(config).verify(certificate.chain, { role: ourRole, serverName });
+  if (requirePq) checkPqAuth(peer, undefined);
+
+  const verifyMessage = await readMessage(records, HandshakeType.certificate_verify);
+  const { scheme, signature } = decodeCertificateVerify(verifyMessage.body);
+  await checkCertificateVerify(
+    peer,
+    scheme,
+    signature,
+    ourRole === "client" ? "server" : "client",
+    await transcript.hash(suite),
+    offeredSchemes(requirePq),
+  );
+  if (requirePq) checkPqAuth(peer, scheme);
+  transcript.add(verifyMessage.raw);
+  return { peer, chain: certificate.chain, scheme };
+}
+
+/**
+ * The binder of a PSK (RFC 8446 §4.2.11.2): a Finished MAC under the PSK's binder key over the
+ * transcript so far plus the ClientHello up to (not including) its binders list.
+ */
+export async function pskBinder(
+  suite: CipherSuite,
+  psk: Uint8Array,
+  transcript: Transcript,
+  truncatedHello: Uint8Array,
+): Promise<Uint8Array> {
+  const binderKey = await (await KeySchedule.start(suite, psk)).binderKey();
+  return await finishedMac(suite, binderKey, await transcript.hash(suite, truncatedHello));
+}
+
+/** Our Finished under `baseKey` (our handshake traffic secret), added to the transcript. */
+export async function finishedMessage(
+  ctx: HandshakeContext,
+  baseKey: Uint8Array,
+): Promise<Uint8Array> {
+  const message = encodeFinished(
+    await finishedMac(ctx.suite, baseKey, await ctx.transcript.hash(ctx.suite)),
+  );
+  ctx.transcript.add(message);
+  return message;
+}
+
+/** Checks the peer's Finished (decrypt_error if it does not verify) and adds it. */
+export async function checkFinished(
+  ctx: HandshakeContext,
+  message: HandshakeMessage,
+  peerBaseKey: Uint8Array,
+  peerRole: Role,
+): Promise<void> {
+  const expected = await finishedMac(
+    ctx.suite,
+    peerBaseKey,
+    await ctx.transcript.hash(ctx.suite),
+  );
+  if (!equalBytes(ofType(message, HandshakeType.finished).body, expected)) {
+    throw new TlsAlert("decrypt_error", `${peerRole} Finished does not verify`);
+  }
+  ctx.transcript.add(message.raw);
+}
