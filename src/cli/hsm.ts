@@ -7,11 +7,13 @@ import { type Args, type CommandSpec, type OptionSpec, parseCommand } from "./ar
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { readSecret } from "../secrets.ts";
-import { createTokenCsr, parseSans, parseSubject } from "../hsm/csr.ts";
+import { newMlDsaHalf, TokenCompositeKey } from "../hsm/composite.ts";
+import { parseSans, parseSubject, tokenTbsSigner } from "../hsm/csr.ts";
 import { KEYGEN_TYPES, type KeyListing, TokenKeys } from "../hsm/keys.ts";
 import { Pkcs11Module } from "../hsm/module.ts";
 import { HSM_TOKEN_OPTIONS, hsmTokenFromArgs, parseKeyId } from "../hsm/options.ts";
 import { openHsmSigner } from "../hsm/signer.ts";
+import { createCertificateRequest } from "../pki/certificate.ts";
 
 const JSON_OPTION: Record<string, OptionSpec> = {
   json: { type: "boolean", help: "print JSON instead of a table" },
@@ -39,6 +41,12 @@ const KEYGEN: CommandSpec = {
     type: { type: "string", value: KEYGEN_TYPES.join("|"), help: "key type", default: "ec-p384" },
     label: { type: "string", value: "LABEL", help: "CKA_LABEL of both halves (required)" },
     id: { type: "string", value: "HEX", help: "CKA_ID of both halves (default: 8 random bytes)" },
+    "composite-mldsa-key": {
+      type: "string",
+      value: "FILE",
+      help: "with --type ec-p384: also write a new ML-DSA-65 key (PKCS#8, 0600) to FILE, the " +
+        "ML-DSA half of a composite ML-DSA-65 + ECDSA-P384 key whose ECDSA half is this token key",
+    },
   },
 };
 
@@ -62,6 +70,12 @@ const CSR: CommandSpec = {
       help: "subjectAltName: DNS:name, IP:addr, URI:uri, email:addr (a bare name is DNS or IP)",
     },
     out: { type: "string", value: "FILE", help: "where to write the PEM request (required)" },
+    "composite-mldsa-key": {
+      type: "string",
+      value: "FILE",
+      help: "request a composite ML-DSA-65 + ECDSA-P384 certificate: FILE is the ML-DSA half, " +
+        "the token key (EC P-384) the ECDSA half",
+    },
   },
 };
 
@@ -207,6 +221,11 @@ async function keygen(args: Args): Promise<void> {
   const id = idText === undefined
     ? Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex")
     : parseKeyId(idText, "--id");
+  const mldsaKeyPath = args.string("composite-mldsa-key");
+  if (mldsaKeyPath !== undefined && type !== "ec-p384") {
+    throw new UsageError("hsm keygen: --composite-mldsa-key goes with --type ec-p384");
+  }
+  const mldsaHalf = mldsaKeyPath === undefined ? undefined : await newMlDsaHalf(mldsaKeyPath);
   const key = await withToken(
     args,
     { readWrite: true },
@@ -216,6 +235,10 @@ async function keygen(args: Args): Promise<void> {
     `generated ${type} key pair "${key.label}" (CKA_ID ${key.id}) in the token: ` +
       "private key sensitive, not extractable",
   );
+  if (mldsaHalf) {
+    await mldsaHalf.write();
+    console.log(`wrote ${mldsaKeyPath}: the ML-DSA-65 half of the composite key (PKCS#8, 0600)`);
+  }
 }
 
 async function csr(args: Args): Promise<void> {
@@ -236,10 +259,18 @@ async function csr(args: Args): Promise<void> {
     healthCheckIntervalMs: 0,
   });
   try {
-    const request = await createTokenCsr(hsm.signer, { subject, sans });
+    const mldsaKeyPath = args.string("composite-mldsa-key");
+    const composite = mldsaKeyPath === undefined
+      ? undefined
+      : await TokenCompositeKey.open(hsm.signer, mldsaKeyPath);
+    const request = await createCertificateRequest({
+      subject,
+      signer: composite ? composite.tbsSigner() : await tokenTbsSigner(hsm.signer),
+      subjectAltNames: sans,
+    });
     await writeFileAtomic(out, request.toString("pem") + "\n");
     console.log(
-      `wrote ${out}: ${request.subject}, signed in the token by ${hsm.signer.description}`,
+      `wrote ${out}: ${request.subject}, signed by ${(composite ?? hsm.signer).description}`,
     );
   } finally {
     await hsm.close();

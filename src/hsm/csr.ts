@@ -1,17 +1,12 @@
 /**
- * PKCS#10 certificate requests signed inside the token: the PKI's request builder signs with any
- * `TbsSigner`, and the one made here hands the CertificationRequestInfo to the token, so the
- * key never leaves it.
+ * What `qsign hsm csr` needs beyond the PKI's request builder, which signs with any `TbsSigner`:
+ * OpenSSL-style subjects, SAN entries, and a `TbsSigner` that hands the CertificationRequestInfo
+ * to the token, so the key never leaves it.
  */
 import "reflect-metadata";
-import {
-  type JsonGeneralName,
-  type JsonName,
-  Name,
-  type Pkcs10CertificateRequest,
-} from "@peculiar/x509";
+import { type JsonGeneralName, type JsonName, Name } from "@peculiar/x509";
 import { UsageError } from "../errors.ts";
-import { createCertificateRequest, normalizeIp, parseSubjectAltName } from "../pki/certificate.ts";
+import { normalizeIp, parseSubjectAltName } from "../pki/certificate.ts";
 import type { TbsSigner } from "../pki/keys.ts";
 import type { KeyKind } from "./keys.ts";
 import type { Pkcs11Signer } from "./signer.ts";
@@ -69,16 +64,4 @@ export async function tokenTbsSigner(signer: Pkcs11Signer): Promise<TbsSigner> {
     spki: await signer.publicKeySpki(),
     sign: (tbs) => signer.signRaw(scheme, tbs),
   };
-}
-
-/** Builds a certificate request for the token key behind `signer`, signed by the token. */
-export async function createTokenCsr(
-  signer: Pkcs11Signer,
-  request: { subject: string; sans: JsonGeneralName[] },
-): Promise<Pkcs10CertificateRequest> {
-  return await createCertificateRequest({
-    subject: request.subject,
-    signer: await tokenTbsSigner(signer),
-    subjectAltNames: request.sans,
-  });
 }

@@ -22,6 +22,11 @@ export interface HsmOptions {
   pin?: string;
   /** Sessions in the pool (default 4). */
   sessions?: number;
+  /**
+   * ML-DSA-65 PKCS#8 file holding the ML-DSA half of a composite ML-DSA-65 + ECDSA-P384 key
+   * whose ECDSA-P384 half is the token key (see src/hsm/composite.ts).
+   */
+  compositeMldsaKey?: string;
 }
 
 /** The default pool size: enough for a few handshakes at once without hogging HSM sessions. */
@@ -56,6 +61,12 @@ export const HSM_OPTIONS: Record<string, OptionSpec> = {
     help: "PKCS#11 sessions signing in parallel (Luna ToolkitPoolSize)",
     default: String(DEFAULT_HSM_SESSIONS),
   },
+  "hsm-composite-mldsa-key": {
+    type: "string",
+    value: "FILE",
+    help: "ML-DSA-65 half (PKCS#8) of a composite certificate whose ECDSA-P384 half is the " +
+      "token key (from qsign hsm keygen --composite-mldsa-key)",
+  },
 };
 
 /** The module, token and PIN options of `args` (for `qsign hsm`, which has no key options). */
@@ -88,6 +99,7 @@ export function hsmOptionsFromArgs(args: Args): HsmOptions | undefined {
     keyLabel,
     keyId: keyId === undefined ? undefined : parseKeyId(keyId, "--hsm-key-id"),
     sessions: args.integer("hsm-sessions", { min: 1, max: 1024 }),
+    compositeMldsaKey: args.string("hsm-composite-mldsa-key"),
   };
 }
 

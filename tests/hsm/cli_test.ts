@@ -1,17 +1,14 @@
 /**
  * `qsign hsm slots|keys|keygen|csr` against a SoftHSM2 token of its own, cross-checked with
- * opensc's pkcs11-tool, @peculiar/x509 and the OpenSSL command line.
+ * @peculiar/x509 and the OpenSSL command line. (The production flow these commands start, and
+ * the keys' attributes against pkcs11-tool, are proven in tests/daemon/hsm_serve_test.ts.)
  */
 import "reflect-metadata";
-import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import {
-  Pkcs10CertificateRequest,
-  SubjectAlternativeNameExtension,
-  X509Certificate,
-} from "@peculiar/x509";
-import { pemDecodeAll } from "../../src/pki/pem.ts";
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { Pkcs10CertificateRequest, SubjectAlternativeNameExtension } from "@peculiar/x509";
+import { pemEncode } from "../../src/pki/pem.ts";
 import { runQsign } from "../support/env.ts";
-import { createTestToken, PIN, pkcs11ToolListObjects } from "./softhsm.ts";
+import { createTestToken, PIN } from "./softhsm.ts";
 
 const SAN_OID = "2.5.29.17";
 
@@ -20,19 +17,6 @@ interface KeyRow {
   label: string;
   id: string;
   type: string;
-  sensitive?: boolean;
-  extractable?: boolean;
-  neverExtractable?: boolean;
-}
-
-/** pkcs11-tool's "Private Key Object" blocks: label, ID and the Access line. */
-function pkcs11ToolPrivateKeys(listing: string): { label: string; id: string; access: string }[] {
-  return listing.split(/\n(?=\S)/).filter((block) => block.startsWith("Private Key Object"))
-    .map((block) => ({
-      label: /label:\s+(.*)/.exec(block)![1].trim(),
-      id: /ID:\s+(.*)/.exec(block)![1].trim(),
-      access: /Access:\s+(.*)/.exec(block)![1].trim(),
-    }));
 }
 
 async function opensslVerifiesCsr(path: string): Promise<boolean> {
@@ -108,38 +92,79 @@ Deno.test("qsign hsm on a SoftHSM2 token", async (t) => {
     },
   );
 
-  await t.step(
-    "keys shows sensitive, never-extractable private keys; pkcs11-tool agrees",
-    async () => {
-      const r = await qsign("keys", ...token.loginArgs, "--json");
-      equal(r.code, 0, r.stderr);
-      const rows: KeyRow[] = JSON.parse(r.stdout);
-      const privates = rows.filter((k) => k.class === "private");
-      deepEqual(
-        privates.map((k) => [k.label, k.id, k.type]),
-        [["client", "02", "EC P-256"], ["legacy", "0a0b", "RSA 3072"], [
-          "server",
-          "01",
-          "EC P-384",
-        ]],
+  await t.step("composite keys: only EC P-384 with an ML-DSA-65 file, no overwrite", async () => {
+    const mldsaFile = `${token.dir}/taken-mldsa.key`;
+    await Deno.writeTextFile(mldsaFile, "an existing key\n");
+    const p256 = await qsign(
+      "keygen",
+      ...token.loginArgs,
+      "--type",
+      "ec-p256",
+      "--label",
+      "c1",
+      "--composite-mldsa-key",
+      `${token.dir}/new.key`,
+    );
+    equal(p256.code, 2);
+    ok(p256.stderr.includes("--composite-mldsa-key goes with --type ec-p384"), p256.stderr);
+    const taken = await qsign(
+      "keygen",
+      ...token.loginArgs,
+      "--label",
+      "c2",
+      "--composite-mldsa-key",
+      mldsaFile,
+    );
+    equal(taken.code, 2);
+    ok(taken.stderr.includes(`${mldsaFile}: already exists`), taken.stderr);
+    equal(await Deno.readTextFile(mldsaFile), "an existing key\n");
+
+    const ecFile = `${token.dir}/ec.key`;
+    const ec = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, [
+      "sign",
+    ]);
+    const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", ec.privateKey));
+    await Deno.writeTextFile(ecFile, pemEncode("PRIVATE KEY", pkcs8));
+    const csr = (key: string, file: string) =>
+      qsign(
+        "csr",
+        ...token.loginArgs,
+        "--key-label",
+        key,
+        "--subject",
+        "/CN=composite",
+        "--composite-mldsa-key",
+        file,
+        "--out",
+        `${token.dir}/composite.csr`,
       );
-      for (const k of privates) {
-        deepEqual([k.sensitive, k.extractable, k.neverExtractable], [true, false, true], k.label);
-      }
-      equal(rows.filter((k) => k.class === "public").length, 3);
+    const wrongToken = await csr("client", ecFile);
+    equal(wrongToken.code, 1);
+    ok(wrongToken.stderr.includes("must be an EC P-384 key"), wrongToken.stderr);
+    const wrongFile = await csr("server", ecFile);
+    equal(wrongFile.code, 2);
+    ok(wrongFile.stderr.includes("must be ML-DSA-65"), wrongFile.stderr);
+  });
 
-      const tool = pkcs11ToolPrivateKeys(await pkcs11ToolListObjects(token))
-        .sort((a, b) => a.label.localeCompare(b.label));
-      deepEqual(tool.map((k) => [k.label, k.id]), privates.map((k) => [k.label, k.id]));
-      for (const k of tool) {
-        ok(k.access.includes("sensitive"), k.access);
-        ok(k.access.includes("never extractable"), k.access);
-      }
-
-      const table = await qsign("keys", ...token.loginArgs);
-      ok(/private\s+server\s+01\s+EC P-384\s+yes\s+no\s+yes/.test(table.stdout), table.stdout);
-    },
-  );
+  await t.step("keys lists both halves of each pair with type and protection flags", async () => {
+    const r = await qsign("keys", ...token.loginArgs, "--json");
+    equal(r.code, 0, r.stderr);
+    const rows: KeyRow[] = JSON.parse(r.stdout);
+    deepEqual(
+      rows.map((k) => [k.class, k.label, k.id, k.type]),
+      [
+        ["private", "client", "02", "EC P-256"],
+        ["public", "client", "02", "EC P-256"],
+        ["private", "legacy", "0a0b", "RSA 3072"],
+        ["public", "legacy", "0a0b", "RSA 3072"],
+        ["private", "server", "01", "EC P-384"],
+        ["public", "server", "01", "EC P-384"],
+      ],
+    );
+    const table = await qsign("keys", ...token.loginArgs);
+    ok(/private\s+server\s+01\s+EC P-384\s+yes\s+no\s+yes/.test(table.stdout), table.stdout);
+    ok(/public\s+server\s+01\s+EC P-384\s+-\s+-\s+-/.test(table.stdout), table.stdout);
+  });
 
   await t.step("keys without a PIN shows only public objects", async () => {
     const r = await qsign("keys", ...token.tokenArgs, "--json");
@@ -200,49 +225,4 @@ Deno.test("qsign hsm on a SoftHSM2 token", async (t) => {
       }
     },
   );
-
-  await t.step("csr's public key is the token's key", async () => {
-    const csr = new Pkcs10CertificateRequest(await Deno.readTextFile(`${token.dir}/server.csr`));
-    const publicBlock = (await pkcs11ToolListObjects(token)).split(/\n(?=\S)/)
-      .find((block) => block.startsWith("Public Key Object") && /label:\s+server\n/.test(block))!;
-    const point = /EC_POINT:\s+([0-9a-f]+)/.exec(publicBlock)![1];
-    const spki = new Uint8Array(csr.publicKey.rawData);
-    const raw = Array.from(spki.subarray(spki.length - 97), (b) => b.toString(16).padStart(2, "0"))
-      .join("");
-    ok(point.endsWith(raw), "the CSR carries the EC point pkcs11-tool shows");
-  });
-
-  await t.step("qsign pki issue --csr certifies the token key under the ML-DSA CA", async () => {
-    const pki = `${token.dir}/pki`;
-    const init = await runQsign(["pki", "init", "--dir", pki, "--alg", "mldsa65"]);
-    equal(init.code, 0, init.stderr);
-    const issue = await runQsign([
-      "pki",
-      "issue",
-      "--dir",
-      pki,
-      "--profile",
-      "server",
-      "--cn",
-      "server.qsign.local",
-      "--csr",
-      `${token.dir}/server.csr`,
-      "--out",
-      `${token.dir}/server`,
-    ]);
-    equal(issue.code, 0, issue.stderr);
-    const [leaf] = pemDecodeAll(await Deno.readTextFile(`${token.dir}/server.crt`), "CERTIFICATE");
-    const certificate = new X509Certificate(new Uint8Array(leaf));
-    const csr = new Pkcs10CertificateRequest(await Deno.readTextFile(`${token.dir}/server.csr`));
-    deepEqual(
-      new Uint8Array(certificate.publicKey.rawData),
-      new Uint8Array(csr.publicKey.rawData),
-    );
-    equal(certificate.signatureAlgorithm.name, "ML-DSA-65");
-    await rejects(
-      Deno.stat(`${token.dir}/server.key`),
-      Deno.errors.NotFound,
-      "no key file: it is in the token",
-    );
-  });
 });

@@ -1,11 +1,40 @@
-/** The `--hsm-*` options as `qsign serve` and `qsign connect` will parse them. */
-import { deepEqual, equal, throws } from "node:assert/strict";
-import { type CommandSpec, parseCommand } from "../../src/cli/args.ts";
+/**
+ * The `--hsm-*` options: the names issue 5 gives them on `qsign serve` and `qsign connect`, and
+ * how `qsign connect` parses them.
+ */
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { type CommandSpec, type OptionSpec, parseCommand } from "../../src/cli/args.ts";
 import { UsageError } from "../../src/errors.ts";
 import { LUNA_MODULE_PATH } from "../../src/hsm/module.ts";
 import { HSM_OPTIONS, hsmOptionsFromArgs } from "../../src/hsm/options.ts";
+import { SERVE_COMMAND } from "../../src/cli/serve.ts";
 
-const SPEC: CommandSpec = { name: "serve", summary: "test", options: { ...HSM_OPTIONS } };
+const SPEC: CommandSpec = { name: "connect", summary: "test", options: { ...HSM_OPTIONS } };
+
+Deno.test("serve and connect take the --hsm-* options of the production flow", () => {
+  const flags = [
+    "hsm",
+    "hsm-module",
+    "hsm-token-label",
+    "hsm-slot",
+    "hsm-key-label",
+    "hsm-key-id",
+    "hsm-pin",
+    "hsm-sessions",
+  ];
+  const commands: [string, Record<string, OptionSpec>][] = [
+    ["serve", SERVE_COMMAND.options!],
+    ["connect", HSM_OPTIONS],
+  ];
+  for (const [command, options] of commands) {
+    deepEqual(flags.filter((flag) => !(flag in options)), [], `${command} lacks these`);
+    ok(
+      options["hsm-module"].default === LUNA_MODULE_PATH ||
+        options["hsm-module"].help.includes(LUNA_MODULE_PATH),
+      `${command}: --hsm-module defaults to Luna's ${LUNA_MODULE_PATH}`,
+    );
+  }
+});
 const parse = (...argv: string[]) => hsmOptionsFromArgs(parseCommand(SPEC, argv)!);
 
 Deno.test("--hsm options: defaults, selections and mistakes", () => {
@@ -18,6 +47,7 @@ Deno.test("--hsm options: defaults, selections and mistakes", () => {
     keyId: undefined,
     pin: undefined,
     sessions: 4,
+    compositeMldsaKey: undefined,
   });
   deepEqual(
     parse(
@@ -32,6 +62,8 @@ Deno.test("--hsm options: defaults, selections and mistakes", () => {
       "env:PIN",
       "--hsm-sessions",
       "16",
+      "--hsm-composite-mldsa-key",
+      "/etc/qsign/composite-mldsa.key",
     ),
     {
       module: "/usr/lib/softhsm/libsofthsm2.so",
@@ -41,6 +73,7 @@ Deno.test("--hsm options: defaults, selections and mistakes", () => {
       keyId: "0a0b",
       pin: "env:PIN",
       sessions: 16,
+      compositeMldsaKey: "/etc/qsign/composite-mldsa.key",
     },
   );
   const usage = (argv: string[], text: string) =>

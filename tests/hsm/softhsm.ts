@@ -4,7 +4,7 @@
  * `useInProcess`, which SoftHSM reads when the module is initialised).
  */
 import { type KeygenType, TokenKeys } from "../../src/hsm/keys.ts";
-import { Pkcs11Module, SOFTHSM_MODULE_PATH } from "../../src/hsm/module.ts";
+import { type Handle, HsmError, Pkcs11Module, SOFTHSM_MODULE_PATH } from "../../src/hsm/module.ts";
 
 export const MODULE = SOFTHSM_MODULE_PATH;
 export const PIN = "5678-user";
@@ -68,24 +68,19 @@ export async function createTestToken(label = "qsign-test"): Promise<TestToken> 
   };
 }
 
-/**
- * Generates key pairs in the token from this process (as `qsign hsm keygen` does), for tests
- * that need keys but are not about the CLI.
- */
-export async function generateKeys(
+/** Runs `body` on a logged-in session of the token, from this process. */
+async function withSession<T>(
   token: TestToken,
-  keys: { type: KeygenType; label: string; id: string }[],
-): Promise<void> {
+  options: { readWrite: boolean },
+  body: (keys: TokenKeys, module: Pkcs11Module, session: Handle) => T,
+): Promise<T> {
   token.useInProcess();
   const module = await Pkcs11Module.open(MODULE);
   try {
     const location = module.findToken({ label: token.label });
-    const session = module.openSession(location, PIN, { readWrite: true });
+    const session = module.openSession(location, PIN, options);
     try {
-      const tokenKeys = new TokenKeys(module, location, session);
-      for (const key of keys) {
-        tokenKeys.generate(key.type, key.label, key.id, module.mechanisms(location));
-      }
+      return body(new TokenKeys(module, location, session), module, session);
     } finally {
       module.closeSession(session);
     }
@@ -94,8 +89,53 @@ export async function generateKeys(
   }
 }
 
-/** Runs `pkcs11-tool --list-objects` on the token, logged in, and returns its output. */
-export async function pkcs11ToolListObjects(token: TestToken): Promise<string> {
+/**
+ * Generates key pairs in the token from this process (as `qsign hsm keygen` does), for tests
+ * that need keys but are not about the CLI.
+ */
+export async function generateKeys(
+  token: TestToken,
+  keys: { type: KeygenType; label: string; id: string }[],
+): Promise<void> {
+  await withSession(token, { readWrite: true }, (tokenKeys, module) => {
+    for (const key of keys) {
+      tokenKeys.generate(key.type, key.label, key.id, module.mechanisms(tokenKeys.token));
+    }
+  });
+}
+
+/**
+ * Asks the token, logged in, for the CKA_VALUE (the secret) of the private key `label`: the CKR
+ * code of the refusal, or undefined if the token handed the key out.
+ */
+export async function privateValueRefusal(
+  token: TestToken,
+  label: string,
+): Promise<string | undefined> {
+  return await withSession(token, { readWrite: false }, (tokenKeys, module, session) => {
+    const key = tokenKeys.findPrivateKey({ label });
+    try {
+      module.call({}, (api) =>
+        api.C_GetAttributeValue(session, key.handle, [{
+          type: module.binding.CKA_VALUE,
+        }]));
+      return undefined;
+    } catch (e) {
+      if (e instanceof HsmError) return e.code;
+      throw e;
+    }
+  });
+}
+
+/** A private key as `pkcs11-tool --list-objects` shows it: label, ID and the Access flags. */
+export interface Pkcs11ToolPrivateKey {
+  label: string;
+  id: string;
+  access: string[];
+}
+
+/** The private keys `pkcs11-tool --login --list-objects` lists in the token, by label. */
+export async function pkcs11ToolPrivateKeys(token: TestToken): Promise<Pkcs11ToolPrivateKey[]> {
   const out = await new Deno.Command("pkcs11-tool", {
     args: [
       "--module",
@@ -112,5 +152,12 @@ export async function pkcs11ToolListObjects(token: TestToken): Promise<string> {
     stderr: "piped",
   }).output();
   if (!out.success) throw new Error(`pkcs11-tool failed: ${new TextDecoder().decode(out.stderr)}`);
-  return new TextDecoder().decode(out.stdout);
+  return new TextDecoder().decode(out.stdout).split(/\n(?=\S)/)
+    .filter((block) => block.startsWith("Private Key Object"))
+    .map((block) => ({
+      label: /label:\s+(.*)/.exec(block)![1].trim(),
+      id: /ID:\s+(.*)/.exec(block)![1].trim(),
+      access: /Access:\s+(.*)/.exec(block)![1].trim().split(/,\s*/),
+    }))
+    .sort((a, b) => a.label.localeCompare(b.label));
 }
