@@ -12,7 +12,8 @@ import { loadRenewalConfig } from "../issuer/config.ts";
 import { openIssuers } from "../issuer/factory.ts";
 import { renewAll, signalDaemon } from "../issuer/renewal.ts";
 
-const SPEC: CommandSpec = {
+/** The command line of `qsign renew`. */
+export const RENEW_COMMAND: CommandSpec = {
   name: "renew",
   summary:
     "Renew managed certificates close to expiry and make the daemon reload (also: qsign --renewal).",
@@ -21,6 +22,12 @@ const SPEC: CommandSpec = {
       type: "string",
       value: "FILE",
       help: "the qsign config file with [renewal] and [[certificate]] tables (env QSIGN_CONFIG)",
+    },
+    "pid-file": {
+      type: "string",
+      value: "FILE",
+      help: "the daemon's pid file, to send it SIGHUP after a renewal (env QSIGN_PID_FILE; " +
+        "the config file's top-level pid_file, which qsign serve writes)",
     },
     force: { type: "boolean", help: "renew every certificate now, due or not" },
     certificate: {
@@ -33,11 +40,11 @@ const SPEC: CommandSpec = {
 };
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseCommand(SPEC, argv);
+  const args = parseCommand(RENEW_COMMAND, argv);
   if (!args) return 0;
   const file = args.string("config") ?? Deno.env.get("QSIGN_CONFIG");
   if (!file) throw new UsageError("renew: --config FILE is required (or set QSIGN_CONFIG)");
-  const config = await loadRenewalConfig(file);
+  const config = await loadRenewalConfig(file, { flags: args, env: Deno.env.toObject() });
   const only = args.list("certificate");
   const unknown = only.filter((n) =>
     !config.certificates.some((c) => c.name === n || c.paths.cert === n)
@@ -58,7 +65,7 @@ export async function run(argv: string[]): Promise<number> {
   if (results.some((r) => r.result === "renewed")) {
     const message = config.pidFile
       ? await signalDaemon(config.pidFile)
-      : "no [renewal] pid_file: a running daemon reloads when it sees the files change";
+      : "no pid_file: a running daemon reloads when its file watch sees the certificate change";
     console.error(`qsign renew: ${message}`);
   }
   return exitCode;

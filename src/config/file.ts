@@ -14,22 +14,32 @@ export interface FileValue {
   origin: Origin;
 }
 
-/** The file's contents: process-wide settings and one table per `[[service]]`. */
+/**
+ * The file's contents: process-wide settings and one table per `[[service]]`, checked; and the
+ * whole parsed document, whose other commands' sections (`[renewal]`, `[[certificate]]`) their
+ * owners read and check.
+ */
 export interface ConfigFile {
   path: string;
   global: Map<string, FileValue>;
   services: Map<string, FileValue>[];
+  document: Record<string, unknown>;
 }
 
 const NESTED_TABLES = ["limits", "hsm"];
 
 /**
- * Top-level tables that belong to other commands sharing the file (`qsign --renewal` reads its
- * issuer settings from the same qsign.toml); `serve` leaves them to their owners.
+ * Top-level tables that belong to other commands sharing the file: `qsign --renewal` reads its
+ * `[renewal]` settings and `[[certificate]]` list from the same qsign.toml (src/issuer/config.ts);
+ * `serve` leaves them to their owner.
  */
-export const SECTIONS_OF_OTHER_COMMANDS = ["renewal", "issuer", "vault"];
+export const SECTIONS_OF_OTHER_COMMANDS = ["renewal", "certificate"];
 
-/** Reads and parses `path`. Throws `ConfigError` naming the file (and the field, where known). */
+/**
+ * Reads and parses `path`, the one reader of qsign's config file for every command: checks the
+ * process-wide and `[[service]]` settings and hands every other command's sections over raw.
+ * Throws `ConfigError` naming the file and the field (line and column for a syntax error).
+ */
 export async function readConfigFile(path: string): Promise<ConfigFile> {
   const format = formatOf(path);
   let text: string;
@@ -56,7 +66,7 @@ export async function readConfigFile(path: string): Promise<ConfigFile> {
     }
     for (const [k, v] of readTable({ [key]: raw }, "", "global", path)) global.set(k, v);
   }
-  return { path, global, services };
+  return { path, global, services, document };
 }
 
 function formatOf(path: string): "toml" | "yaml" {

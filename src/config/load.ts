@@ -32,6 +32,14 @@ export interface FlagValues {
   boolean(name: string): boolean;
 }
 
+/** No command-line values: for callers whose settings come from the environment and file only. */
+export const NO_FLAGS: FlagValues = {
+  has: () => false,
+  string: () => undefined,
+  list: () => [],
+  boolean: () => false,
+};
+
 /** Where configuration comes from. */
 export interface ConfigSources {
   flags: FlagValues;
@@ -50,12 +58,7 @@ export async function loadDaemonConfig(sources: ConfigSources): Promise<DaemonCo
   const file = configPath === undefined ? undefined : await readConfigFile(configPath);
   const fileServices = file?.services.length ? file.services : [new Map()];
 
-  const global = (key: string) => {
-    const setting = SETTINGS.find((s) => s.key === key)!;
-    const where = file ? { field: key, file: file.path } : { field: `--${setting.flag}` };
-    const picked = pickValue(setting, sources, file?.global, where);
-    return picked ? coerce(setting.kind, picked.raw, picked.origin) : undefined;
-  };
+  const global = (key: string) => loadGlobalSetting(key, sources, file);
 
   const services = fileServices.map((values, index) => {
     const where = (key: string): Origin =>
@@ -78,10 +81,29 @@ export async function loadDaemonConfig(sources: ConfigSources): Promise<DaemonCo
     metricsListen: global("metrics_listen") as Address | undefined,
     drainTimeoutMs: global("drain_timeout") as number,
     logLevel: global("log_level") as LogLevel,
+    pidFile: global("pid_file") as string | undefined,
     services,
   };
   checkAddressesAreDistinct(config);
   return config;
+}
+
+/**
+ * One process-wide setting, typed: from a flag, its `QSIGN_*` variable, the config file (already
+ * read) or its default, in that order. Commands other than `serve` that share a setting call
+ * this, so a key means the same everywhere (`qsign renew` reads `pid_file` here). Throws
+ * `ConfigError` naming where a bad value came from.
+ */
+export function loadGlobalSetting(
+  key: string,
+  sources: ConfigSources,
+  file: ConfigFile | undefined,
+): unknown {
+  const setting = SETTINGS.find((s) => s.key === key && s.scope === "global");
+  if (!setting) throw new Error(`no process-wide setting ${key}`);
+  const where = file ? { field: key, file: file.path } : { field: `--${setting.flag}` };
+  const picked = pickValue(setting, sources, file?.global, where);
+  return picked ? coerce(setting.kind, picked.raw, picked.origin) : undefined;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

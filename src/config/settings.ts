@@ -70,6 +70,14 @@ export const SETTINGS: readonly Setting[] = [
     "least severe audit-log level written to stdout",
     { value: "LEVEL", default: "INFO", env: "QTLS_LOG_LEVEL" },
   ),
+  setting(
+    "pid_file",
+    "global",
+    { type: "path" },
+    "file the daemon writes its process id to (removed on exit); `qsign renew` reads the same " +
+      "setting and sends SIGHUP to that process after renewing a certificate",
+    { value: "FILE" },
+  ),
   setting("name", "service", { type: "string" }, "service name in logs, metrics and /status", {
     value: "NAME",
   }),

@@ -96,5 +96,7 @@ export interface DaemonConfig {
   metricsListen?: Address;
   drainTimeoutMs: number;
   logLevel: LogLevel;
+  /** Where the daemon writes its pid (for `qsign renew`'s SIGHUP); none when undefined. */
+  pidFile?: string;
   services: ServiceConfig[];
 }

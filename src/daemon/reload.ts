@@ -4,7 +4,7 @@
  * one, never a mix; on any error the old set stays. Connections already open are never touched:
  * they keep the keys they were established with.
  */
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { ServiceConfig } from "../config/types.ts";
 import { audit } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
@@ -72,54 +72,164 @@ export function publishCertificateExpiry(holders: readonly MaterialsHolder[]): v
 }
 
 /**
- * Watches the directories of every certificate, key, CA and CRL file (a file replaced by
- * rename, as atomic writers do, is a new inode, so watching the file itself would go deaf after
- * the first renewal) and calls `onChange` with the services whose files changed, once a burst
- * of events has been quiet for `debounceMs`.
+ * The directory entries a path resolves through: each symbolic link met on the way (replacing
+ * one changes what the path means, as the renewal store's rename of `<cert>.live` does) and the
+ * entry finally reached. A missing component ends the walk: it is where the file will appear.
  */
-export function watchMaterialFiles(
+export async function resolutionEntries(path: string): Promise<string[]> {
+  const entries: string[] = [];
+  const pending = resolve(path).split("/").filter(Boolean);
+  let current = "/";
+  // Bounded as the kernel bounds it (ELOOP after 40 links).
+  for (let links = 0; pending.length > 0 && links <= 40;) {
+    const next = join(current, pending.shift()!);
+    let target: string | undefined;
+    try {
+      target = (await Deno.lstat(next)).isSymlink ? await Deno.readLink(next) : undefined;
+    } catch {
+      return [...entries, next];
+    }
+    if (target === undefined) {
+      current = next;
+      continue;
+    }
+    entries.push(next);
+    links++;
+    pending.unshift(...target.split("/").filter(Boolean));
+    if (target.startsWith("/")) current = "/";
+  }
+  return [...entries, current];
+}
+
+/** What a path serves now: the file it reaches, with inode, size and modification time. */
+async function fileIdentity(path: string): Promise<string> {
+  try {
+    const [real, info] = await Promise.all([Deno.realPath(path), Deno.stat(path)]);
+    return `${real} ${info.dev}:${info.ino} ${info.size} ${info.mtime?.getTime()}`;
+  } catch (e) {
+    return `unreadable: ${(e as Error).name}`;
+  }
+}
+
+interface WatchedFile {
+  path: string;
+  owners: ServiceConfig[];
+  entries: Set<string>;
+  identity: string;
+}
+
+/**
+ * Watches every certificate, key, CA, CRL and ticket-key file of `services` and calls
+ * `onChange` with the services whose files now resolve to something else, and those paths, once
+ * a burst of events has been quiet for `debounceMs`.
+ *
+ * A file is watched through the directories of the entries it resolves through (see
+ * `resolutionEntries`), never by its own inode: atomic writers replace the file by rename, and
+ * the renewal store leaves the configured path alone and swaps the `<cert>.live` link beside it.
+ * An event on any of those entries leads to a comparison of what each path resolves to now with
+ * what it resolved to before; the watched directories follow the links as they change.
+ */
+export async function watchMaterialFiles(
   services: readonly ServiceConfig[],
   onChange: (changed: ServiceConfig[], paths: string[]) => void,
   debounceMs = 250,
-): Disposable {
-  const owners = new Map<string, ServiceConfig[]>();
+): Promise<Disposable> {
+  const byPath = new Map<string, ServiceConfig[]>();
   for (const service of services) {
     for (const file of watchedFiles(service)) {
       const path = resolve(file);
-      owners.set(path, [...(owners.get(path) ?? []), service]);
+      byPath.set(path, [...(byPath.get(path) ?? []), service]);
     }
   }
-  const directories = [...new Set([...owners.keys()].map((p) => dirname(p)))];
-  if (directories.length === 0) return { [Symbol.dispose]() {} };
+  const files: WatchedFile[] = await Promise.all(
+    [...byPath].map(async ([path, owners]) => ({
+      path,
+      owners,
+      entries: new Set(await resolutionEntries(path)),
+      identity: await fileIdentity(path),
+    })),
+  );
+  const watch = new DirectoryWatch(files, onChange, debounceMs);
+  watch.follow();
+  return watch;
+}
 
-  const watcher = Deno.watchFs(directories, { recursive: false });
-  const pending = new Set<string>();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const flush = () => {
-    timer = undefined;
-    const paths = [...pending];
-    pending.clear();
-    const changed = [...new Set(paths.flatMap((p) => owners.get(p) ?? []))];
-    if (changed.length) onChange(changed, paths);
-  };
-  (async () => {
+class DirectoryWatch implements Disposable {
+  #watcher?: Deno.FsWatcher;
+  #directories = "";
+  #timer?: ReturnType<typeof setTimeout>;
+  #checks: Promise<void> = Promise.resolve();
+  #disposed = false;
+
+  constructor(
+    readonly files: WatchedFile[],
+    readonly onChange: (changed: ServiceConfig[], paths: string[]) => void,
+    readonly debounceMs: number,
+  ) {}
+
+  /** (Re)starts the watcher on the directories of every file's entries, if they changed. */
+  follow(): void {
+    const directories = [
+      ...new Set(this.files.flatMap((f) => [...f.entries].map((e) => dirname(e)))),
+    ].sort();
+    if (this.#disposed || directories.join("\n") === this.#directories) return;
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(directories, { recursive: false });
+    } catch (e) {
+      // A directory vanished between resolving and watching: keep the old watcher; the next
+      // event or SIGHUP brings the files in again.
+      audit.error("watch_failed", { error: (e as Error).message, directories });
+      return;
+    }
+    this.#watcher?.close();
+    this.#watcher = watcher;
+    this.#directories = directories.join("\n");
+    void this.#listen(watcher);
+  }
+
+  async #listen(watcher: Deno.FsWatcher): Promise<void> {
     try {
       for await (const event of watcher) {
-        for (const path of event.paths) {
-          if (!owners.has(path) || event.kind === "access") continue;
-          pending.add(path);
-          if (timer !== undefined) clearTimeout(timer);
-          timer = setTimeout(flush, debounceMs);
-        }
+        if (event.kind === "access") continue;
+        if (!event.paths.some((p) => this.files.some((f) => f.entries.has(p)))) continue;
+        if (this.#timer !== undefined) clearTimeout(this.#timer);
+        this.#timer = setTimeout(() => this.#scheduleCheck(), this.debounceMs);
       }
     } catch (e) {
-      audit.error("watch_failed", { error: e instanceof Error ? e.message : String(e) });
+      if (watcher === this.#watcher) {
+        audit.error("watch_failed", { error: e instanceof Error ? e.message : String(e) });
+      }
     }
-  })();
-  return {
-    [Symbol.dispose]() {
-      if (timer !== undefined) clearTimeout(timer);
-      watcher.close();
-    },
-  };
+  }
+
+  #scheduleCheck(): void {
+    this.#timer = undefined;
+    this.#checks = this.#checks.then(() => this.#check());
+  }
+
+  /** Compares what each file resolves to with what it did; reports changes; re-follows links. */
+  async #check(): Promise<void> {
+    const changed: WatchedFile[] = [];
+    for (const file of this.files) {
+      const identity = await fileIdentity(file.path);
+      file.entries = new Set(await resolutionEntries(file.path));
+      if (identity === file.identity) continue;
+      file.identity = identity;
+      changed.push(file);
+    }
+    if (this.#disposed) return;
+    this.follow();
+    if (changed.length === 0) return;
+    this.onChange(
+      [...new Set(changed.flatMap((f) => f.owners))],
+      changed.map((f) => f.path),
+    );
+  }
+
+  [Symbol.dispose](): void {
+    this.#disposed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#watcher?.close();
+  }
 }

@@ -1,12 +1,13 @@
 /**
  * The renewal's part of the qsign config file: the `[renewal]` table and one `[[certificate]]`
- * table per managed certificate, read from the same TOML/YAML file `qsign serve --config` reads.
- * The daemon's reader (src/config/) owns every other key; this one ignores them. Values are
+ * table per managed certificate, read from the same TOML/YAML file `qsign serve --config` reads,
+ * by the same reader (src/config/file.ts), which also checks the daemon's settings. Values are
  * coerced with the daemon's `coerce`, so paths, durations and lists behave alike in both.
  *
  * ```toml
+ * pid_file = "/run/qsign/qsign.pid"   # top level, shared with qsign serve: SIGHUP goes to this pid
+ *
  * [renewal]
- * pid_file = "/run/qsign/qsign.pid"   # SIGHUP goes to this pid after a renewal
  * renew_before = "1/3"                # of the lifetime (also 0.33, "33%", or a duration "8h")
  * ca_dir = "/etc/qtls/pki"            # the embedded CA (qsign pki init), for issuer = "local"
  *
@@ -31,8 +32,8 @@
  * key_source = "new"                  # new | reuse | hsm:LABEL
  * ```
  */
-import { parse as parseToml, TomlError } from "smol-toml";
-import { parse as parseYaml, YAMLParseError } from "yaml";
+import { readConfigFile } from "../config/file.ts";
+import { type FlagValues, loadGlobalSetting, NO_FLAGS } from "../config/load.ts";
 import { coerce, parseDurationMs } from "../config/values.ts";
 import type { Origin } from "../config/types.ts";
 import type { ValueKind } from "../config/values.ts";
@@ -92,6 +93,7 @@ export interface RenewalHsmSettings {
 
 export interface RenewalConfig {
   file: string;
+  /** The daemon's pid file (`pid_file`, `--pid-file`, `QSIGN_PID_FILE`), as `qsign serve` reads it. */
   pidFile?: string;
   caDir?: string;
   vault?: VaultSettings;
@@ -99,28 +101,37 @@ export interface RenewalConfig {
   certificates: ManagedCertificate[];
 }
 
+/** Where settings besides the file come from: `qsign renew`'s flags and the environment. */
+export interface RenewalSources {
+  flags?: FlagValues;
+  /** `QSIGN_PID_FILE`, and Vault's `VAULT_ADDR`, `VAULT_NAMESPACE`, `VAULT_CACERT`. */
+  env: Record<string, string | undefined>;
+}
+
 export const DEFAULT_RENEW_BEFORE: RenewBefore = { fraction: 1 / 3 };
 
 type Table = Record<string, unknown>;
 
 /**
- * Reads the renewal settings of `file`. `env` supplies Vault's variables (`VAULT_ADDR`,
- * `VAULT_NAMESPACE`, `VAULT_CACERT`). Throws `ConfigError` naming the file and field.
+ * Reads the renewal settings of the config file `path` (checking the daemon's settings in it
+ * too: one file, one verdict). Throws `ConfigError` naming the file and field.
  */
 export async function loadRenewalConfig(
-  file: string,
-  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+  path: string,
+  sources: RenewalSources = { env: Deno.env.toObject() },
 ): Promise<RenewalConfig> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (e) {
-    throw new ConfigError("--config", `cannot read ${file}: ${(e as Error).message}`);
-  }
-  const document = parseDocument(file, text);
+  const configFile = await readConfigFile(path);
+  const { document } = configFile;
+  const file = configFile.path;
   const reader = new TableReader(file);
   const renewal = reader.table(document.renewal, "renewal") ?? {};
-  reader.only(renewal, "renewal", ["pid_file", "renew_before", "ca_dir", "vault", "hsm"]);
+  if ("pid_file" in renewal) {
+    reader.fail(
+      "renewal.pid_file",
+      "pid_file is shared with qsign serve: set it once, at the top of the file",
+    );
+  }
+  reader.only(renewal, "renewal", ["renew_before", "ca_dir", "vault", "hsm"]);
   const renewBefore = renewal.renew_before === undefined
     ? DEFAULT_RENEW_BEFORE
     : reader.renewBefore(renewal.renew_before, "renewal.renew_before");
@@ -137,9 +148,13 @@ export async function loadRenewalConfig(
   );
   const config: RenewalConfig = {
     file,
-    pidFile: reader.optional(renewal, "renewal", "pid_file", { type: "path" }),
+    pidFile: loadGlobalSetting(
+      "pid_file",
+      { flags: sources.flags ?? NO_FLAGS, env: sources.env },
+      configFile,
+    ) as string | undefined,
     caDir: reader.optional(renewal, "renewal", "ca_dir", { type: "path" }),
-    vault: reader.vault(reader.table(renewal.vault, "renewal.vault"), env),
+    vault: reader.vault(reader.table(renewal.vault, "renewal.vault"), sources.env),
     hsm: reader.hsm(reader.table(renewal.hsm, "renewal.hsm")),
     certificates,
   };
@@ -174,36 +189,6 @@ export async function loadRenewalConfig(
     names.add(cert.paths.cert);
   }
   return config;
-}
-
-function parseDocument(file: string, text: string): Table {
-  const extension = file.slice(file.lastIndexOf(".") + 1).toLowerCase();
-  let document: unknown;
-  try {
-    if (extension === "toml") document = parseToml(text);
-    else if (extension === "yaml" || extension === "yml") document = parseYaml(text);
-    else {
-      throw new ConfigError(
-        "--config",
-        `cannot tell the format of ${file}: name it *.toml or *.yaml`,
-      );
-    }
-  } catch (e) {
-    if (e instanceof TomlError) {
-      throw new ConfigError(`line ${e.line} column ${e.column}`, e.message.split("\n")[0], file);
-    }
-    if (e instanceof YAMLParseError) {
-      const at = e.linePos?.[0];
-      const where = at ? `line ${at.line} column ${at.col}` : "document";
-      throw new ConfigError(where, e.message.split("\n")[0], file);
-    }
-    throw e;
-  }
-  if (document === null || document === undefined) return {};
-  if (typeof document !== "object" || Array.isArray(document)) {
-    throw new ConfigError("document", "must be a table of settings", file);
-  }
-  return document as Table;
 }
 
 /** Typed access to one file's tables; every error names the file and the field. */
@@ -350,7 +335,7 @@ class TableReader {
 
   vault(
     table: Table | undefined,
-    env: (name: string) => string | undefined,
+    env: Record<string, string | undefined>,
   ): VaultSettings | undefined {
     const field = "renewal.vault";
     const t = table ?? {};
@@ -368,7 +353,7 @@ class TableReader {
       "timeout",
     ]);
     const address = this.optional<string>(t, field, "address", { type: "string" }) ??
-      env("VAULT_ADDR");
+      (env.VAULT_ADDR || undefined);
     if (address === undefined) {
       if (table !== undefined) this.fail(`${field}.address`, "is required (or set VAULT_ADDR)");
       return undefined;
@@ -397,13 +382,14 @@ class TableReader {
     return {
       address,
       auth,
-      namespace: get("namespace") ?? env("VAULT_NAMESPACE"),
+      namespace: get("namespace") ?? (env.VAULT_NAMESPACE || undefined),
       mount: get("mount") ?? "pki",
       roles: {
         server: get("server_role") ?? DEFAULT_VAULT_ROLES.server,
         client: get("client_role") ?? DEFAULT_VAULT_ROLES.client,
       },
-      caFile: this.optional<string>(t, field, "ca_file", { type: "path" }) ?? env("VAULT_CACERT"),
+      caFile: this.optional<string>(t, field, "ca_file", { type: "path" }) ??
+        (env.VAULT_CACERT || undefined),
       timeoutMs: this.optional<number>(t, field, "timeout", { type: "duration" }) ?? 60_000,
     };
   }

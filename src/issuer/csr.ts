@@ -2,11 +2,11 @@
  * Certificate requests for keys that already exist: a file key being reused, or a key inside a
  * PKCS#11 token (signed there; it never leaves the token).
  */
-import { createTokenCsr } from "../hsm/csr.ts";
+import { tokenTbsSigner } from "../hsm/csr.ts";
 import type { HsmOptions } from "../hsm/options.ts";
 import { openHsmSigner } from "../hsm/signer.ts";
 import { createCertificateRequest, parseSubjectAltName } from "../pki/certificate.ts";
-import { parsePrivateKey } from "../pki/keys.ts";
+import { parsePrivateKey, type TbsSigner } from "../pki/keys.ts";
 
 /** What a request asks for: CN and SANs (`DNS:…`, `IP:…`, `URI:…`, `EMAIL:…`). */
 export interface CsrSubject {
@@ -20,12 +20,7 @@ export async function fileKeyCsr(
   source: string,
   subject: CsrSubject,
 ): Promise<Uint8Array> {
-  const csr = await createCertificateRequest({
-    subject: `CN=${subject.cn}`,
-    signer: await parsePrivateKey(keyPem, source),
-    subjectAltNames: subject.sans.map(parseSubjectAltName),
-  });
-  return new Uint8Array(csr.rawData);
+  return await signedRequest(await parsePrivateKey(keyPem, source), subject);
 }
 
 /** A DER CSR for a token key, signed inside the token; the session is closed afterwards. */
@@ -35,12 +30,17 @@ export async function tokenKeyCsr(
 ): Promise<Uint8Array> {
   const opened = await openHsmSigner({ ...hsm, sessions: 1 });
   try {
-    const csr = await createTokenCsr(opened.signer, {
-      subject: `CN=${subject.cn}`,
-      sans: subject.sans.map(parseSubjectAltName),
-    });
-    return new Uint8Array(csr.rawData);
+    return await signedRequest(await tokenTbsSigner(opened.signer), subject);
   } finally {
     await opened.close();
   }
+}
+
+async function signedRequest(signer: TbsSigner, subject: CsrSubject): Promise<Uint8Array> {
+  const csr = await createCertificateRequest({
+    subject: `CN=${subject.cn}`,
+    signer,
+    subjectAltNames: subject.sans.map(parseSubjectAltName),
+  });
+  return new Uint8Array(csr.rawData);
 }

@@ -1,4 +1,6 @@
 /** Certificates from the embedded QSIGN CA (`qsign pki init`), the default issuer. */
+import "reflect-metadata";
+import { X509Certificate } from "@peculiar/x509";
 import { issueLeaf } from "../pki/ca.ts";
 import type { KeyAlgorithm } from "../pki/keys.ts";
 import { pemDecodeAll, pemEncodeAll } from "../pki/pem.ts";
@@ -28,7 +30,8 @@ export class LocalIssuer implements Issuer {
       chainPem: pemEncodeAll("CERTIFICATE", chain),
       keyPem: issued.keyPem,
       serial: issued.serial.toLowerCase(),
-      notAfter: issued.notAfter,
+      // As the certificate says it (whole seconds), not the time it was asked for.
+      notAfter: new X509Certificate(leaf.slice()).notAfter,
     };
   }
 }

@@ -7,11 +7,13 @@
  * more runs to succeed), when it is missing, or with `--force`. A failure leaves the old files
  * untouched and served; the next timer run tries again.
  *
- * The daemon is told by SIGHUP to the pid in `[renewal] pid_file` (the file `qsign serve` writes).
- * Without a pid file the daemon's own watch on the certificate directory picks the change up.
+ * The daemon is told by SIGHUP to the pid in `pid_file` (the top-level setting: `qsign serve`
+ * writes that file, `qsign renew` reads it). Without one, the daemon's own watch on the
+ * certificate's directory entries sees the store swap the `live` link and reloads by itself.
  */
 import "reflect-metadata";
 import { X509Certificate } from "@peculiar/x509";
+import { runningDaemonPid } from "../daemon/pid_file.ts";
 import { QsignError } from "../errors.ts";
 import { pemDecodeAll, pemEncodeAll } from "../pki/pem.ts";
 import type { ManagedCertificate, RenewBefore } from "./config.ts";
@@ -189,21 +191,13 @@ export async function renewAll(
 }
 
 /**
- * Sends SIGHUP to the daemon whose pid is in `pidFile`. Answers what happened, for the log; a
- * daemon that is not running is not an error (it loads the new files when it starts).
+ * Sends SIGHUP to the daemon that holds the pid file `pidFile` (see src/daemon/pid_file.ts).
+ * Answers what happened, for the log; no daemon running is not an error (it loads the new files
+ * when it starts), and a pid file left by a killed daemon is never trusted.
  */
 export async function signalDaemon(pidFile: string): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(pidFile);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return `no daemon to reload: ${pidFile} does not exist`;
-    throw new QsignError(`cannot read the daemon's pid file ${pidFile}: ${(e as Error).message}`);
-  }
-  const pid = Number(text.trim());
-  if (!Number.isInteger(pid) || pid <= 1) {
-    throw new QsignError(`${pidFile}: not a process id: "${text.trim().slice(0, 20)}"`);
-  }
+  const pid = await runningDaemonPid(pidFile);
+  if (pid === undefined) return `no daemon to reload: none holds ${pidFile}`;
   try {
     Deno.kill(pid, "SIGHUP");
   } catch (e) {

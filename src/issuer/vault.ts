@@ -239,13 +239,20 @@ export class VaultClient implements Disposable {
   async #send(method: string, path: string, request: SendOptions): Promise<string> {
     const deadline = Date.now() + this.#retry.deadlineMs;
     let delay = this.#retry.initialDelayMs;
+    let lastAnswer: VaultError | undefined;
     for (let attempt = 1;; attempt++) {
       const result = await this.#attempt(method, path, request, deadline, attempt);
       if (typeof result === "string") return result;
       if (!result.retryable) throw result;
+      if (result.status !== undefined) lastAnswer = result;
+      // The last attempt is cut off at the deadline; Vault's last answer ("Vault is sealed")
+      // tells the operator more than that timeout does.
+      const failure = result.status === undefined && lastAnswer
+        ? new VaultError(method, path, lastAnswer.status, lastAnswer.errors, attempt)
+        : result;
       // Jitter keeps a fleet of renewal timers from hitting a recovering Vault in step.
       const wait = Math.min(delay, this.#retry.maxDelayMs) * (0.5 + Math.random() / 2);
-      if (Date.now() + wait >= deadline) throw result;
+      if (Date.now() + wait >= deadline) throw failure;
       await new Promise((resolve) => setTimeout(resolve, wait));
       delay *= 2;
     }

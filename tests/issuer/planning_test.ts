@@ -2,6 +2,8 @@
 import { deepEqual, equal, rejects } from "node:assert/strict";
 import { planRenewal } from "../../src/issuer/renewal.ts";
 import { loadRenewalConfig } from "../../src/issuer/config.ts";
+import { parseCommand } from "../../src/cli/args.ts";
+import { RENEW_COMMAND } from "../../src/cli/renew.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { tempDir } from "../support/env.ts";
 
@@ -25,11 +27,17 @@ Deno.test("renew_before as a duration, --force, and a missing certificate", () =
   deepEqual(planRenewal(undefined, { fraction: 1 / 3 }, at(1)), { due: true, reason: "missing" });
 });
 
-async function configFrom(name: string, text: string, env: Record<string, string> = {}) {
+async function configFrom(
+  name: string,
+  text: string,
+  env: Record<string, string> = {},
+  argv: string[] = [],
+) {
   await using dir = await tempDir();
   const file = `${dir.path}/${name}`;
   await Deno.writeTextFile(file, text);
-  return { dir: dir.path, config: await loadRenewalConfig(file, (n) => env[n]) };
+  const flags = parseCommand(RENEW_COMMAND, argv)!;
+  return { dir: dir.path, config: await loadRenewalConfig(file, { flags, env }) };
 }
 
 Deno.test("[renewal] and [[certificate]] are read beside the daemon's settings (TOML)", async () => {
@@ -37,8 +45,8 @@ Deno.test("[renewal] and [[certificate]] are read beside the daemon's settings (
     "qsign.toml",
     `
 metrics_listen = "127.0.0.1:9090"
-[renewal]
 pid_file = "/run/qsign/qsign.pid"
+[renewal]
 renew_before = "25%"
 ca_dir = "pki"
 [renewal.vault]
@@ -118,6 +126,10 @@ Deno.test("configuration errors name the file and the field", async () => {
     ["[[certificate]]\ncert='a.crt'\ncn='a'\nttl='1h'\n", /certificate\[0\]\.key: is required/],
     ["[renewal]\nrenew_before = 1.5\n", /renewal\.renew_before: as a share of the lifetime/],
     ["[renewal]\npidfile = 'x'\n", /renewal\.pidfile: unknown setting/],
+    ["[renewal]\npid_file = 'x'\n", /renewal\.pid_file: pid_file is shared with qsign serve/],
+    ["pid_file = ['a']\n", /qsign\.toml: pid_file: must be a string, got a list/],
+    ["[[service]]\nlisten = ':1'\nkye = 'a'\n", /service\[0\]\.kye: unknown setting/],
+    ["[[certificate]]\ncert = 'a'\n[certificat]\n", /certificat: unknown setting/],
     [
       "[[certificate]]\ncert='a.crt'\nkey='a.key'\ncn='a'\nttl='1h'\nkey_source='old'\n",
       /certificate\[0\]\.key_source: must be new, reuse or hsm:LABEL/,
@@ -130,7 +142,7 @@ Deno.test("configuration errors name the file and the field", async () => {
       "[[certificate]]\ncert='a.crt'\nkey='a.key'\ncn='a'\nttl='1h'\nsans=['DNS:-bad-']\n",
       /sans\[0\]/,
     ],
-    ["[renewal\n", /qsign\.toml: line 1/],
+    ["[renewal\n", /qsign\.toml: line 1 column \d+/],
   ];
   for (const [text, message] of cases) {
     await rejects(configFrom("qsign.toml", text), (e) => {
@@ -139,4 +151,25 @@ Deno.test("configuration errors name the file and the field", async () => {
       return message.test((e as Error).message) && (e as Error).message.includes("qsign.toml");
     }, `expected ${message}`);
   }
+});
+
+Deno.test("pid_file: --pid-file over QSIGN_PID_FILE over the file's top-level key", async () => {
+  const text = "pid_file = 'run/qsign.pid'\n";
+  const fromFile = await configFrom("qsign.toml", text);
+  equal(fromFile.config.pidFile, `${fromFile.dir}/run/qsign.pid`);
+  const fromEnv = await configFrom("qsign.toml", text, { QSIGN_PID_FILE: "/env.pid" });
+  equal(fromEnv.config.pidFile, "/env.pid");
+  const fromFlag = await configFrom("qsign.toml", text, { QSIGN_PID_FILE: "/env.pid" }, [
+    "--pid-file",
+    "/flag.pid",
+  ]);
+  equal(fromFlag.config.pidFile, "/flag.pid");
+  equal((await configFrom("qsign.toml", "")).config.pidFile, undefined);
+});
+
+Deno.test("a YAML syntax error names the file, line and column", async () => {
+  await rejects(
+    configFrom("qsign.yaml", "renewal:\n  ca_dir: [unclosed\n"),
+    /qsign\.yaml: line \d+ column \d+: /,
+  );
 });

@@ -17,9 +17,9 @@ globalThis.addEventListener("unload", () => Deno.removeSync(pki.dir, { recursive
 
 function localConfig(dir: string, extra = ""): string {
   return `
+pid_file = "${dir}/qsign.pid"
 [renewal]
 ca_dir = "${pki.dir}"
-pid_file = "${dir}/qsign.pid"
 ${extra}
 [[certificate]]
 name = "server"
@@ -38,15 +38,17 @@ async function renew(config: string, ...args: string[]) {
   return { ...result, lines };
 }
 
-/** A stand-in daemon: a shell that prints "reloaded" and exits on SIGHUP. */
+/**
+ * A stand-in daemon: a shell that writes its pid into the pid file, which it holds locked (with
+ * flock(1), as `qsign serve` holds its own), and prints "reloaded" and exits on SIGHUP.
+ */
 async function fakeDaemon(pidFile: string) {
-  const child = new Deno.Command("sh", {
-    args: ["-c", 'trap "echo reloaded; exit 0" HUP; echo ready; while :; do sleep 0.05; done'],
-    stdout: "piped",
-  }).spawn();
+  const script = 'exec 9>>"$0"; flock --exclusive 9; echo $$ > "$0"; ' +
+    'trap "echo reloaded; exit 0" HUP; echo ready; while :; do sleep 0.05; done';
+  const child = new Deno.Command("sh", { args: ["-c", script, pidFile], stdout: "piped" })
+    .spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   equal((await reader.read()).value?.trim(), "ready");
-  await Deno.writeTextFile(pidFile, `${child.pid}\n`);
   return {
     /** Waits (bounded) for the SIGHUP; answers whether it came. */
     async reloaded(): Promise<boolean> {
@@ -142,7 +144,7 @@ certificate:
   equal(first.code, 0, first.stderr);
   equal(first.lines[0].issuer, "vault");
   ok(await certMatchesKey(join(dir.path, "v.crt"), join(dir.path, "v.key")));
-  match(first.stderr, /no \[renewal\] pid_file/);
+  match(first.stderr, /no pid_file: a running daemon reloads when its file watch sees/);
 
   const before = await snapshot(dir.path);
   await Deno.writeTextFile(tokenFile, "hvs.revoked");
@@ -156,6 +158,31 @@ certificate:
     /Vault GET \/v1\/auth\/token\/lookup-self: HTTP 403: permission denied/,
   );
   deepEqual(await snapshot(dir.path), { ...before, [tokenFile]: "hvs.revoked" });
+});
+
+Deno.test("a pid file no daemon holds (left by a killed one) gets no process a SIGHUP", async () => {
+  await using dir = await tempDir();
+  const config = join(dir.path, "qsign.toml");
+  await Deno.writeTextFile(config, localConfig(dir.path));
+  // SIGHUP would end `sleep`: it must still be running after the renewal.
+  const bystander = new Deno.Command("sleep", { args: ["60"] }).spawn();
+  try {
+    await Deno.writeTextFile(join(dir.path, "qsign.pid"), `${bystander.pid}\n`);
+    const result = await renew(config);
+    equal(result.code, 0, result.stderr);
+    equal(result.lines[0].result, "renewed");
+    match(result.stderr, /no daemon to reload: none holds .*qsign\.pid/);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      bystander.status.then(() => true),
+      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), 200)),
+    ]);
+    clearTimeout(timer);
+    equal(exited, false, "the bystander is still running");
+  } finally {
+    bystander.kill("SIGKILL");
+    await bystander.status;
+  }
 });
 
 Deno.test("a config error exits 2 and names the field", async () => {

@@ -1,7 +1,8 @@
 /**
  * The certificate store: every configured path becomes a link through one `live` link, a new
  * version goes live with a single rename, and a certificate that does not match its key never
- * does. (Killing a renewal at each write step is in renewal_crash_test.ts.)
+ * does; and the daemon's file watch follows the links it makes. (Killing a renewal at each
+ * write step is in renewal_test.ts, and with a running daemon in daemon_renewal_test.ts.)
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import {
   storeCertificate,
 } from "../../src/issuer/store.ts";
 import { readServedCertificate } from "../../src/issuer/renewal.ts";
+import { resolutionEntries } from "../../src/daemon/reload.ts";
 import { tempDir } from "../support/env.ts";
 import { selfSignedPair } from "./support/certs.ts";
 
@@ -106,4 +108,26 @@ Deno.test("without a key path (HSM key) only the certificate and chain are store
   const files = [];
   for await (const e of Deno.readDir(join(`${paths.cert}.versions`, version))) files.push(e.name);
   deepEqual(files.sort(), ["cert.pem", "chain.pem"]);
+});
+
+Deno.test("the daemon's watch follows a stored path through its live link to the version", async () => {
+  await using dir = await tempDir();
+  const paths = pathsIn(dir.path);
+  equal(
+    (await resolutionEntries(paths.cert)).at(-1),
+    paths.cert,
+    "a missing file: watch where it will appear",
+  );
+  const first = await selfSignedPair("first.qsign.local");
+  await storeCertificate(paths, first, first.serial);
+  const [firstVersion] = await versions(paths);
+  const versionFile = join(`${paths.cert}.versions`, firstVersion, "cert.pem");
+  deepEqual(await resolutionEntries(paths.cert), [paths.cert, `${paths.cert}.live`, versionFile]);
+
+  const second = await selfSignedPair("second.qsign.local");
+  await storeCertificate(paths, second, second.serial);
+  const entries = await resolutionEntries(paths.key!);
+  deepEqual(entries.slice(0, 2), [paths.key, `${paths.cert}.live`]);
+  ok(!entries[2].includes(firstVersion), "the live link now leads to the new version");
+  equal(await Deno.realPath(paths.key!), entries[2]);
 });

@@ -250,7 +250,7 @@ Deno.test("a Vault sealed past the deadline gives up with its 503 message", asyn
     using client = new VaultClient({
       address: vault.address,
       auth: await tokenFile(dir, vault.rootToken),
-      retry: { deadlineMs: 300, initialDelayMs: 20, maxDelayMs: 40 },
+      retry: { deadlineMs: 1_000, initialDelayMs: 20, maxDelayMs: 40 },
     });
     vault.sealFor(1_000);
     await rejects(client.caChain("pki"), (e) => {

@@ -4,7 +4,8 @@
  * auth), with real certificates issued underneath by the embedded QSIGN CA:
  *
  * - `POST /v1/<mount>/issue/<role>`, `POST /v1/<mount>/sign/<role>`, `GET /v1/<mount>/ca_chain`
- * - `GET /v1/auth/token/lookup-self`, `POST /v1/auth/token/renew-self`
+ * - `GET /v1/auth/token/lookup-self`, `POST /v1/auth/token/renew-self`,
+ *   `POST /v1/auth/token/create`, `POST /v1/auth/token/revoke-self`
  * - `POST /v1/auth/approle/login`
  *
  * Errors come as Vault sends them, `{"errors": [...]}`: 400 for a bad request (unknown role, a
@@ -169,6 +170,13 @@ export class MockVault implements AsyncDisposable {
         },
       });
     }
+    if (request.method === "POST" && path === "/v1/auth/token/create") {
+      return this.#createToken(body ?? {});
+    }
+    if (request.method === "POST" && path === "/v1/auth/token/revoke-self") {
+      this.#tokens.delete(token);
+      return new Response(null, { status: 204 });
+    }
     const issue = new RegExp(`^/v1/${mount}/(issue|sign)/([^/]+)$`).exec(path);
     if (request.method === "POST" && issue) {
       return await this.#issue(
@@ -204,6 +212,24 @@ export class MockVault implements AsyncDisposable {
         metadata: { role_name: "qtls" },
         lease_duration: approle.tokenTtl,
         renewable: true,
+      },
+    });
+  }
+
+  /** A child token with the requested `ttl` (Vault's default here: one hour) and renewability. */
+  #createToken(body: Record<string, unknown>): Response {
+    const ttl = parseTtl(body.ttl) ?? 3600;
+    const renewable = body.renewable !== false;
+    const token = `hvs.child-${crypto.randomUUID()}`;
+    this.#tokens.set(token, { ttl, renewable, creationTtl: ttl });
+    return json({
+      auth: {
+        client_token: token,
+        accessor: "mock-accessor",
+        policies: ["root"],
+        token_policies: ["root"],
+        lease_duration: ttl,
+        renewable,
       },
     });
   }
