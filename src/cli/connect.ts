@@ -3,12 +3,14 @@
  * ends), one message with `--send`, or with `--listen` a local plaintext → Q-TLS forwarder.
  * Parses the command line and hands over to src/daemon/client.ts.
  */
-import { type CommandSpec, parseCommand } from "./args.ts";
+import { type Args, type CommandSpec, type OptionSpec, parseCommand } from "./args.ts";
 import type { Address, Origin } from "../config/types.ts";
 import { coerce, parseAddress, parseDurationMs } from "../config/values.ts";
 import { UsageError } from "../errors.ts";
-import { HSM_OPTIONS, hsmOptionsFromArgs } from "../hsm/options.ts";
+import { HSM_OPTIONS, type HsmOptions, hsmOptionsFromArgs } from "../hsm/options.ts";
 import { setLogSink } from "../observe/log.ts";
+import { CRL_CHECKS } from "../pki/verify.ts";
+import { processSignals } from "../daemon/signals.ts";
 import { closeTokens } from "../daemon/signer.ts";
 import {
   buildClientConfig,
@@ -19,6 +21,51 @@ import {
   openConnection,
   runForwarder,
 } from "../daemon/client.ts";
+
+/**
+ * The client options `qsign connect` and `qsign bench` share: the client certificate, the trust
+ * and revocation checks for the server's chain, and the handshake's policy.
+ */
+export const CLIENT_TLS_OPTIONS: Record<string, OptionSpec> = {
+  cert: { type: "string", value: "FILE", help: "client certificate chain PEM (leaf first)" },
+  key: { type: "string", value: "FILE", help: "client private key PEM" },
+  ca: {
+    type: "string",
+    value: "FILE",
+    multiple: true,
+    help: "trusted roots for the server's chain",
+  },
+  crl: {
+    type: "string",
+    value: "FILE",
+    multiple: true,
+    help: "CRLs checked for the server's chain",
+  },
+  "crl-check": {
+    type: "string",
+    value: "available|leaf|chain",
+    help: "which certificates of the server's chain must have a CRL from their issuer " +
+      "(chain: every one below the root, so the Root CA's CRL too)",
+    default: "available",
+  },
+  servername: {
+    type: "string",
+    value: "NAME",
+    help: "SNI and the name checked in the server certificate (default: the host)",
+  },
+  "allow-classical": { type: "boolean", help: "also offer classical key exchange" },
+  "require-pq-auth": {
+    type: "boolean",
+    help: "refuse a server whose chain or signature is not post-quantum",
+  },
+  alpn: { type: "string", value: "PROTO", multiple: true, help: "ALPN protocols to offer" },
+  "handshake-timeout": {
+    type: "string",
+    value: "DURATION",
+    help: "give up on a handshake not finished in this time",
+    default: "10s",
+  },
+};
 
 const SPEC: CommandSpec = {
   name: "connect",
@@ -44,25 +91,6 @@ const SPEC: CommandSpec = {
       help: "the Q-TLS server the forwarder carries connections to",
     },
     listen: { type: "string", value: "ADDR:PORT", help: "forward: accept plaintext TCP here" },
-    cert: { type: "string", value: "FILE", help: "client certificate chain PEM (leaf first)" },
-    key: { type: "string", value: "FILE", help: "client private key PEM" },
-    ca: {
-      type: "string",
-      value: "FILE",
-      multiple: true,
-      help: "trusted roots for the server's chain",
-    },
-    crl: {
-      type: "string",
-      value: "FILE",
-      multiple: true,
-      help: "CRLs checked for the server's chain",
-    },
-    servername: {
-      type: "string",
-      value: "NAME",
-      help: "SNI and the name checked in the server certificate (default: the host)",
-    },
     send: { type: "string", value: "MESSAGE", help: "send one message, print the reply, exit" },
     groups: {
       type: "string",
@@ -70,24 +98,67 @@ const SPEC: CommandSpec = {
       multiple: true,
       help: "key exchange groups, most preferred first",
     },
-    "allow-classical": { type: "boolean", help: "also offer classical key exchange" },
-    "require-pq-auth": {
-      type: "boolean",
-      help: "refuse a server whose chain or signature is not post-quantum",
-    },
-    alpn: { type: "string", value: "PROTO", multiple: true, help: "ALPN protocols to offer" },
+    ...CLIENT_TLS_OPTIONS,
     ...HSM_OPTIONS,
-    "handshake-timeout": {
-      type: "string",
-      value: "DURATION",
-      help: "give up on the handshake after this long",
-      default: "10s",
-    },
   },
 };
 
 /** Where a value came from: the flag `--name`. */
 const origin = (name: string): Origin => ({ field: `--${name}` });
+
+/**
+ * The client settings from the `CLIENT_TLS_OPTIONS` of `args` (and the token key `hsm`, from
+ * the `--hsm-*` options, when given), for the server `server`; groups are the caller's. Throws
+ * `UsageError` for a missing or contradictory credential or trust option.
+ */
+export function clientSettingsFromArgs(
+  args: Args,
+  server: Address,
+  hsm?: HsmOptions,
+): ClientSettings {
+  const command = args.spec.name;
+  const cert = args.string("cert");
+  const key = args.string("key");
+  if (
+    hsm ? cert === undefined || key !== undefined : (cert === undefined) !== (key === undefined)
+  ) {
+    throw new UsageError(
+      hsm
+        ? `${command}: --hsm signs with the token's key: give --cert, not --key`
+        : `${command}: --cert and --key go together`,
+    );
+  }
+  const ca = args.list("ca", { splitCommas: true });
+  if (ca.length === 0) {
+    throw new UsageError(
+      `${command}: --ca is required (the roots the server's chain must reach)`,
+    );
+  }
+  const origins = {
+    cert: origin("cert"),
+    key: origin("key"),
+    ca: origin("ca"),
+    crl: origin("crl"),
+    "hsm.pin": origin("hsm-pin"),
+    "hsm.composite_mldsa_key": origin("hsm-composite-mldsa-key"),
+  };
+  return {
+    server,
+    serverName: args.string("servername"),
+    credentials: { cert: cert ? [cert] : [], key: key ? [key] : [], hsm, origins },
+    ca,
+    crl: args.list("crl", { splitCommas: true }),
+    crlCheck: args.choice("crl-check", CRL_CHECKS),
+    allowClassical: args.boolean("allow-classical"),
+    requirePqAuth: args.boolean("require-pq-auth"),
+    alpn: args.list("alpn", { splitCommas: true }),
+    handshakeTimeoutMs: parseDurationMs(
+      args.string("handshake-timeout"),
+      origin("handshake-timeout"),
+    ),
+    origins,
+  };
+}
 
 /** Runs `qsign connect`. */
 export async function run(argv: string[]): Promise<number> {
@@ -98,45 +169,11 @@ export async function run(argv: string[]): Promise<number> {
     args.string("host"),
     args.string("port")!,
   );
-  const cert = args.string("cert");
-  const key = args.string("key");
-  const hsm = hsmOptionsFromArgs(args);
-  if (
-    hsm ? cert === undefined || key !== undefined : (cert === undefined) !== (key === undefined)
-  ) {
-    throw new UsageError(
-      hsm
-        ? "connect: --hsm signs with the token's key: give --cert, not --key"
-        : "connect: --cert and --key go together",
-    );
-  }
-  const ca = args.list("ca", { splitCommas: true });
-  if (ca.length === 0) {
-    throw new UsageError("connect: --ca is required (the roots the server's chain must reach)");
-  }
-  const origins = {
-    cert: origin("cert"),
-    key: origin("key"),
-    ca: origin("ca"),
-    crl: origin("crl"),
-    "hsm.pin": origin("hsm-pin"),
-  };
+  const settings = clientSettingsFromArgs(args, server, hsmOptionsFromArgs(args));
   try {
     return await connect(args, {
-      server,
-      serverName: args.string("servername"),
-      credentials: { cert: cert ? [cert] : [], key: key ? [key] : [], hsm, origins },
-      ca,
-      crl: args.list("crl", { splitCommas: true }),
+      ...settings,
       groups: args.has("groups") ? args.list("groups", { splitCommas: true }) : undefined,
-      allowClassical: args.boolean("allow-classical"),
-      requirePqAuth: args.boolean("require-pq-auth"),
-      alpn: args.list("alpn", { splitCommas: true }),
-      handshakeTimeoutMs: parseDurationMs(
-        args.string("handshake-timeout"),
-        origin("handshake-timeout"),
-      ),
-      origins,
     });
   } finally {
     await closeTokens();
@@ -145,7 +182,7 @@ export async function run(argv: string[]): Promise<number> {
 
 /** The conversation, one message, or the forwarder, once the configuration is assembled. */
 async function connect(
-  args: NonNullable<ReturnType<typeof parseCommand>>,
+  args: Args,
   settings: ClientSettings,
 ): Promise<number> {
   const { server } = settings;
@@ -157,7 +194,7 @@ async function connect(
       listen,
       origin("listen"),
     ) as Address;
-    await runForwarder(address, server, config, stopSignal());
+    await runForwarder(address, server, config, processSignals());
     return 0;
   }
 
@@ -200,16 +237,4 @@ function serverAddress(
 
 async function* once(message: string): AsyncIterable<string> {
   yield message;
-}
-
-/** Resolves at the first SIGINT or SIGTERM. */
-function stopSignal(): Promise<void> {
-  const { promise, resolve } = Promise.withResolvers<void>();
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const onSignal = () => {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
-    resolve();
-  };
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
-  return promise;
 }

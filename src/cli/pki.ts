@@ -61,7 +61,11 @@ const SPECS = {
     options: {
       dir: dirOption,
       profile: { type: "string", value: "server|client", help: "which intermediate CA and EKU" },
-      cn: { type: "string", value: "NAME", help: "subject common name" },
+      cn: {
+        type: "string",
+        value: "NAME",
+        help: "subject common name (with --csr: optional, and must match the request's)",
+      },
       san: {
         type: "string",
         value: "TYPE:VALUE",
@@ -207,7 +211,9 @@ async function runInit(args: Args): Promise<number> {
 async function runIssue(args: Args): Promise<number> {
   const dir = args.requireString("dir");
   const profile = requireChoice(args, "profile", PROFILES);
-  const cn = args.requireString("cn");
+  const csrPath = args.string("csr");
+  // With a CSR the request names its subject; --cn then only has to agree with it.
+  const cn = csrPath ? args.string("cn") : args.requireString("cn");
   const out = args.requireString("out");
   if (args.has("ttl") && args.has("days")) {
     throw new UsageError("pki issue: give --ttl or --days, not both");
@@ -217,7 +223,6 @@ async function runIssue(args: Args): Promise<number> {
     : args.has("ttl")
     ? parseDuration(args.requireString("ttl"))
     : undefined;
-  const csrPath = args.string("csr");
   const csrDer = csrPath ? (await readDerObjects(csrPath, "CERTIFICATE REQUEST"))[0] : undefined;
   if (csrPath && args.has("alg")) {
     throw new UsageError("pki issue: --alg does not apply with --csr");

@@ -9,6 +9,7 @@
 import { ConfigError } from "../errors.ts";
 import { GROUPS } from "../tls/groups.ts";
 import { LUNA_MODULE_PATH } from "../hsm/module.ts";
+import type { CrlCheck } from "../pki/verify.ts";
 import { type ConfigFile, readConfigFile } from "./file.ts";
 import { type Setting, SETTINGS } from "./settings.ts";
 import { coerce, formatAddress } from "./values.ts";
@@ -205,6 +206,7 @@ function buildService(
     hsm,
     ca,
     crl: list("crl"),
+    crlCheck: typed.crl_check as CrlCheck,
     clientAuth,
     allow,
     groups,
@@ -234,6 +236,7 @@ function hsmSettings(
     "hsm.key_id",
     "hsm.pin",
     "hsm.sessions",
+    "hsm.composite_mldsa_key",
   ];
   if (typed["hsm.enabled"] !== true && typed["hsm.module"] === undefined) {
     const stray = others.find((k) => typed[k] !== undefined);
@@ -261,6 +264,7 @@ function hsmSettings(
     keyId,
     pin: typed["hsm.pin"] as string | undefined,
     sessions: typed["hsm.sessions"] as number | undefined,
+    compositeMldsaKey: typed["hsm.composite_mldsa_key"] as string | undefined,
   };
 }
 

@@ -4,6 +4,7 @@
  * and `--help` are all generated from this table, so the three sources cannot drift apart.
  */
 import { LUNA_MODULE_PATH } from "../hsm/module.ts";
+import { CRL_CHECKS } from "../pki/verify.ts";
 import type { ValueKind } from "./values.ts";
 
 /** One setting. */
@@ -128,6 +129,15 @@ export const SETTINGS: readonly Setting[] = [
     value: "FILE",
   }),
   setting(
+    "crl_check",
+    "service",
+    { type: "choice", choices: CRL_CHECKS },
+    "which certificates of a client chain must have a CRL from their issuer: available (none " +
+      "must; each is checked against the CRLs given), leaf, or chain (every one below the root, " +
+      "so the Root CA's CRL is needed too)",
+    { value: "available|leaf|chain", default: "available" },
+  ),
+  setting(
     "client_auth",
     "service",
     { type: "choice", choices: ["require", "request", "none"] },
@@ -239,6 +249,14 @@ export const SETTINGS: readonly Setting[] = [
     { type: "string" },
     "token PIN as a reference: file:///path, env:NAME, credential:NAME or prompt",
     { value: "REF" },
+  ),
+  setting(
+    "hsm.composite_mldsa_key",
+    "service",
+    { type: "path" },
+    "ML-DSA-65 half (PKCS#8) of a composite ML-DSA-65 + ECDSA-P384 certificate whose " +
+      "ECDSA-P384 half is the token key (from qsign hsm keygen --composite-mldsa-key)",
+    { value: "FILE" },
   ),
   setting(
     "hsm.sessions",

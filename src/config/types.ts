@@ -2,6 +2,8 @@
  * The validated configuration of `qsign serve`: what the daemon runs, after flags, `QSIGN_*`
  * environment variables and the config file have been merged and checked.
  */
+import type { HsmOptions } from "../hsm/options.ts";
+import type { CrlCheck } from "../pki/verify.ts";
 
 /** A TCP address to listen on or connect to. */
 export interface Address {
@@ -34,23 +36,10 @@ export interface Limits {
 }
 
 /**
- * A private key inside a PKCS#11 token; the PIN stays a reference until the token is opened.
- * The fields are those of `HsmOptions` in src/hsm/options.ts.
+ * A private key inside a PKCS#11 token, as `[service.hsm]` and the `--hsm-*` settings give it:
+ * exactly the options the token is opened with; the PIN stays a secret reference until then.
  */
-export interface HsmSettings {
-  /** Path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so. */
-  module: string;
-  /** Token label; exactly one of `token` and `slot`. */
-  token?: string;
-  slot?: number;
-  keyLabel?: string;
-  /** CKA_ID in hex. */
-  keyId?: string;
-  /** A secret reference for `readSecret` (`file://…`, `env:NAME`, `credential:NAME`, `prompt`). */
-  pin?: string;
-  /** Sessions in the pool. */
-  sessions?: number;
-}
+export type HsmSettings = HsmOptions;
 
 /** Who may connect once their chain verifies; any match admits, all empty admits everyone. */
 export interface AccessPolicySettings {
@@ -75,6 +64,8 @@ export interface ServiceConfig {
   hsm?: HsmSettings;
   ca: string[];
   crl: string[];
+  /** Which certificates of a client chain need a CRL from their issuer among `crl`. */
+  crlCheck: CrlCheck;
   clientAuth: ClientAuthMode;
   allow: AccessPolicySettings;
   /** Canonical group names, most preferred first; undefined means the engine's default. */

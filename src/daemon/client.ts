@@ -6,11 +6,13 @@
 import type { Address, Origin } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { audit } from "../observe/log.ts";
+import type { CrlCheck } from "../pki/verify.ts";
 import type { TlsClientConfig } from "../tls/config.ts";
 import { connectTls, type TlsConnection, TlsError } from "../tls/conn.ts";
 import { MemorySessionCache } from "../tls/tickets.ts";
 import { loadCertifiedKeys, loadTrust } from "./materials.ts";
-import { pipeBoth, streamDuplex, tcpDuplex } from "./pipe.ts";
+import { closeOnAbort, pipeBoth, streamDuplex, tcpDuplex } from "./pipe.ts";
+import type { StopRequests } from "./signals.ts";
 import type { KeySource } from "./signer.ts";
 
 /** What `qsign connect` was told. */
@@ -21,6 +23,8 @@ export interface ClientSettings {
   credentials: KeySource;
   ca: string[];
   crl: string[];
+  /** Which certificates of the server's chain need a CRL (default `available`). */
+  crlCheck?: CrlCheck;
   groups?: string[];
   allowClassical: boolean;
   requirePqAuth: boolean;
@@ -38,6 +42,7 @@ export async function buildClientConfig(settings: ClientSettings): Promise<TlsCl
     certificate: certificates[0],
     trustAnchors,
     crls,
+    crlCheck: settings.crlCheck,
     groups: settings.groups,
     allowClassical: settings.allowClassical,
     requirePqAuth: settings.requirePqAuth,
@@ -128,13 +133,15 @@ export async function* lines(stream: ReadableStream<Uint8Array>): AsyncIterable<
 
 /**
  * The local forwarder: accepts plaintext TCP on `listen` and carries each connection to
- * `server` over Q-TLS, until `stop` resolves. Resolves with the bound address via `onListening`.
+ * `server` over Q-TLS. At the first stop request it stops accepting and waits for the open
+ * connections to end; at a repeated one it closes them. Reports the bound address through
+ * `onListening`.
  */
 export async function runForwarder(
   listen: Address,
   server: Address,
   config: TlsClientConfig,
-  stop: Promise<unknown>,
+  stop: StopRequests,
   onListening: (address: Address) => void = () => {},
 ): Promise<void> {
   const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
@@ -142,10 +149,13 @@ export async function runForwarder(
   audit.info("listening", { address: formatAddress(bound), forwarding_to: formatAddress(server) });
   onListening(bound);
   const open = new Set<Promise<void>>();
-  void stop.then(() => listener.close());
+  const closing = new AbortController();
+  void stop.requested.then(() => listener.close());
+  void stop.repeated.then(() => closing.abort());
   try {
     for await (const local of listener) {
-      const forwarding = forward(local, server, config).finally(() => open.delete(forwarding));
+      const forwarding = forward(local, server, config, closing.signal)
+        .finally(() => open.delete(forwarding));
       open.add(forwarding);
     }
   } catch (e) {
@@ -156,7 +166,12 @@ export async function runForwarder(
 }
 
 /** One forwarded connection; never throws. */
-async function forward(local: Deno.TcpConn, server: Address, config: TlsClientConfig) {
+async function forward(
+  local: Deno.TcpConn,
+  server: Address,
+  config: TlsClientConfig,
+  closing: AbortSignal,
+) {
   const peer = formatAddress(local.remoteAddr);
   const plain = tcpDuplex(local);
   let tls: TlsConnection;
@@ -180,12 +195,15 @@ async function forward(local: Deno.TcpConn, server: Address, config: TlsClientCo
     resumed: tls.info.resumed,
   });
   const bytes = { up: 0, down: 0 };
+  const secure = streamDuplex(tls);
+  // Closing both sides ends the pipe; the TLS side says close_notify.
+  using _ = closeOnAbort(closing, plain, secure);
   try {
-    await pipeBoth(plain, streamDuplex(tls), {
+    await pipeBoth(plain, secure, {
       onChunk: (direction, n) => direction === "ab" ? (bytes.up += n) : (bytes.down += n),
     });
   } catch (e) {
-    audit.warn("forward_error", { peer, error: (e as Error).message });
+    if (!closing.aborted) audit.warn("forward_error", { peer, error: (e as Error).message });
   }
   audit.info("closed", { peer, bytes_sent: bytes.up, bytes_received: bytes.down });
 }

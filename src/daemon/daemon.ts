@@ -2,7 +2,7 @@
  * The daemon's life: load every service's materials (refusing to start on any problem), bind
  * the listeners and the HTTP endpoints, write the pid file, tell systemd it is ready, reload on
  * SIGHUP or a changed certificate file, and on SIGTERM/SIGINT stop accepting, drain, remove the
- * pid file and exit 0.
+ * pid file and exit 0 (a second SIGTERM/SIGINT ends the drain early, still with 0).
  */
 import type { Address, DaemonConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
@@ -16,7 +16,8 @@ import { TicketKeys } from "../tls/tickets.ts";
 import { bannerText, statusDocument } from "./banner.ts";
 import { writePidFile } from "./pid_file.ts";
 import { MaterialsHolder, publishCertificateExpiry, watchMaterialFiles } from "./reload.ts";
-import { QtlsService, SessionCounter } from "./service.ts";
+import { type DrainCutoff, QtlsService, SessionCounter } from "./service.ts";
+import { delay, processSignals } from "./signals.ts";
 import { closeTokens } from "./signer.ts";
 
 /** Loads every service's materials (opening HSM tokens, which `closeTokens` closes). */
@@ -43,11 +44,17 @@ export interface DaemonOutput {
   banner(text: string): void;
 }
 
-/** Runs until SIGTERM or SIGINT; returns the exit status. Throws on a startup problem. */
+/**
+ * Runs until SIGTERM or SIGINT, then drains: until every connection has ended, the drain
+ * timeout, or a second SIGTERM/SIGINT, whichever comes first; returns the exit status (0).
+ * Throws on a startup problem. The signal handlers stay installed when it returns, so a signal
+ * on the way to the process's exit does not end it with another status.
+ */
 export async function runDaemon(
   config: DaemonConfig,
   output: DaemonOutput = { banner: (text) => console.error(text) },
 ): Promise<number> {
+  const signals = processSignals();
   setLogLevel(config.logLevel);
   const startedAt = new Date();
   const cleanup = new AsyncDisposableStack();
@@ -94,22 +101,13 @@ export async function runDaemon(
         void reloads.run(changedHolders, `file change: ${paths.join(", ")}`);
       }),
     );
-    const onHangup = () => void reloads.run(holders, "SIGHUP");
-    Deno.addSignalListener("SIGHUP", onHangup);
-    cleanup.defer(() => Deno.removeSignalListener("SIGHUP", onHangup));
-
-    const stop = Promise.withResolvers<string>();
-    for (const signal of ["SIGTERM", "SIGINT"] as const) {
-      const onSignal = () => stop.resolve(signal);
-      Deno.addSignalListener(signal, onSignal);
-      cleanup.defer(() => Deno.removeSignalListener(signal, onSignal));
-    }
+    cleanup.use(signals.onHangup(() => void reloads.run(holders, "SIGHUP")));
     // Only now: `qsign renew` may send SIGHUP as soon as the pid is in the file.
     if (config.pidFile) cleanup.use(await writePidFile(config.pidFile));
     audit.info("ready", { services: services.map((s) => s.config.name) });
     await notifier.ready(`serving ${services.length} service(s)`);
 
-    const signal = await stop.promise;
+    const signal = await signals.requested;
     // Close the listeners before announcing the stop, so nothing connects after "stopping".
     await Promise.all(services.map((s) => s.stopAccepting()));
     audit.info("stopping", {
@@ -119,7 +117,15 @@ export async function runDaemon(
     });
     await notifier.stopping();
     await reloads.idle();
-    await Promise.all(services.map((s) => s.drain(config.drainTimeoutMs)));
+    using timeout = delay<DrainCutoff>(config.drainTimeoutMs, { event: "drain_timeout" });
+    const cutoff = Promise.race([
+      timeout,
+      signals.repeated.then((again): DrainCutoff => ({
+        event: "drain_interrupted",
+        fields: { signal: again },
+      })),
+    ]);
+    await Promise.all(services.map((s) => s.drain(cutoff)));
     audit.info("stopped", { sessions: sessions.count });
     return 0;
   } finally {

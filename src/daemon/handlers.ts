@@ -8,7 +8,7 @@ import { audit } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { TlsConnection } from "../tls/conn.ts";
 import type { IdleTimer } from "./limits.ts";
-import { type Duplex, pipeBoth, PipeError, streamDuplex, tcpDuplex } from "./pipe.ts";
+import { closeOnAbort, type Duplex, pipeBoth, PipeError, streamDuplex, tcpDuplex } from "./pipe.ts";
 import { encodeProxyV2Header, type ProxyHeaderInfo } from "./proxy_protocol.ts";
 
 /** What a handler knows about the connection it serves. */
@@ -63,6 +63,7 @@ export const echoHandler: ConnectionHandler = async (tls, context) => {
  */
 export const proxyHandler: ConnectionHandler = async (tls, context) => {
   const target = context.service.target!;
+  const where = { service: context.service.name, session: context.session };
   const client = countingDuplex(streamDuplex(tls), context);
   let backend: Deno.TcpConn;
   try {
@@ -70,8 +71,7 @@ export const proxyHandler: ConnectionHandler = async (tls, context) => {
   } catch (e) {
     metrics.backendErrors.inc();
     audit.error("backend_connect_failed", {
-      service: context.service.name,
-      session: context.session,
+      ...where,
       target: formatAddress(target),
       error: (e as Error).message,
     });
@@ -80,8 +80,7 @@ export const proxyHandler: ConnectionHandler = async (tls, context) => {
   }
   const server = tcpDuplex(backend);
   // The Q-TLS side being closed by the daemon does not wake a read on an idle backend.
-  const closeBackend = () => void server.close();
-  context.closing.addEventListener("abort", closeBackend, { once: true });
+  using _ = closeOnAbort(context.closing, server);
   try {
     if (context.service.proxyProtocol) {
       await server.write(encodeProxyV2Header(context.proxyHeader()));
@@ -91,27 +90,18 @@ export const proxyHandler: ConnectionHandler = async (tls, context) => {
     // The backend side failing is the operator's business; the client side failing is the
     // client's; and either failing because the daemon closed the connection is no failure.
     if (context.closing.aborted) {
-      audit.debug("proxy_closed_by_daemon", {
-        service: context.service.name,
-        session: context.session,
-      });
+      audit.debug("proxy_closed_by_daemon", where);
     } else if (!(e instanceof PipeError) || e.side === "b") {
       metrics.backendErrors.inc();
       audit.warn("backend_error", {
-        service: context.service.name,
-        session: context.session,
+        ...where,
         target: formatAddress(target),
         error: (e as Error).message,
       });
     } else {
-      audit.debug("client_stream_error", {
-        service: context.service.name,
-        session: context.session,
-        error: e.message,
-      });
+      audit.debug("client_stream_error", { ...where, error: e.message });
     }
   } finally {
-    context.closing.removeEventListener("abort", closeBackend);
     await Promise.all([client.close(), server.close()]);
   }
 };

@@ -109,6 +109,7 @@ export function watchedFiles(service: ServiceConfig): string[] {
     ...service.key,
     ...service.ca,
     ...service.crl,
+    ...(service.hsm?.compositeMldsaKey ? [service.hsm.compositeMldsaKey] : []),
     ...(service.ticketKeyFile ? [service.ticketKeyFile] : []),
   ];
 }

@@ -81,6 +81,17 @@ export function streamDuplex(connection: StreamConnection): Duplex {
   };
 }
 
+/**
+ * Closes `sides` when `signal` aborts (at once if it already has), until disposed: a pending read
+ * on an idle side wakes up only when that side is closed.
+ */
+export function closeOnAbort(signal: AbortSignal, ...sides: Duplex[]): Disposable {
+  const closeAll = () => void Promise.all(sides.map((side) => side.close()));
+  if (signal.aborted) closeAll();
+  else signal.addEventListener("abort", closeAll, { once: true });
+  return { [Symbol.dispose]: () => signal.removeEventListener("abort", closeAll) };
+}
+
 /** Observes what flows through a pipe, for byte counters and idle timers. */
 export interface PipeObserver {
   /** `direction` is `ab` for bytes read from `a` and written to `b`, `ba` for the reverse. */

@@ -17,7 +17,9 @@ import type { TicketIssuer } from "../tls/tickets.ts";
 import { accessPolicy } from "./access.ts";
 import { type ConnectionHandler, handlerFor } from "./handlers.ts";
 import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
+import type { ServiceMaterials } from "./materials.ts";
 import type { MaterialsHolder } from "./reload.ts";
+import { delay } from "./signals.ts";
 
 /** Numbers sessions across every service of the process, from 1. */
 export class SessionCounter {
@@ -39,6 +41,12 @@ interface LiveConnection {
   finished: Promise<void>;
 }
 
+/** Why draining stopped waiting: the audit event to log, with its fields. */
+export interface DrainCutoff {
+  event: "drain_timeout" | "drain_interrupted";
+  fields?: Record<string, unknown>;
+}
+
 /** How long draining waits for handlers to finish after their connections were closed. */
 const HANDLER_EXIT_GRACE_MS = 5_000;
 
@@ -50,6 +58,7 @@ export class QtlsService {
   readonly #accessPolicy;
   readonly #refusalLog = new RefusalLog();
   #listener: Deno.TcpListener | undefined;
+  #configCache: { materials: ServiceMaterials; config: TlsServerConfig } | undefined;
   #acceptLoop: Promise<void> | undefined;
 
   constructor(
@@ -96,25 +105,29 @@ export class QtlsService {
     await this.#acceptLoop;
   }
 
-  /** Waits up to `timeoutMs` for open connections to end, then closes the rest. */
-  async drain(timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (this.#live.size > 0 && performance.now() < deadline) {
-      await new Promise((resolve) =>
-        setTimeout(resolve, Math.min(100, deadline - performance.now()))
-      );
-    }
-    if (this.#live.size > 0) {
-      audit.warn("drain_timeout", { service: this.config.name, closing: this.#live.size });
-      const remaining = [...this.#live];
-      await Promise.all(remaining.map((c) => c.close()));
-      let grace: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.all(remaining.map((c) => c.finished)),
-        new Promise((resolve) => grace = setTimeout(resolve, HANDLER_EXIT_GRACE_MS)),
-      ]);
-      clearTimeout(grace);
-    }
+  /**
+   * Waits for the open connections to end, or until `cutoff` settles (the drain timeout, a
+   * repeated stop signal) with the reason, then closes the rest with close_notify and waits
+   * (bounded) for their handlers to log them closed.
+   */
+  async drain(cutoff: Promise<DrainCutoff>): Promise<void> {
+    const open = [...this.#live];
+    if (open.length === 0) return;
+    const reason = await Promise.race([
+      Promise.all(open.map((c) => c.finished)).then(() => undefined),
+      cutoff,
+    ]);
+    // The listener is closed: no connection joins #live any more.
+    const remaining = [...this.#live];
+    if (reason === undefined || remaining.length === 0) return;
+    audit.warn(reason.event, {
+      service: this.config.name,
+      ...reason.fields,
+      closing: remaining.length,
+    });
+    await Promise.all(remaining.map((c) => c.close()));
+    using grace = delay(HANDLER_EXIT_GRACE_MS, undefined);
+    await Promise.race([Promise.all(remaining.map((c) => c.finished)), grace]);
   }
 
   async #accept(listener: Deno.TcpListener): Promise<void> {
@@ -255,14 +268,26 @@ export class QtlsService {
     }
   }
 
-  /** Built per connection from the current materials, so a reload affects new handshakes only. */
+  /**
+   * The engine's configuration for the current materials, built once per set: handshakes share
+   * it, and with it the verifier's cache of verified client chains; a reload's new set gets a
+   * new one, so new handshakes use the new files while connections in flight keep theirs.
+   */
   #tlsConfig(): TlsServerConfig {
     const current = this.materials.current;
+    if (this.#configCache?.materials !== current) {
+      this.#configCache = { materials: current, config: this.#buildTlsConfig(current) };
+    }
+    return this.#configCache.config;
+  }
+
+  #buildTlsConfig(current: ServiceMaterials): TlsServerConfig {
     return {
       certificates: current.certificates,
       clientAuth: this.config.clientAuth,
       trustAnchors: current.trustAnchors,
       crls: current.crls,
+      crlCheck: this.config.crlCheck,
       accessPolicy: this.#accessPolicy,
       groups: this.config.groups,
       allowClassical: this.config.allowClassical,

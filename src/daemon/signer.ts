@@ -13,6 +13,7 @@ import { readDerObjects } from "../pki/pem.ts";
 import { FileSigner } from "../tls/signers.ts";
 import { type KeyKind, keyKind, type Signer } from "../tls/sigschemes.ts";
 import type { HsmOptions } from "../hsm/options.ts";
+import type { Pkcs11Signer } from "../hsm/signer.ts";
 
 /** Where a service's (or `qsign connect`'s) certificates and keys come from. */
 export type KeySource = Pick<ServiceConfig, "cert" | "key" | "origins"> & { hsm?: HsmOptions };
@@ -56,61 +57,67 @@ export async function resolveSigner(
   }
 }
 
-/** Open tokens by their settings, with what closes them. */
-const openTokens = new Map<string, Promise<{ signer: Signer; close(): Promise<void> }>>();
+/** An open token key, with what closes it. */
+interface OpenToken {
+  signer: Pkcs11Signer;
+  close(): Promise<void>;
+}
+
+/** Open tokens by their settings (the composite's ML-DSA half aside: it is read per load). */
+const openTokens = new Map<string, Promise<OpenToken>>();
 
 /**
  * The token's signer for a leaf of `kind`: the token key itself, or with `compositeMldsaKey`
- * the composite key whose ECDSA-P384 half it is. Throws `ConfigError` when the two disagree.
+ * the composite key whose ECDSA-P384 half it is (its ML-DSA half read again at each load, so a
+ * reload picks up a replaced file). Throws `ConfigError` when certificate and settings disagree.
  */
 async function tokenSigner(source: KeySource, kind: KeyKind): Promise<Signer> {
-  const settings = source.hsm!;
+  const { compositeMldsaKey, ...token } = source.hsm!;
   const composite = source.origins[COMPOSITE_MLDSA_KEY_FIELD] ??
     { field: `${COMPOSITE_MLDSA_KEY_FIELD} (--hsm-composite-mldsa-key)` };
-  if ((kind === "MLDSA65-ECDSA-P384") !== (settings.compositeMldsaKey !== undefined)) {
+  if ((kind === "MLDSA65-ECDSA-P384") !== (compositeMldsaKey !== undefined)) {
     throw new ConfigError(
       composite.field,
-      settings.compositeMldsaKey === undefined
+      compositeMldsaKey === undefined
         ? `${source.cert[0]} is a composite ML-DSA-65 + ECDSA-P384 certificate: give the ` +
           "ML-DSA-65 half, the token key being the ECDSA half"
         : `${source.cert[0]} is not a composite certificate (its key is ${kind})`,
       composite.file,
     );
   }
+  const { signer } = await openToken(token, source.origins["hsm.pin"]?.field);
+  if (compositeMldsaKey === undefined) return signer;
+  // Loaded on demand: the PKCS#11 addon is needed only when a token is configured.
+  const { TokenCompositeKey } = await import("../hsm/composite.ts");
+  return (await TokenCompositeKey.open(signer, compositeMldsaKey)).tlsSigner();
+}
+
+/** Opens the token key of `settings` once per process and reports its health. */
+function openToken(settings: HsmOptions, pinField: string | undefined): Promise<OpenToken> {
   const key = JSON.stringify(settings);
   let opening = openTokens.get(key);
   if (!opening) {
     opening = (async () => {
-      // Loaded on demand: the PKCS#11 addon is needed only when a token is configured.
       const { openHsmSigner } = await import("../hsm/signer.ts");
       const { reportHsmHealth } = await import("../hsm/health.ts");
-      const { TokenCompositeKey } = await import("../hsm/composite.ts");
       const hsm = await openHsmSigner({
         ...settings,
-        pinField: source.origins["hsm.pin"]?.field,
+        pinField,
         warn: (message) => audit.warn("literal_secret", { message }),
       });
-      try {
-        const signer = settings.compositeMldsaKey === undefined
-          ? hsm.signer
-          : (await TokenCompositeKey.open(hsm.signer, settings.compositeMldsaKey)).tlsSigner();
-        const unreport = reportHsmHealth(hsm.pool, `hsm:${hsm.signer.description}`);
-        return {
-          signer,
-          close: async () => {
-            unreport();
-            await hsm.close();
-          },
-        };
-      } catch (e) {
-        await hsm.close();
-        throw e;
-      }
+      const unreport = reportHsmHealth(hsm.pool, `hsm:${hsm.signer.description}`);
+      return {
+        signer: hsm.signer,
+        close: async () => {
+          unreport();
+          await hsm.close();
+        },
+      };
     })();
     openTokens.set(key, opening);
     opening.catch(() => openTokens.delete(key));
   }
-  return (await opening).signer;
+  return opening;
 }
 
 /** Closes every token opened by `resolveSigner` (at shutdown). */

@@ -201,7 +201,7 @@ export async function initPki(options: InitOptions): Promise<string[]> {
       profile,
       subject: distinguishedName(cn, org),
       spki: key.spki,
-      sans,
+      subjectAltNames: sans.map(parseSubjectAltName),
       notBefore,
       notAfter: years(1),
     });
@@ -242,7 +242,7 @@ async function createLeafCertificate(options: {
   profile: CaProfile;
   subject: string;
   spki: Uint8Array;
-  sans: string[];
+  subjectAltNames: x509.JsonGeneralName[];
   notBefore: Date;
   notAfter: Date;
 }): Promise<x509.X509Certificate> {
@@ -255,7 +255,7 @@ async function createLeafCertificate(options: {
     notAfter: options.notAfter,
     keyUsage: x509.KeyUsageFlags.digitalSignature,
     extendedKeyUsage: [EKU[options.profile]],
-    subjectAltNames: options.sans.map(parseSubjectAltName),
+    subjectAltNames: options.subjectAltNames,
   });
 }
 
@@ -263,8 +263,15 @@ async function createLeafCertificate(options: {
 export interface IssueLeafOptions {
   dir: string;
   profile: CaProfile;
-  cn: string;
-  /** `DNS:…`, `IP:…`, `URI:…`, `EMAIL:…`; default: `DNS:<cn>` when the CN is a host name. */
+  /**
+   * Subject CN. Required without `csrDer`; with it, optional, and when given it must be the CN
+   * the request asks for (see `issueLeaf`).
+   */
+  cn?: string;
+  /**
+   * `DNS:…`, `IP:…`, `URI:…`, `EMAIL:…`; default: the names a CSR asks for, else `DNS:<cn>`
+   * when the CN is a host name.
+   */
   sans?: string[];
   /** Lifetime; default one year. */
   ttlSeconds?: number;
@@ -272,7 +279,7 @@ export interface IssueLeafOptions {
   alg?: KeyAlgorithm;
   /** Certify the key of this PKCS#10 request instead of generating one. */
   csrDer?: Uint8Array;
-  /** Subject O; default: the CA's. */
+  /** Subject O of a generated key's certificate; default: the CA's. */
   org?: string;
   /** Issue time (tests); default now. */
   now?: Date;
@@ -296,7 +303,15 @@ export interface IssuedLeaf {
 /** Raised for a CSR that cannot be certified (unparsable, or its signature does not verify). */
 export class CsrError extends QsignError {}
 
-/** Issues a leaf from the profile's intermediate and records it in the index. */
+/**
+ * Issues a leaf from the profile's intermediate and records it in the index.
+ *
+ * With a CSR the certificate carries the subject the request asks for, whole (`/C=KR/O=QSIGN/
+ * CN=…` keeps its C and O), and its subjectAltNames unless `sans` replaces them: the operator
+ * certifies what the requester asked for or nothing. `cn`, when given, is the operator's check
+ * of that request: a CSR for another CN is refused (`CsrError`), as is one whose subject has
+ * no single CN. A CSR with an empty subject gets `CN=<cn>, O=<org>` as a generated key does.
+ */
 export async function issueLeaf(options: IssueLeafOptions): Promise<IssuedLeaf> {
   const ca = await openCa(options.dir, options.profile);
   const now = options.now ?? new Date();
@@ -305,23 +320,21 @@ export async function issueLeaf(options: IssueLeafOptions): Promise<IssuedLeaf> 
   const notBefore = new Date(now.getTime() - BACKDATE_MS);
   const notAfter = new Date(Math.min(now.getTime() + ttlMs, ca.cert.notAfter.getTime()));
 
-  let spki: Uint8Array;
+  const csr = options.csrDer ? await certifiableCsr(options.csrDer) : undefined;
   let key: LoadedPrivateKey | undefined;
-  if (options.csrDer) {
-    spki = await certifiableCsrKey(options.csrDer);
-  } else {
-    const alg = options.alg ?? ca.key.keyAlgorithm;
-    key = await generateKeyPair(alg);
-    spki = key.spki;
-  }
+  if (!csr) key = await generateKeyPair(options.alg ?? ca.key.keyAlgorithm);
   const org = options.org ?? ca.cert.subjectName.getField("O")[0] ?? "QSIGN";
-  const sans = options.sans?.length ? options.sans : defaultSans(options.cn);
+  const names = csr?.subject ? requestedNames(csr, options.cn) : undefined;
+  const cn = names?.cn ?? options.cn;
+  if (cn === undefined) throw new UsageError("a subject CN is required");
   const cert = await createLeafCertificate({
     ca: { cert: ca.cert, signer: ca.key },
     profile: options.profile,
-    subject: distinguishedName(options.cn, org),
-    spki,
-    sans,
+    subject: names?.subject ?? distinguishedName(cn, org),
+    spki: csr ? new Uint8Array(csr.publicKey.rawData) : key!.spki,
+    subjectAltNames: options.sans?.length
+      ? options.sans.map(parseSubjectAltName)
+      : csr?.requestedAltNames ?? defaultSans(cn).map(parseSubjectAltName),
     notBefore,
     notAfter,
   });
@@ -346,8 +359,19 @@ function defaultSans(cn: string): string[] {
   return hostName ? [`DNS:${cn}`] : [];
 }
 
-/** The public key of a CSR whose self-signature verifies. */
-async function certifiableCsrKey(csrDer: Uint8Array): Promise<Uint8Array> {
+const SUBJECT_ALT_NAME_OID = "2.5.29.17";
+
+/** A parsed CSR whose self-signature verifies. */
+interface CertifiableCsr {
+  subject: string;
+  subjectName: x509.Name;
+  publicKey: x509.PublicKey;
+  /** The subjectAltNames its extensionRequest asks for, if any. */
+  requestedAltNames?: x509.JsonGeneralName[];
+}
+
+/** Parses a CSR and checks its self-signature. Throws `CsrError`. */
+async function certifiableCsr(csrDer: Uint8Array): Promise<CertifiableCsr> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(bufferSource(csrDer));
@@ -357,7 +381,40 @@ async function certifiableCsrKey(csrDer: Uint8Array): Promise<Uint8Array> {
   if (!(await verifySignature(csr, csr.publicKey))) {
     throw new CsrError(`the CSR's signature does not verify (subject ${csr.subject || "empty"})`);
   }
-  return new Uint8Array(csr.publicKey.rawData);
+  const extension = csr.getExtension(SUBJECT_ALT_NAME_OID);
+  const sans = extension instanceof x509.SubjectAlternativeNameExtension
+    ? extension.names.toJSON()
+    : undefined;
+  return {
+    subject: csr.subject,
+    subjectName: csr.subjectName,
+    publicKey: csr.publicKey,
+    requestedAltNames: sans?.length ? sans : undefined,
+  };
+}
+
+/**
+ * The subject a CSR asks for and its one CN, checked against the CN the operator expects
+ * (compared without regard to case, as RFC 5280 compares names). Throws `CsrError`.
+ */
+function requestedNames(csr: CertifiableCsr, expectedCn: string | undefined) {
+  const cns = csr.subjectName.getField("CN");
+  if (cns.length !== 1) {
+    throw new CsrError(
+      `the CSR's subject "${csr.subject}" has ${cns.length || "no"} CN${
+        cns.length > 1 ? "s" : ""
+      }; qsign certifies a subject with exactly one`,
+    );
+  }
+  const [cn] = cns;
+  if (expectedCn !== undefined && expectedCn.toLowerCase() !== cn.toLowerCase()) {
+    throw new CsrError(
+      `the CSR asks for CN=${cn} ("${csr.subject}"), not CN=${expectedCn}: refusing to certify ` +
+        "its key under another name (issue it without a CN to take the request's, or get a " +
+        "request for the right name)",
+    );
+  }
+  return { cn, subject: csr.subject };
 }
 
 /**

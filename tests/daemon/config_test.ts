@@ -104,6 +104,8 @@ proxy_protocol = true
 cert = ["a.crt", "b.crt"]
 key = ["a.key", "b.key"]
 ca = "ca.crt"
+crl = ["client-ca.crl", "root-ca.crl"]
+crl_check = "chain"
 groups = ["x25519mlkem768", "SecP384r1MLKEM1024"]
 
 [[service]]
@@ -117,6 +119,7 @@ module = "/usr/lib/softhsm/libsofthsm2.so"
 token_label = "qsign"
 key_label = "server"
 pin = "env:PIN"
+composite_mldsa_key = "keys/server-mldsa.key"
 `,
   );
   const yaml = `${dir.path}/qsign.yaml`;
@@ -132,13 +135,20 @@ service:
     cert: [a.crt, b.crt]
     key: [a.key, b.key]
     ca: ca.crt
+    crl: [client-ca.crl, root-ca.crl]
+    crl_check: chain
     groups: [x25519mlkem768, SecP384r1MLKEM1024]
   - name: demo
     listen: ":8444"
     lang: en
     cert: d.crt
     client_auth: none
-    hsm: {module: /usr/lib/softhsm/libsofthsm2.so, token_label: qsign, key_label: server, pin: "env:PIN"}
+    hsm:
+      module: /usr/lib/softhsm/libsofthsm2.so
+      token_label: qsign
+      key_label: server
+      pin: "env:PIN"
+      composite_mldsa_key: keys/server-mldsa.key
 `,
   );
   const fromToml = await loadDaemonConfig(sources(["--config", toml]));
@@ -150,6 +160,8 @@ service:
   deepEqual(api.target, { hostname: "127.0.0.1", port: 8080 });
   deepEqual(api.groups, ["X25519MLKEM768", "SecP384r1MLKEM1024"]);
   equal(api.cert.length, 2);
+  equal(api.crlCheck, "chain");
+  equal(demo.crlCheck, "available", "the default");
   equal(demo.lang, "en");
   deepEqual(demo.hsm, {
     module: "/usr/lib/softhsm/libsofthsm2.so",
@@ -159,7 +171,32 @@ service:
     keyId: undefined,
     pin: "env:PIN",
     sessions: undefined,
+    compositeMldsaKey: `${dir.path}/keys/server-mldsa.key`,
   });
+  deepEqual(demo.origins["hsm.composite_mldsa_key"], {
+    field: "service[1].hsm.composite_mldsa_key",
+    file: toml,
+  });
+  // The flag and its variable reach the HSM settings too, and the CRL policy likewise.
+  const hsmFlags = ["--cert", "s.crt", "--ca", "ca.crt", "--hsm", "--hsm-slot", "0"];
+  const viaFlag = await loadDaemonConfig(
+    sources([...hsmFlags, "--hsm-key-id", "01", "--hsm-composite-mldsa-key", "/k/m.key"], {
+      QSIGN_CRL_CHECK: "leaf",
+    }),
+  );
+  equal(viaFlag.services[0].hsm?.compositeMldsaKey, "/k/m.key");
+  deepEqual(viaFlag.services[0].origins["hsm.composite_mldsa_key"], {
+    field: "--hsm-composite-mldsa-key",
+  });
+  equal(viaFlag.services[0].crlCheck, "leaf");
+  const viaEnv = await loadDaemonConfig(
+    sources([...hsmFlags, "--hsm-key-id", "01", "--crl-check", "chain"], {
+      QSIGN_HSM_COMPOSITE_MLDSA_KEY: "/k/env.key",
+      QSIGN_CRL_CHECK: "leaf",
+    }),
+  );
+  equal(viaEnv.services[0].hsm?.compositeMldsaKey, "/k/env.key");
+  equal(viaEnv.services[0].crlCheck, "chain", "the flag over the variable");
   // A flag applies to every service.
   const loosened = await loadDaemonConfig(sources(["--config", toml, "--allow-classical"]));
   ok(loosened.services.every((s) => s.allowClassical));
@@ -223,6 +260,16 @@ Deno.test("every config-file error names the field and the file", async () => {
       `[[service]]\ncert = "a"\nkey = "a"\nca = "c"\n[service.hsm]\npin = "env:P"`,
       "service[0].hsm.pin",
       /needs the HSM on: hsm.module \(or --hsm\)/,
+    ],
+    [
+      `[[service]]\ncert = "a"\nkey = "a"\nca = "c"\n[service.hsm]\ncomposite_mldsa_key = "m.key"`,
+      "service[0].hsm.composite_mldsa_key",
+      /needs the HSM on/,
+    ],
+    [
+      `[[service]]\ncert = "a"\nkey = "a"\nca = "c"\ncrl_check = "all"`,
+      "service[0].crl_check",
+      /one of available\|leaf\|chain, got "all"/,
     ],
     [
       `[[service]]\ncert = "a"\nca = "c"\n[service.hsm]\nmodule = "/m.so"\nkey_label = "k"`,

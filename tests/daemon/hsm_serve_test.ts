@@ -229,6 +229,22 @@ Deno.test("the HSM production flow: qsign hsm, pki issue --csr, serve --hsm, con
 
   let serverCert = "", clientCert = "", compositeCert = "";
   const compositeMldsaKey = path("composite-mldsa.key");
+  /** `qsign connect` to `port` with the composite client certificate, its ECDSA half in the token. */
+  const compositeClient = (port: string | number, ...extra: string[]) => [
+    "connect",
+    `127.0.0.1:${port}`,
+    "--servername",
+    "localhost",
+    "--ca",
+    pki.root,
+    "--cert",
+    compositeCert,
+    "--hsm",
+    ...hsm,
+    "--hsm-key-label",
+    "qtls-composite",
+    ...extra,
+  ];
   await t.step(
     "keys made in the token, certified by the ML-DSA-65 CA from their CSRs",
     async () => {
@@ -256,6 +272,7 @@ Deno.test("the HSM production flow: qsign hsm, pki issue --csr, serve --hsm, con
       }, ["--composite-mldsa-key", compositeMldsaKey]);
 
       const leaf = await leafOf(serverCert);
+      equal(leaf.subject, "C=KR, O=QSIGN, CN=localhost", "the CSR's subject, whole");
       deepEqual(leaf.publicKey.algorithm, { name: "ECDSA", namedCurve: "P-384" });
       equal(leaf.signatureAlgorithm.name, "ML-DSA-65");
       const composite = await leafOf(compositeCert);
@@ -380,22 +397,13 @@ Deno.test("the HSM production flow: qsign hsm, pki issue --csr, serve --hsm, con
     async () => {
       const before = handshakes().length;
       const out = await qsign(
-        "connect",
-        `127.0.0.1:${port}`,
-        "--servername",
-        "localhost",
-        "--ca",
-        pki.root,
-        "--cert",
-        compositeCert,
-        "--hsm",
-        ...hsm,
-        "--hsm-key-label",
-        "qtls-composite",
-        "--hsm-composite-mldsa-key",
-        compositeMldsaKey,
-        "--send",
-        "composite",
+        ...compositeClient(
+          port,
+          "--hsm-composite-mldsa-key",
+          compositeMldsaKey,
+          "--send",
+          "composite",
+        ),
       );
       match(
         out,
@@ -407,6 +415,65 @@ Deno.test("the HSM production flow: qsign hsm, pki issue --csr, serve --hsm, con
       );
       equal(handshake.client_scheme, "mldsa65_ecdsa_secp384r1_sha384", "verified by the daemon");
       match(String(handshake.client_subject), /CN=composite-client\.qsign\.local/);
+    },
+  );
+
+  await t.step(
+    "qsign serve with a composite certificate whose ECDSA half is in the token, to qsign connect",
+    async () => {
+      const serverMldsaKey = path("composite-server-mldsa.key");
+      const compositeServerCert = await certify({
+        label: "qtls-composite-server",
+        id: "04",
+        type: "ec-p384",
+        cn: "localhost",
+        profile: "server",
+      }, ["--composite-mldsa-key", serverMldsaKey]);
+      const serve = [
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "off",
+        "--cert",
+        compositeServerCert,
+        "--ca",
+        pki.root,
+        "--hsm",
+        ...hsm,
+        "--hsm-key-label",
+        "qtls-composite-server",
+      ];
+      // Without its ML-DSA half the composite certificate cannot be served: the error says so.
+      const incomplete = await runQsign(["serve", ...serve, "--check-config"], { env: token.env });
+      equal(incomplete.code, 2, incomplete.stderr);
+      match(incomplete.stderr, /hsm\.composite_mldsa_key \(--hsm-composite-mldsa-key\).*composite/);
+      const withoutHalf = await runQsign(compositeClient(port, "--send", "x"), { env: token.env });
+      equal(withoutHalf.code, 2, withoutHalf.stderr);
+      match(withoutHalf.stderr, /--hsm-composite-mldsa-key: .* is a composite ML-DSA-65/);
+
+      await using composite = await Daemon.start(
+        [...serve, "--hsm-composite-mldsa-key", serverMldsaKey],
+        { env: token.env },
+      );
+      const out = await qsign(
+        ...compositeClient(
+          composite.port(),
+          "--hsm-composite-mldsa-key",
+          compositeMldsaKey,
+          "--send",
+          "both composite",
+        ),
+      );
+      match(
+        out,
+        /server signature mldsa65_ecdsa_secp384r1_sha384, client signature mldsa65_ecdsa_secp384r1_sha384/,
+      );
+      match(out, /← QSIGN 서버 응답 \[세션 #1\]: 메시지 수신 완료 \(14 바이트\)/);
+      const handshake = await composite.waitFor((e) => e.event === "handshake_ok");
+      equal(handshake.scheme, "mldsa65_ecdsa_secp384r1_sha384", "the daemon's CertificateVerify");
+      equal(handshake.client_scheme, "mldsa65_ecdsa_secp384r1_sha384");
+      equal((await composite.stop()).code, 0);
+      printed.push(JSON.stringify(composite.events), composite.stderr);
     },
   );
 

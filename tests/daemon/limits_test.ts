@@ -144,7 +144,7 @@ Deno.test("--max-connections refuses the surplus and --idle-timeout closes quiet
     reader.releaseLock();
     await tls.close();
   }
-  const idle = daemon.events.filter((e) => e.event === "idle_timeout");
+  const idle = await daemon.waitForCount((e) => e.event === "idle_timeout", 3);
   equal(idle.length, 3);
 
   // With the slots free again, a client gets in.

@@ -135,12 +135,26 @@ export class Daemon implements AsyncDisposable {
     }
   }
 
+  /**
+   * Waits (bounded) until at least `count` events match `match` and returns every match: the
+   * log arrives through a pipe, possibly after what a client saw on its socket.
+   */
+  async waitForCount(
+    match: (e: AuditEvent) => boolean,
+    count: number,
+    timeoutMs = 15_000,
+  ): Promise<AuditEvent[]> {
+    await this.waitFor(() => this.events.filter(match).length >= count, timeoutMs);
+    return this.events.filter(match);
+  }
+
+  /** Sends `signal`; `exited()` then waits for its effect. */
   signal(signal: Deno.Signal): void {
     this.#child.kill(signal);
   }
 
-  /** Sends `signal` and waits for the exit status. */
-  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+  /** Sends `signal` and waits (bounded) for the exit status. */
+  async stop(signal: Deno.Signal = "SIGTERM", timeoutMs?: number): Promise<Deno.CommandStatus> {
     if (!this.#status) {
       try {
         this.#child.kill(signal);
@@ -148,9 +162,29 @@ export class Daemon implements AsyncDisposable {
         // Already exited.
       }
     }
-    this.#status = await this.#child.status;
+    return await this.exited(timeoutMs);
+  }
+
+  /**
+   * Waits for the daemon to exit on its own (after a `signal()`), sending nothing: a second
+   * signal would be a different request. Kills it and throws after `timeoutMs`.
+   */
+  async exited(timeoutMs = 30_000): Promise<Deno.CommandStatus> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    const status = await Promise.race([this.#child.status, timedOut]);
+    clearTimeout(timer);
+    if (status === "timeout") {
+      this.#child.kill("SIGKILL");
+      this.#status = await this.#child.status;
+      await this.#pumps;
+      throw new Error(`daemon did not exit within ${timeoutMs} ms; stderr:\n${this.stderr}`);
+    }
+    this.#status = status;
     await this.#pumps;
-    return this.#status;
+    return status;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -4,6 +4,8 @@
  * `qsign serve --check-config` once certificates are in place.
  */
 import { equal, match, ok } from "node:assert/strict";
+import { parse as parseToml } from "smol-toml";
+import { loadRenewalConfig } from "../../src/issuer/config.ts";
 import { generateCrl } from "../../src/pki/ca.ts";
 import { pemEncode } from "../../src/pki/pem.ts";
 import { ROOT, runQsign, tempDir } from "../support/env.ts";
@@ -33,21 +35,25 @@ async function scratchRoot(root: string): Promise<void> {
   await Deno.symlink("usr/lib", `${root}/lib`);
 }
 
-Deno.test("install.sh installs units that systemd-analyze verify accepts without warnings", async () => {
-  await using dir = await tempDir();
-  const root = `${dir.path}/root`;
-  await scratchRoot(root);
-  const stub = `${dir.path}/qsign`;
+/** Runs install.sh into `root` with a stub binary (in `scratch`) standing in for the compiled one. */
+async function install(scratch: string, root: string): Promise<void> {
+  const stub = `${scratch}/qsign`;
   await Deno.writeTextFile(stub, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
-
-  const install = await run("bash", [
+  const installed = await run("bash", [
     `${ROOT}/scripts/install.sh`,
     "--root",
     root,
     "--binary",
     stub,
   ]);
-  equal(install.code, 0, install.output);
+  equal(installed.code, 0, installed.output);
+}
+
+Deno.test("install.sh installs units that systemd-analyze verify accepts without warnings", async () => {
+  await using dir = await tempDir();
+  const root = `${dir.path}/root`;
+  await scratchRoot(root);
+  await install(dir.path, root);
   for (const unit of UNITS) ok((await Deno.stat(`${root}/etc/systemd/system/${unit}`)).isFile);
   ok((await Deno.stat(`${root}/usr/local/bin/qsign`)).mode! & 0o111);
   ok((await Deno.stat(`${root}/etc/qsign/qsign.toml`)).isFile);
@@ -99,19 +105,22 @@ Deno.test("the units say what the original example's unit said", async () => {
   ok(timer.includes("Persistent=true\n"));
 });
 
+Deno.test("the sample configuration's pid_file is in the daemon's RuntimeDirectory, as renew reads it", async () => {
+  const unit = await Deno.readTextFile(`${ROOT}/systemd/qsign-qtls.service`);
+  const runtime = /^RuntimeDirectory=(\S+)$/m.exec(unit)?.[1];
+  ok(runtime, "qsign-qtls.service has no RuntimeDirectory=");
+  const sample = `${ROOT}/deploy/qsign.toml`;
+  const pidFile = parseToml(await Deno.readTextFile(sample)).pid_file;
+  equal(pidFile, `/run/${runtime}/qsign.pid`);
+  // qsign renew reads the same key from the same file.
+  const renewal = await loadRenewalConfig(sample, { env: {} });
+  equal(renewal.pidFile, pidFile);
+});
+
 Deno.test("the installed sample configuration passes --check-config with certificates in place", async () => {
   await using dir = await tempDir();
   const root = `${dir.path}/root`;
-  const stub = `${dir.path}/qsign`;
-  await Deno.writeTextFile(stub, "#!/bin/sh\n", { mode: 0o755 });
-  const install = await run("bash", [
-    `${ROOT}/scripts/install.sh`,
-    "--root",
-    root,
-    "--binary",
-    stub,
-  ]);
-  equal(install.code, 0, install.output);
+  await install(dir.path, root);
   const pki = await makePki(`${root}/etc/qsign/certs`);
   const crl = await generateCrl({ dir: pki.dir, profile: "client" });
   await Deno.writeTextFile(`${pki.dir}/client-ca.crl`, pemEncode("X509 CRL", crl));

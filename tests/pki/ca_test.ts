@@ -12,7 +12,7 @@ import {
   readIndex,
   revokeCertificate,
 } from "../../src/pki/ca.ts";
-import { createCertificateRequest } from "../../src/pki/certificate.ts";
+import { createCertificateRequest, parseSubjectAltName } from "../../src/pki/certificate.ts";
 import { generateKeyPair } from "../../src/pki/keys.ts";
 import { readCertificatesFile } from "../../src/pki/pem.ts";
 import { verifySignature } from "../../src/pki/signatures.ts";
@@ -158,7 +158,7 @@ Deno.test("issueLeaf certifies a CSR's key, and refuses a CSR whose signature do
   await using dir = await tempDir();
   await initPki({ dir: dir.path, alg: "ecdsa-p256" });
   const key = await generateKeyPair("mldsa65-ecdsa-p384");
-  const csr = await createCertificateRequest({ subject: "CN=hsm-host", signer: key });
+  const csr = await createCertificateRequest({ subject: "CN=hsm.qsign.local", signer: key });
   const csrDer = new Uint8Array(csr.rawData);
   const issued = await issueLeaf({
     dir: dir.path,
@@ -181,6 +181,103 @@ Deno.test("issueLeaf certifies a CSR's key, and refuses a CSR whose signature do
     issueLeaf({ dir: dir.path, profile: "server", cn: "x", csrDer: new Uint8Array([1, 2]) }),
     CsrError,
   );
+});
+
+Deno.test("issueLeaf with a CSR keeps the requested subject and names, and refuses another CN", async () => {
+  await using dir = await tempDir();
+  await initPki({ dir: dir.path, alg: "ecdsa-p256" });
+  const key = await generateKeyPair("ecdsa-p384");
+  const request = async (subject: string, sans: string[] = []) =>
+    new Uint8Array(
+      (await createCertificateRequest({
+        subject,
+        signer: key,
+        subjectAltNames: sans.map(parseSubjectAltName),
+      })).rawData,
+    );
+  const korean = await request("C=KR, O=QSIGN, CN=api.qsign.local", [
+    "DNS:api.qsign.local",
+    "IP:127.0.0.1",
+  ]);
+
+  // The CN the operator expects, in any case: the request's whole subject and its SANs.
+  const leaf = cert(
+    (await issueLeaf({ dir: dir.path, profile: "server", cn: "API.qsign.local", csrDer: korean }))
+      .chain[0],
+  );
+  equal(leaf.subject, "C=KR, O=QSIGN, CN=api.qsign.local");
+  deepEqual(leaf.subjectName.getField("C"), ["KR"]);
+  deepEqual(leaf.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON(), [
+    { type: "dns", value: "api.qsign.local" },
+    { type: "ip", value: "127.0.0.1" },
+  ]);
+  await verifyChain(new Uint8Array(leaf.rawData), {
+    trustAnchors: await readCertificatesFile(`${dir.path}/${PKI_FILES.rootCert}`),
+    intermediates: await readCertificatesFile(`${dir.path}/${PKI_FILES.serverCaCert}`),
+    purpose: "server",
+    host: "api.qsign.local",
+  });
+
+  // No CN given: the request's; SANs given: those instead of the request's.
+  const named = cert(
+    (await issueLeaf({
+      dir: dir.path,
+      profile: "server",
+      sans: ["DNS:other.qsign.local"],
+      csrDer: korean,
+    })).chain[0],
+  );
+  equal(named.subject, "C=KR, O=QSIGN, CN=api.qsign.local");
+  deepEqual(named.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON(), [
+    { type: "dns", value: "other.qsign.local" },
+  ]);
+
+  // A request without SANs gets DNS:<cn>, as a generated key does.
+  const plain = cert(
+    (await issueLeaf({
+      dir: dir.path,
+      profile: "server",
+      csrDer: await request("CN=p.qsign.local"),
+    }))
+      .chain[0],
+  );
+  deepEqual(plain.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON(), [
+    { type: "dns", value: "p.qsign.local" },
+  ]);
+
+  // An empty subject takes the CN given, with the CA's O; without a CN there is nothing to issue.
+  const empty = await request("");
+  const unnamed = cert(
+    (await issueLeaf({ dir: dir.path, profile: "client", cn: "bob", csrDer: empty })).chain[0],
+  );
+  equal(unnamed.subject, "CN=bob, O=QSIGN");
+  await rejects(issueLeaf({ dir: dir.path, profile: "client", csrDer: empty }), /CN is required/);
+
+  const before = (await readIndex(dir.path)).certificates.length;
+  await rejects(
+    issueLeaf({ dir: dir.path, profile: "server", cn: "evil.qsign.local", csrDer: korean }),
+    (e) => {
+      ok(e instanceof CsrError, String(e));
+      equal(
+        e.message,
+        'the CSR asks for CN=api.qsign.local ("C=KR, O=QSIGN, CN=api.qsign.local"), not ' +
+          "CN=evil.qsign.local: refusing to certify its key under another name (issue it " +
+          "without a CN to take the request's, or get a request for the right name)",
+      );
+      return true;
+    },
+  );
+  await rejects(
+    issueLeaf({ dir: dir.path, profile: "server", csrDer: await request("C=KR, O=QSIGN") }),
+    (e) =>
+      e instanceof CsrError &&
+      /has no CN; qsign certifies a subject with exactly one/.test(e.message),
+  );
+  await rejects(
+    issueLeaf({ dir: dir.path, profile: "server", csrDer: await request("CN=a, CN=b") }),
+    (e) => e instanceof CsrError && /has 2 CNs/.test(e.message),
+  );
+  equal((await readIndex(dir.path)).certificates.length, before, "nothing issued when refused");
 });
 
 Deno.test("revoke and CRL: signed by the intermediate, numbered, listing the serial and reason", async () => {

@@ -186,7 +186,7 @@ Deno.test("qsign pki: init, issue, show, verify, revoke, crl", async (t) => {
     async () => {
       const key = await generateKeyPair("mldsa87");
       const csr = new Uint8Array(
-        (await createCertificateRequest({ subject: "CN=carol", signer: key })).rawData,
+        (await createCertificateRequest({ subject: "CN=carol.qsign.local", signer: key })).rawData,
       );
       await Deno.writeTextFile(`${dir.path}/carol.csr`, pemEncode("CERTIFICATE REQUEST", csr));
       const show = await runQsign(["pki", "show", `${dir.path}/carol.csr`]);
@@ -214,6 +214,21 @@ Deno.test("qsign pki: init, issue, show, verify, revoke, crl", async (t) => {
         !(await Deno.stat(`${dir.path}/carol.key`).then(() => true, () => false)),
         "no key written for a CSR",
       );
+      const fromRequest = await runQsign([
+        "pki",
+        "issue",
+        "--dir",
+        pki,
+        "--profile",
+        "server",
+        "--csr",
+        `${dir.path}/carol.csr`,
+        "--out",
+        `${dir.path}/carol-from-request`,
+      ]);
+      equal(fromRequest.code, 0, fromRequest.stderr);
+      const shown = await runQsign(["pki", "show", `${dir.path}/carol-from-request.crt`]);
+      match(shown.stdout, /CN=carol\.qsign\.local/);
       const tampered = csr.slice();
       tampered[tampered.length - 1] ^= 0x01;
       await Deno.writeTextFile(`${dir.path}/bad.csr`, pemEncode("CERTIFICATE REQUEST", tampered));
