@@ -4,7 +4,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
-qsign() { .tools/node_modules/.bin/deno task --quiet qsign "$@"; }
-[ -f certs/root-ca.crt ] || qsign pki init --dir certs
-exec .tools/node_modules/.bin/deno task --quiet qsign serve \
+[ -f certs/root-ca.crt ] || scripts/qsign pki init --dir certs
+exec scripts/qsign serve \
   --cert certs/server.crt --key certs/server.key --ca certs/root-ca.crt "$@"
