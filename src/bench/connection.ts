@@ -98,9 +98,6 @@ export async function runConnection(plan: ConnectionPlan): Promise<ConnectionRes
   let tls: TlsConnection | undefined;
   try {
     const tcp = await Deno.connect({ hostname: plan.server.hostname, port: plan.server.port });
-    // Without it, Nagle holds our close_notify until the server ACKs our Finished; a server
-    // that sends nothing after a resumed handshake (OpenSSL) delays the ACK by 40 ms.
-    tcp.setNoDelay(true);
     phase = "handshake";
     tls = await connectTls(tcp, plan.config);
     result.handshakeMs = performance.now() - result.startMs;

@@ -87,6 +87,7 @@ export async function runLoad(options: LoadOptions): Promise<BenchReport> {
       bytesMode: options.bytes > 0 ? options.bytesMode : undefined,
       durationLimitMs: options.durationLimitMs,
       groups: options.config.groups,
+      signatureSchemes: options.config.signatureSchemes,
     },
     stoppedBy: started < options.handshakes ? "time" : "count",
     durationMs,

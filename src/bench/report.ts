@@ -25,6 +25,8 @@ export interface BenchReport {
     bytesMode?: BytesMode;
     durationLimitMs: number;
     groups?: string[];
+    /** The signature schemes offered to the server (`--sigalgs`), when restricted. */
+    signatureSchemes?: string[];
   };
   /** `count`: every requested connection ran; `time`: the duration limit stopped new ones. */
   stoppedBy: "count" | "time";

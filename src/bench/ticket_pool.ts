@@ -1,48 +1,45 @@
 /**
- * The client session cache of a resumption benchmark. The engine's `MemorySessionCache` keeps a
- * few tickets per server, enough for one user; C concurrent connections need C tickets at once,
- * so this pool keeps up to `capacity` per server. Each ticket is used once while the server keeps
- * issuing new ones; a server that issues none on resumed connections (OpenSSL with client
- * authentication) gets its newest ticket offered again, as `openssl s_client -sess_in` would.
+ * The client session cache of a resumption benchmark: the engine's MemorySessionCache, sized for
+ * C connections at once, that offers a server's newest ticket again when no fresh one is left.
+ * Each ticket is used once while the server keeps issuing new ones; a server that issues none on
+ * resumed connections (OpenSSL with client authentication) gets its newest ticket again, as
+ * `openssl s_client -sess_in` would. (A real client should not reuse tickets, RFC 8446 §C.4,
+ * which is why the engine's cache does not.)
  */
-import type { ClientSession, ClientSessionCache } from "../tls/tickets.ts";
+import {
+  type ClientSession,
+  type ClientSessionCache,
+  MemorySessionCache,
+  ticketUsable,
+} from "../tls/tickets.ts";
 
 export class TicketPool implements ClientSessionCache {
-  readonly #fresh = new Map<string, ClientSession[]>();
+  readonly #tickets: MemorySessionCache;
   readonly #newest = new Map<string, ClientSession>();
   /** How many times a ticket was offered again for want of a fresh one. */
   reuses = 0;
 
-  constructor(readonly capacity: number) {}
+  /** Keeps up to `capacity` fresh tickets per server. Throws RangeError as MemorySessionCache. */
+  constructor(capacity: number) {
+    this.#tickets = new MemorySessionCache({ ticketsPerServer: capacity });
+  }
 
   put(key: string, session: ClientSession): void {
-    const list = this.#fresh.get(key) ?? [];
-    list.push(session);
-    if (list.length > this.capacity) list.shift();
-    this.#fresh.set(key, list);
+    this.#tickets.put(key, session);
     this.#newest.set(key, session);
   }
 
   take(key: string): ClientSession | undefined {
-    const list = this.#fresh.get(key);
-    while (list?.length) {
-      const session = list.pop()!;
-      if (isValid(session)) return session;
-    }
+    const fresh = this.#tickets.take(key);
+    if (fresh) return fresh;
     const newest = this.#newest.get(key);
-    if (!newest || !isValid(newest)) return undefined;
+    if (!newest || !ticketUsable(newest, Date.now())) return undefined;
     this.reuses++;
     return newest;
   }
 
   /** Fresh tickets held, every server together. */
   get size(): number {
-    let total = 0;
-    for (const list of this.#fresh.values()) total += list.length;
-    return total;
+    return this.#tickets.size;
   }
-}
-
-function isValid(session: ClientSession): boolean {
-  return Date.now() - session.receivedMs < session.lifetimeSeconds * 1000;
 }

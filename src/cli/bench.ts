@@ -11,6 +11,8 @@ import { buildClientConfig } from "../daemon/client.ts";
 import { BYTES_MODES } from "../bench/exchange.ts";
 import { runLoad } from "../bench/load.ts";
 import { formatReport } from "../bench/report.ts";
+import type { TlsClientConfig } from "../tls/config.ts";
+import { resolveSchemes } from "../tls/sigschemes.ts";
 
 const SPEC: CommandSpec = {
   name: "bench",
@@ -82,6 +84,13 @@ const SPEC: CommandSpec = {
       multiple: true,
       help: "key exchange groups to offer, most preferred first (the first gets a key share)",
     },
+    sigalgs: {
+      type: "string",
+      value: "SCHEME",
+      multiple: true,
+      help: "signature schemes to accept for the server's CertificateVerify, most preferred " +
+        "first (e.g. mldsa65, ecdsa_secp384r1_sha384): the server signs with the first it can",
+    },
     "allow-classical": { type: "boolean", help: "also offer classical key exchange" },
     "require-pq-auth": {
       type: "boolean",
@@ -118,6 +127,15 @@ export async function run(argv: string[]): Promise<number> {
   const bytes = args.integer("bytes", { min: 0 })!;
   const bytesMode = args.choice("bytes-mode", BYTES_MODES)!;
   const durationLimitMs = parseDurationMs(args.string("duration-limit"), origin("duration-limit"));
+  const requirePqAuth = args.boolean("require-pq-auth");
+  const signatureSchemes = args.has("sigalgs")
+    ? args.list("sigalgs", { splitCommas: true })
+    : undefined;
+  try {
+    resolveSchemes(signatureSchemes, requirePqAuth);
+  } catch (e) {
+    throw new UsageError(`bench: --sigalgs: ${(e as Error).message}`);
+  }
 
   const origins = {
     cert: origin("cert"),
@@ -125,7 +143,7 @@ export async function run(argv: string[]): Promise<number> {
     ca: origin("ca"),
     crl: origin("crl"),
   };
-  const config = await buildClientConfig({
+  const config: TlsClientConfig = await buildClientConfig({
     server,
     serverName: args.string("servername"),
     credentials: { cert: cert ? [cert] : [], key: key ? [key] : [], origins },
@@ -133,7 +151,7 @@ export async function run(argv: string[]): Promise<number> {
     crl: args.list("crl", { splitCommas: true }),
     groups: args.has("group") ? args.list("group", { splitCommas: true }) : undefined,
     allowClassical: args.boolean("allow-classical"),
-    requirePqAuth: args.boolean("require-pq-auth"),
+    requirePqAuth,
     alpn: args.list("alpn", { splitCommas: true }),
     handshakeTimeoutMs: parseDurationMs(
       args.string("handshake-timeout"),
@@ -141,6 +159,7 @@ export async function run(argv: string[]): Promise<number> {
     ),
     origins,
   });
+  config.signatureSchemes = signatureSchemes;
 
   // The report owns stdout; whatever the engine logs goes to stderr.
   setLogSink((line) => console.error(line));

@@ -8,6 +8,7 @@
 // deno-lint-ignore-file require-await
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { gcm } from "@noble/ciphers/aes.js";
+import { concatBytes } from "@noble/ciphers/utils.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { p256, p384 } from "@noble/curves/nist.js";
 import { expand, extract } from "@noble/hashes/hkdf.js";
@@ -37,6 +38,7 @@ import {
   memoize,
   randomBytes,
   rejectAllZero,
+  sealedLength,
   type SignatureParams,
   SIGNATURES,
   signingContext,
@@ -80,6 +82,17 @@ class NobleAead implements Aead {
   async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     checkNonce(nonce);
     return this.#cipher(this.#key, nonce, aad).encrypt(plaintext);
+  }
+
+  async sealInto(
+    nonce: Uint8Array,
+    parts: readonly Uint8Array[],
+    aad: Uint8Array,
+    out: Uint8Array,
+  ): Promise<void> {
+    checkNonce(nonce);
+    sealedLength(parts, out);
+    out.set(this.#cipher(this.#key, nonce, aad).encrypt(concatBytes(...parts)));
   }
 
   async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
@@ -303,6 +316,7 @@ export const nobleProvider: CryptoProvider = {
   name: "noble",
   randomBytes,
   hash: async (alg, data) => HASHES[alg](data),
+  createHash: (alg) => HASHES[alg].create(),
   hmac: async (alg, key, data) => hmac(HASHES[alg], key, data),
   hkdfExtract: async (alg, salt, ikm) => extract(HASHES[alg], ikm, salt),
   async hkdfExpand(alg, prk, info, length) {

@@ -90,6 +90,19 @@ export function checkNonce(nonce: Uint8Array): void {
   }
 }
 
+/** The plaintext length of an AEAD's `sealInto`; throws `RangeError` if `out` does not fit it. */
+export function sealedLength(parts: readonly Uint8Array[], out: Uint8Array): number {
+  const length = parts.reduce((total, part) => total + part.length, 0);
+  if (out.length !== length + AEAD_TAG_LENGTH) {
+    throw new RangeError(
+      `AEAD output must be ${
+        length + AEAD_TAG_LENGTH
+      } bytes (plaintext and tag), got ${out.length}`,
+    );
+  }
+  return length;
+}
+
 /** Throws `RangeError` for an HKDF-Expand length RFC 5869 does not allow. */
 export function checkExpandLength(alg: HashName, length: number): void {
   if (!Number.isInteger(length) || length < 0 || length > 255 * HASH_LENGTHS[alg]) {

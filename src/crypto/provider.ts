@@ -49,10 +49,36 @@ export class InvalidPrivateKeyError extends Error {
   }
 }
 
+/**
+ * A hash fed as data arrives. `clone` forks the state, so a handshake transcript is hashed once
+ * however many times its hash is read along the way.
+ */
+export interface IncrementalHash {
+  update(data: Uint8Array): IncrementalHash;
+  /** An independent copy of the state so far. */
+  clone(): IncrementalHash;
+  /** The digest of everything fed; the hash is spent afterwards (clone first to go on). */
+  digest(): Uint8Array;
+}
+
 /** An AEAD bound to one key. */
 export interface Aead {
   readonly tagLength: number;
+  /** Returns ciphertext || tag. */
   seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Seals the concatenation of `parts` into `out`, which must be exactly their length plus
+   * `tagLength` long (ciphertext, then tag): a caller can seal straight into a larger buffer,
+   * such as a TLS record after its header, without assembling the plaintext first. Throws
+   * RangeError for an `out` of another length. `aad` may be a view of the same buffer, outside
+   * `out`.
+   */
+  sealInto(
+    nonce: Uint8Array,
+    parts: readonly Uint8Array[],
+    aad: Uint8Array,
+    out: Uint8Array,
+  ): Promise<void>;
   /** Throws `AeadAuthError` when the tag does not verify. */
   open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
 }
@@ -147,6 +173,7 @@ export interface CryptoProvider {
   readonly name: "native" | "noble";
   randomBytes(length: number): Uint8Array;
   hash(alg: HashName, data: Uint8Array): Promise<Uint8Array>;
+  createHash(alg: HashName): IncrementalHash;
   hmac(alg: HashName, key: Uint8Array, data: Uint8Array): Promise<Uint8Array>;
   hkdfExtract(alg: HashName, salt: Uint8Array, ikm: Uint8Array): Promise<Uint8Array>;
   hkdfExpand(alg: HashName, prk: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array>;

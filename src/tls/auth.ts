@@ -20,9 +20,33 @@ import {
   verifySignature,
 } from "./sigschemes.ts";
 
-/** Parses a DER certificate (a view into a message is fine). */
+/** How many parsed certificates are kept (each holds its DER: a few KB for an ML-DSA leaf). */
+const PARSED_LIMIT = 256;
+/** Parsed certificates by DER, least recently used first. */
+const parsed = new Map<string, X509Certificate>();
+/**
+ * Decodes DER into a map key. windows-1252 (what "latin1" names) gives each byte value its own
+ * character, so equal keys mean equal DER; it costs a few µs where a SHA-256 costs tens.
+ */
+const derKeys = new TextDecoder("latin1");
+
+/**
+ * Parses a DER certificate (a view into a message is fine). Parsing an ML-DSA certificate takes
+ * about a millisecond, and the same ones come back every handshake (trust anchors, the client
+ * leaf of a resumed session), so the last PARSED_LIMIT are kept; the objects are shared, and
+ * X509Certificate is not changed by reading it.
+ */
 export function parseCertificate(der: Uint8Array): X509Certificate {
-  return new X509Certificate(der as Uint8Array<ArrayBuffer>);
+  const key = derKeys.decode(der);
+  let cert = parsed.get(key);
+  if (cert) {
+    parsed.delete(key);
+  } else {
+    cert = new X509Certificate(der as Uint8Array<ArrayBuffer>);
+    if (parsed.size >= PARSED_LIMIT) parsed.delete(parsed.keys().next().value!);
+  }
+  parsed.set(key, cert);
+  return cert;
 }
 
 /** What we need to know about one of our own chains, parsed once per CertifiedKey. */

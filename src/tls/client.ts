@@ -47,12 +47,7 @@ import { type ClientKeyShare, groupName, type KeyExchangeGroup, resolveGroups } 
 import { KeySchedule } from "./key_schedule.ts";
 import type { RecordLayer } from "./record.ts";
 import type { HandshakeResult } from "./server.ts";
-import {
-  offeredCertSchemes,
-  offeredSchemes,
-  schemeName,
-  type SignatureScheme,
-} from "./sigschemes.ts";
+import { offeredCertSchemes, schemeName, type SignatureScheme } from "./sigschemes.ts";
 import type { ClientSession } from "./tickets.ts";
 import {
   certificateMessages,
@@ -113,12 +108,14 @@ interface ClientState {
 }
 
 /**
- * Runs the client handshake. `session` is a ticket to offer for resumption (taken from the
- * cache by the caller). Throws TlsAlert (send it), PeerAlert or TransportClosed.
+ * Runs the client handshake, offering `schemes` as signature_algorithms (`resolveSchemes` of
+ * the config, checked by the caller). `session` is a ticket to offer for resumption (taken from
+ * the cache by the caller). Throws TlsAlert (send it), PeerAlert or TransportClosed.
  */
 export async function clientHandshake(
   records: RecordLayer,
   config: TlsClientConfig,
+  schemes: SignatureScheme[],
   session?: ClientSession,
 ): Promise<HandshakeResult> {
   const startMs = Date.now();
@@ -130,7 +127,7 @@ export async function clientHandshake(
     transcript: new Transcript(),
     suites: resolveSuites(config.cipherSuites),
     groups,
-    schemes: offeredSchemes(config.requirePqAuth ?? false),
+    schemes,
     random: p.randomBytes(32),
     sessionId: p.randomBytes(32),
     share: await groups[0].generateShare(),
@@ -172,7 +169,7 @@ export async function clientHandshake(
   transcript.add(sh.message.raw);
   const schedule = await KeySchedule.start(suite, resumed?.psk);
   await schedule.enterHandshake(sharedSecret);
-  const hsSecrets = await schedule.trafficSecrets("hs", await transcript.hash(suite));
+  const hsSecrets = await schedule.trafficSecrets("hs", transcript.hash(suite));
   await records.setReadKeys(suite, hsSecrets.server);
 
   // 3. EncryptedExtensions.
@@ -191,13 +188,20 @@ export async function clientHandshake(
       transcript.add(message.raw);
       message = await records.readHandshake();
     }
-    server = await readPeerAuthentication(ctx, message, config, "client", config.serverName);
+    server = await readPeerAuthentication(
+      ctx,
+      message,
+      config,
+      "client",
+      cs.schemes,
+      config.serverName,
+    );
     if (!server) throw new TlsAlert("decode_error", "server sent no certificate");
     message = await records.readHandshake();
   }
   await checkFinished(ctx, message, hsSecrets.server, "server");
   await schedule.enterMaster();
-  const apSecrets = await schedule.trafficSecrets("ap", await transcript.hash(suite));
+  const apSecrets = await schedule.trafficSecrets("ap", transcript.hash(suite));
 
   // 5. Our flight: [Certificate, CertificateVerify,] Finished.
   await records.setWriteKeys(suite, hsSecrets.client);
@@ -220,7 +224,7 @@ export async function clientHandshake(
     suite,
     readSecret: apSecrets.server,
     writeSecret: apSecrets.client,
-    resumptionMasterSecret: await schedule.resumptionMasterSecret(await transcript.hash(suite)),
+    resumptionMasterSecret: await schedule.resumptionMasterSecret(transcript.hash(suite)),
     info: {
       version: "TLSv1.3",
       role: "client",
@@ -339,7 +343,7 @@ async function handleRetry(
   }
   cs.helloRetry = true;
   cs.cookie = cookie && decodeCookie(cookie);
-  await cs.transcript.replaceWithMessageHash(cs.suite!);
+  cs.transcript.replaceWithMessageHash(cs.suite!);
   cs.transcript.add(hrr.message.raw);
   cs.share = await group.generateShare();
 }

@@ -83,6 +83,14 @@ export interface TlsClientConfig extends CommonConfig {
   serverName?: string;
   /** The client certificate, sent when the server asks for one. */
   certificate?: CertifiedKey;
+  /**
+   * The signature schemes to accept from the server, as offered in signature_algorithms (names
+   * as in sigschemes.ts, e.g. `mldsa65`, `ecdsa_secp384r1_sha384`; the server picks in this
+   * order). Default: every scheme qsign knows (the post-quantum ones with requirePqAuth). The
+   * certificates of the server's chain are still judged by signature_algorithms_cert, and our
+   * own CertificateVerify by the server's CertificateRequest.
+   */
+  signatureSchemes?: string[];
   /** Where tickets from the server are kept for resumption. */
   sessionCache?: ClientSessionCache;
 }

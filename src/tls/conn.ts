@@ -39,6 +39,7 @@ import { clientHandshake, sessionKey } from "./client.ts";
 import { nextTrafficSecret, resumptionPsk } from "./key_schedule.ts";
 import { type Incoming, RecordLayer } from "./record.ts";
 import { type HandshakeResult, serverHandshake, type ServerProgress } from "./server.ts";
+import { resolveSchemes, type SignatureScheme } from "./sigschemes.ts";
 import type { ClientSessionCache } from "./tickets.ts";
 
 export type { HandshakeInfo, TlsClientConfig, TlsServerConfig } from "./config.ts";
@@ -78,6 +79,19 @@ function maxRecordsPerKey(config: TlsServerConfig | TlsClientConfig, tcp: Deno.C
     );
   }
   return limit;
+}
+
+/**
+ * The client's signature_algorithms, checked before any byte is sent: an unusable
+ * `signatureSchemes` closes `tcp` and throws ConfigError.
+ */
+function clientSchemes(config: TlsClientConfig, tcp: Deno.Conn): SignatureScheme[] {
+  try {
+    return resolveSchemes(config.signatureSchemes, config.requirePqAuth ?? false);
+  } catch (e) {
+    tcp.close();
+    throw new ConfigError("signatureSchemes", (e as Error).message);
+  }
 }
 
 /** An established TLS 1.3 connection. */
@@ -285,10 +299,27 @@ function toTlsError<T extends TlsError>(
   return new Kind("internal_error", message, true, peer, { cause: e });
 }
 
+/**
+ * Turns Nagle's algorithm off on a TCP connection. The engine writes each flight and each
+ * application chunk as whole records, so Nagle only adds stalls: a client's Finished followed by
+ * its first record (or close_notify) would wait for the server's delayed ACK, 40 ms on Linux
+ * when the server has nothing to send (OpenSSL after a resumed handshake).
+ */
+function setNoDelay(tcp: Deno.Conn): void {
+  const setter = (tcp as Partial<Deno.TcpConn>).setNoDelay;
+  if (typeof setter !== "function") return; // not TCP (a Unix socket, a test transport)
+  try {
+    setter.call(tcp, true);
+  } catch {
+    // The socket is already gone; the handshake will say so.
+  }
+}
+
 function remoteAddress(tcp: Deno.Conn): { text?: string; port?: number } {
   try {
-    const addr = tcp.remoteAddr as Deno.NetAddr;
-    return { text: `${addr.hostname}:${addr.port}`, port: addr.port };
+    const addr = tcp.remoteAddr;
+    if ("hostname" in addr) return { text: `${addr.hostname}:${addr.port}`, port: addr.port };
+    return { text: "path" in addr ? `${addr.transport}:${addr.path}` : addr.transport };
   } catch {
     return {};
   }
@@ -345,9 +376,13 @@ async function handshake(
   }
 }
 
-/** Runs the server handshake on an accepted TCP connection. Throws TlsHandshakeError. */
+/**
+ * Runs the server handshake on an accepted TCP connection, with TCP_NODELAY set (see
+ * `setNoDelay`). Throws TlsHandshakeError.
+ */
 export async function acceptTls(tcp: Deno.Conn, config: TlsServerConfig): Promise<TlsConnection> {
   const recordLimit = maxRecordsPerKey(config, tcp);
+  setNoDelay(tcp);
   const records = new RecordLayer(tcp);
   const peer = remoteAddress(tcp).text;
   const progress: ServerProgress = {};
@@ -361,9 +396,14 @@ export async function acceptTls(tcp: Deno.Conn, config: TlsServerConfig): Promis
   return new TlsConnection(records, result, { peer, maxRecordsPerKey: recordLimit });
 }
 
-/** Runs the client handshake on a connected TCP connection. Throws TlsHandshakeError. */
+/**
+ * Runs the client handshake on a connected TCP connection, with TCP_NODELAY set (see
+ * `setNoDelay`). Throws TlsHandshakeError.
+ */
 export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promise<TlsConnection> {
   const recordLimit = maxRecordsPerKey(config, tcp);
+  const schemes = clientSchemes(config, tcp);
+  setNoDelay(tcp);
   const records = new RecordLayer(tcp);
   const { text: peer, port } = remoteAddress(tcp);
   const key = sessionKey(config, port);
@@ -372,7 +412,7 @@ export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promi
     records,
     config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     peer,
-    () => clientHandshake(records, config, session),
+    () => clientHandshake(records, config, schemes, session),
   );
   const tickets = config.sessionCache && result.resumptionMasterSecret
     ? { cache: config.sessionCache, key, resumptionMasterSecret: result.resumptionMasterSecret }

@@ -5,7 +5,7 @@
  */
 import { getCryptoProvider } from "../crypto/index.ts";
 import type { HashName } from "../crypto/provider.ts";
-import { ByteWriter } from "./codec/bytes.ts";
+import { ByteWriter, fromHex } from "./codec/bytes.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 
 const LABEL_PREFIX = "tls13 ";
@@ -88,9 +88,25 @@ export function resumptionPsk(
   );
 }
 
-/** Hash of the empty string, the context of the "derived" and binder secrets. */
-async function emptyHash(suite: CipherSuite): Promise<Uint8Array> {
-  return await getCryptoProvider().hash(suite.hash, EMPTY);
+/**
+ * Hash of the empty string (FIPS 180-4), the context of the "derived" and binder secrets: the
+ * same every handshake, so not computed in any.
+ */
+const EMPTY_HASHES: Record<HashName, Uint8Array> = {
+  "SHA-256": fromHex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+  "SHA-384": fromHex(
+    "38b060a751ac96384cd9327eb1b1e36a21fdb71114be07434c0cc7bf63f6e1da" +
+      "274edebfe76f65fbd51ad2f14898b95b",
+  ),
+  "SHA-512": fromHex(
+    "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce" +
+      "47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
+  ),
+};
+
+/** Hash of the empty string with `suite`'s hash. */
+export function emptyHash(suite: CipherSuite): Uint8Array {
+  return EMPTY_HASHES[suite.hash];
 }
 
 /**
@@ -109,17 +125,12 @@ export class KeySchedule {
   }
 
   /** binder_key for resumption PSKs (early stage). */
-  async binderKey(): Promise<Uint8Array> {
-    return deriveSecret(this.suite, this.secret, "res binder", await emptyHash(this.suite));
+  binderKey(): Promise<Uint8Array> {
+    return deriveSecret(this.suite, this.secret, "res binder", emptyHash(this.suite));
   }
 
   async #advance(ikm: Uint8Array): Promise<void> {
-    const derived = await deriveSecret(
-      this.suite,
-      this.secret,
-      "derived",
-      await emptyHash(this.suite),
-    );
+    const derived = await deriveSecret(this.suite, this.secret, "derived", emptyHash(this.suite));
     this.secret = await getCryptoProvider().hkdfExtract(this.suite.hash, derived, ikm);
   }
 

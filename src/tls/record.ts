@@ -5,7 +5,8 @@
  *
  * Reads go into one reusable buffer; a received record's plaintext is a fresh array only when it
  * was decrypted. Writes are serialised by a lock so records leave in sequence-number order even
- * when the application, a KeyUpdate response and an alert race.
+ * when the application, a KeyUpdate response and an alert race; a write's records are built in
+ * one buffer, each sealed behind its header, and sent with one transport write per WRITE_BATCH.
  */
 import { getCryptoProvider } from "../crypto/index.ts";
 import { type Aead, AeadAuthError } from "../crypto/provider.ts";
@@ -39,6 +40,11 @@ export interface Transport {
 const HEADER = 5;
 /** Largest handshake message accepted (ML-DSA-87 chains are ~20 KB; this leaves room). */
 const MAX_HANDSHAKE_MESSAGE = 256 * 1024;
+/**
+ * Plaintext per transport write when a write spans many records: enough to fill the socket
+ * buffer in few calls, without making every record of a large write before sending the first.
+ */
+const WRITE_BATCH = 4 * MAX_PLAINTEXT;
 /** How many bytes of rejected 0-RTT data a server skips before giving up (RFC 8446 §4.2.10). */
 export const MAX_SKIPPED_EARLY_DATA = 64 * 1024;
 
@@ -88,6 +94,8 @@ export class RecordLayer {
   #pending: Uint8Array[] = [];
   #pendingLength = 0;
   #writeChain: Promise<unknown> = Promise.resolve();
+  /** Records made by `hold`, sent with the next write. */
+  #held?: Uint8Array;
   #eof = false;
 
   /** While true, a ChangeCipherSpec record (middlebox compatibility) is silently dropped. */
@@ -348,17 +356,15 @@ export class RecordLayer {
 
   /** Writes `data` as records of `type`, fragmented to the peer's limit. Caller holds the lock. */
   async writeUnlocked(type: number, data: Uint8Array): Promise<void> {
-    if (this.writeClosed) throw new TransportClosed("for writing (close_notify or alert sent)");
-    const write = this.#write;
-    const max = write ? this.peerMaxFragment : MAX_PLAINTEXT;
-    const chunks: Uint8Array[] = [];
+    this.#checkWritable();
+    const max = this.#maxFragment();
+    const batch = max * Math.max(1, Math.floor(WRITE_BATCH / max));
     let at = 0;
     do {
-      const piece = data.subarray(at, at + max);
+      const piece = data.subarray(at, at + batch);
       at += piece.length;
-      chunks.push(write ? await this.#protect(write, type, piece) : frame(type, piece));
+      await this.#writeAll(await this.#encode(type, piece, max));
     } while (at < data.length);
-    await this.#writeAll(chunks.length === 1 ? chunks[0] : concat(...chunks));
   }
 
   /** Writes records of `type` in order with other writers. */
@@ -366,26 +372,60 @@ export class RecordLayer {
     return this.exclusive(() => this.writeUnlocked(type, data));
   }
 
-  async #protect(write: Protection, type: number, piece: Uint8Array): Promise<Uint8Array> {
-    const inner = new Uint8Array(piece.length + 1);
-    inner.set(piece);
-    inner[piece.length] = type;
-    const length = inner.length + write.aead.tagLength;
-    const header = new Uint8Array([
-      ContentType.application_data,
-      3,
-      3,
-      length >>> 8,
-      length & 0xff,
-    ]);
-    const sealed = await write.aead.seal(write.nextNonce(), inner, header);
-    const record = new Uint8Array(HEADER + sealed.length);
-    record.set(header);
-    record.set(sealed, HEADER);
-    return record;
+  /**
+   * Makes the records of `data` now, with the current keys, but sends them with the next write:
+   * a server's ServerHello then leaves in one segment with its encrypted flight.
+   */
+  hold(type: number, data: Uint8Array): Promise<void> {
+    return this.exclusive(async () => {
+      this.#checkWritable();
+      const records = await this.#encode(type, data, this.#maxFragment());
+      this.#held = this.#held ? concat(this.#held, records) : records;
+    });
   }
 
-  async #writeAll(bytes: Uint8Array): Promise<void> {
+  #checkWritable(): void {
+    if (this.writeClosed) throw new TransportClosed("for writing (close_notify or alert sent)");
+  }
+
+  /** Largest plaintext per record: the peer's limit once records are protected. */
+  #maxFragment(): number {
+    return this.#write ? this.peerMaxFragment : MAX_PLAINTEXT;
+  }
+
+  /**
+   * `data` as records of at most `max` plaintext bytes each, built in one buffer: each record's
+   * header, then its body sealed straight into place behind it by the AEAD's `sealInto` (no
+   * inner plaintext assembled, no record copied into the write).
+   */
+  async #encode(type: number, data: Uint8Array, max: number): Promise<Uint8Array> {
+    const write = this.#write;
+    // A protected record adds its real content type and the AEAD tag to the plaintext.
+    const expansion = write ? 1 + write.aead.tagLength : 0;
+    const count = Math.max(1, Math.ceil(data.length / max));
+    const out = new Uint8Array(data.length + count * (HEADER + expansion));
+    const contentType = Uint8Array.of(type);
+    for (let at = 0, offset = 0; offset < out.length;) {
+      const piece = data.subarray(at, at + max);
+      at += piece.length;
+      const length = piece.length + expansion;
+      const header = out.subarray(offset, offset + HEADER);
+      header[0] = write ? ContentType.application_data : type;
+      header[1] = TLS12 >>> 8;
+      header[2] = TLS12 & 0xff;
+      header[3] = length >>> 8;
+      header[4] = length & 0xff;
+      const body = out.subarray(offset + HEADER, offset + HEADER + length);
+      if (write) await write.aead.sealInto(write.nextNonce(), [piece, contentType], header, body);
+      else body.set(piece);
+      offset += HEADER + length;
+    }
+    return out;
+  }
+
+  async #writeAll(records: Uint8Array): Promise<void> {
+    const bytes = this.#held ? concat(this.#held, records) : records;
+    this.#held = undefined;
     try {
       let at = 0;
       while (at < bytes.length) at += await this.transport.write(bytes.subarray(at));
@@ -411,15 +451,4 @@ export class RecordLayer {
       }
     }).catch(() => {});
   }
-}
-
-function frame(type: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(HEADER + data.length);
-  out[0] = type;
-  out[1] = TLS12 >>> 8;
-  out[2] = TLS12 & 0xff;
-  out[3] = data.length >>> 8;
-  out[4] = data.length & 0xff;
-  out.set(data, HEADER);
-  return out;
 }

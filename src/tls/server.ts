@@ -259,11 +259,12 @@ export async function serverHandshake(
     ],
   });
   transcript.add(serverHello);
-  await records.write(ContentType.handshake, serverHello);
+  // Sent with the encrypted flight: one segment (and one system call) instead of two.
+  await records.hold(ContentType.handshake, serverHello);
 
   const schedule = await KeySchedule.start(suite, hs.session?.psk);
   await schedule.enterHandshake(sharedSecret);
-  const hsSecrets = await schedule.trafficSecrets("hs", await transcript.hash(suite));
+  const hsSecrets = await schedule.trafficSecrets("hs", transcript.hash(suite));
   await records.setWriteKeys(suite, hsSecrets.server);
   await records.setReadKeys(suite, hsSecrets.client);
   // Early data is never accepted: skip what a client sent optimistically (RFC 8446 §4.2.10).
@@ -280,7 +281,7 @@ export async function serverHandshake(
   await records.write(ContentType.handshake, concat(...flight));
 
   await schedule.enterMaster();
-  const apSecrets = await schedule.trafficSecrets("ap", await transcript.hash(suite));
+  const apSecrets = await schedule.trafficSecrets("ap", transcript.hash(suite));
   await records.setWriteKeys(suite, apSecrets.server);
 
   // 6. The client's flight: [Certificate, CertificateVerify,] Finished.
@@ -291,7 +292,7 @@ export async function serverHandshake(
 
   // 7. A ticket for next time.
   if (config.tickets) {
-    const rms = await schedule.resumptionMasterSecret(await transcript.hash(suite));
+    const rms = await schedule.resumptionMasterSecret(transcript.hash(suite));
     await sendTicket(hs, rms);
   }
 
@@ -373,7 +374,7 @@ async function helloRetry(hs: ServerState): Promise<ClientHelloView> {
     ],
   });
   transcript.add(ch.message.raw);
-  await transcript.replaceWithMessageHash(suite);
+  transcript.replaceWithMessageHash(suite);
   transcript.add(hrr);
   await records.write(ContentType.handshake, hrr);
   hs.helloRetry = true;
@@ -459,26 +460,46 @@ function encryptedExtensions(hs: ServerState): Uint8Array {
   return encodeEncryptedExtensions(ext);
 }
 
+/**
+ * CertificateRequests made so far, by trust-anchor list and PQ policy: naming the anchors
+ * (certificate_authorities) takes their subjects, which is the same every handshake until the
+ * list is replaced (a reload gives a new array).
+ */
+const certificateRequests = new WeakMap<readonly Uint8Array[], Map<boolean, Uint8Array>>();
+
 function certificateRequest(config: TlsServerConfig): Uint8Array {
   const pqOnly = config.requirePqAuth ?? false;
-  const authorities = config.trustAnchors.map((der) =>
-    new Uint8Array(parseCertificate(der).subjectName.toArrayBuffer())
-  );
-  return encodeCertificateRequest({
-    context: new Uint8Array(0),
-    extensions: [
-      encodeU16List(ExtensionType.signature_algorithms, offeredSchemes(pqOnly)),
-      encodeU16List(ExtensionType.signature_algorithms_cert, offeredCertSchemes(pqOnly)),
-      ...(authorities.length ? [encodeCertificateAuthorities(authorities)] : []),
-    ],
-  });
+  let byPolicy = certificateRequests.get(config.trustAnchors);
+  if (!byPolicy) certificateRequests.set(config.trustAnchors, byPolicy = new Map());
+  let message = byPolicy.get(pqOnly);
+  if (!message) {
+    const authorities = config.trustAnchors.map((der) =>
+      new Uint8Array(parseCertificate(der).subjectName.toArrayBuffer())
+    );
+    message = encodeCertificateRequest({
+      context: new Uint8Array(0),
+      extensions: [
+        encodeU16List(ExtensionType.signature_algorithms, offeredSchemes(pqOnly)),
+        encodeU16List(ExtensionType.signature_algorithms_cert, offeredCertSchemes(pqOnly)),
+        ...(authorities.length ? [encodeCertificateAuthorities(authorities)] : []),
+      ],
+    });
+    byPolicy.set(pqOnly, message);
+  }
+  return message;
 }
 
 /** Reads and checks the client's Certificate and CertificateVerify, then the access policy. */
 async function readClientCertificate(hs: ServerState, ctx: HandshakeContext): Promise<void> {
   const { config } = hs;
   const certificate = await readMessage(hs.records, HandshakeType.certificate);
-  const client = await readPeerAuthentication(ctx, certificate, config, "server");
+  const client = await readPeerAuthentication(
+    ctx,
+    certificate,
+    config,
+    "server",
+    offeredSchemes(config.requirePqAuth ?? false),
+  );
   if (!client) {
     if (config.clientAuth === "require") {
       throw new TlsAlert("certificate_required", "client sent no certificate");

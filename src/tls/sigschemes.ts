@@ -185,6 +185,37 @@ export function offeredSchemes(pqOnly: boolean): SignatureScheme[] {
   return SCHEMES.filter((s) => s.handshake && (s.pq || !pqOnly)).map((s) => s.code);
 }
 
+/**
+ * The signature_algorithms a client offers: the schemes `names` lists (names as in SCHEMES, in
+ * the order given, which is the order the server picks in), or `offeredSchemes(pqOnly)` when
+ * there are none. Throws RangeError naming a scheme that is unknown, cannot sign a
+ * CertificateVerify, or is classical while `pqOnly`.
+ */
+export function resolveSchemes(
+  names: readonly string[] | undefined,
+  pqOnly: boolean,
+): SignatureScheme[] {
+  if (!names?.length) return offeredSchemes(pqOnly);
+  const chosen = names.map((name) => {
+    const scheme = schemeByName(name);
+    if (!scheme?.handshake) {
+      const known = SCHEMES.filter((s) => s.handshake).map((s) => s.name).join(", ");
+      throw new RangeError(
+        scheme
+          ? `signature scheme ${name} signs certificates only, not a handshake (known: ${known})`
+          : `unknown signature scheme ${name} (known: ${known})`,
+      );
+    }
+    if (pqOnly && !scheme.pq) {
+      throw new RangeError(
+        `signature scheme ${name} is classical; requirePqAuth accepts post-quantum ones only`,
+      );
+    }
+    return scheme.code;
+  });
+  return [...new Set(chosen)];
+}
+
 /** signature_algorithms_cert: every scheme a certificate in the peer's chain may be signed with. */
 export function offeredCertSchemes(pqOnly: boolean): SignatureScheme[] {
   return SCHEMES.filter((s) => s.pq || !pqOnly).map((s) => s.code);

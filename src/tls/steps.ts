@@ -25,7 +25,7 @@ import type { TlsClientConfig, TlsServerConfig, VerifiedPeer } from "./config.ts
 import { finishedMac, KeySchedule } from "./key_schedule.ts";
 import { verifierFor } from "./peer.ts";
 import type { RecordLayer } from "./record.ts";
-import { offeredSchemes, type SignatureScheme } from "./sigschemes.ts";
+import type { SignatureScheme } from "./sigschemes.ts";
 import type { Transcript } from "./transcript.ts";
 
 /** What every step works on: the records, the transcript so far, the negotiated suite. */
@@ -76,7 +76,7 @@ export async function certificateMessages(
     const { key, scheme } = certificate;
     const signature = await key.signer.sign(
       scheme,
-      certificateVerifyInput(role, await ctx.transcript.hash(ctx.suite)),
+      certificateVerifyInput(role, ctx.transcript.hash(ctx.suite)),
     );
     messages.push(encodeCertificateVerify({ scheme, signature }));
     ctx.transcript.add(messages[1]);
@@ -95,13 +95,15 @@ export interface PeerAuthentication {
 /**
  * The peer's Certificate (already read) and CertificateVerify: the chain through the config's
  * verifier (its alert on failure), the post-quantum policy, and the signature over the
- * transcript. Undefined for an empty Certificate: whether that is allowed is the caller's call.
+ * transcript, in one of the `offered` schemes (the signature_algorithms we sent). Undefined for
+ * an empty Certificate: whether that is allowed is the caller's call.
  */
 export async function readPeerAuthentication(
   ctx: HandshakeContext,
   certificateMessage: HandshakeMessage,
   config: TlsClientConfig | TlsServerConfig,
   ourRole: Role,
+  offered: readonly SignatureScheme[],
   serverName?: string,
 ): Promise<PeerAuthentication | undefined> {
   const { records, transcript, suite } = ctx;
@@ -122,8 +124,8 @@ export async function readPeerAuthentication(
     scheme,
     signature,
     ourRole === "client" ? "server" : "client",
-    await transcript.hash(suite),
-    offeredSchemes(requirePq),
+    transcript.hash(suite),
+    offered,
   );
   if (requirePq) checkPqAuth(peer, scheme);
   transcript.add(verifyMessage.raw);
@@ -141,7 +143,7 @@ export async function pskBinder(
   truncatedHello: Uint8Array,
 ): Promise<Uint8Array> {
   const binderKey = await (await KeySchedule.start(suite, psk)).binderKey();
-  return await finishedMac(suite, binderKey, await transcript.hash(suite, truncatedHello));
+  return await finishedMac(suite, binderKey, transcript.hash(suite, truncatedHello));
 }
 
 /** Our Finished under `baseKey` (our handshake traffic secret), added to the transcript. */
@@ -150,7 +152,7 @@ export async function finishedMessage(
   baseKey: Uint8Array,
 ): Promise<Uint8Array> {
   const message = encodeFinished(
-    await finishedMac(ctx.suite, baseKey, await ctx.transcript.hash(ctx.suite)),
+    await finishedMac(ctx.suite, baseKey, ctx.transcript.hash(ctx.suite)),
   );
   ctx.transcript.add(message);
   return message;
@@ -166,7 +168,7 @@ export async function checkFinished(
   const expected = await finishedMac(
     ctx.suite,
     peerBaseKey,
-    await ctx.transcript.hash(ctx.suite),
+    ctx.transcript.hash(ctx.suite),
   );
   if (!equalBytes(ofType(message, HandshakeType.finished).body, expected)) {
     throw new TlsAlert("decrypt_error", `${peerRole} Finished does not verify`);

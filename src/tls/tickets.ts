@@ -282,17 +282,42 @@ export interface ClientSessionCache {
   take(key: string): ClientSession | undefined;
 }
 
-/** An in-memory cache: a few tickets per server, oldest servers evicted first. */
+/** How many servers and tickets a MemorySessionCache keeps. */
+export interface MemorySessionCacheOptions {
+  /** Servers with tickets kept (default 256); the least recently given a ticket go first. */
+  maxServers?: number;
+  /**
+   * Tickets kept per server (default 4), the oldest going first. One is enough for one
+   * connection at a time; C connections at once to one server want C or more.
+   */
+  ticketsPerServer?: number;
+}
+
+/** Upper bound of both MemorySessionCache limits. */
+export const MEMORY_SESSION_CACHE_LIMIT = 65_536;
+
+/** Whether a ticket received at `receivedMs` is still within its lifetime at `nowMs`. */
+export function ticketUsable(session: ClientSession, nowMs: number): boolean {
+  return nowMs - session.receivedMs < session.lifetimeSeconds * 1000;
+}
+
+/** An in-memory cache: a few tickets per server, newest taken first. */
 export class MemorySessionCache implements ClientSessionCache {
   readonly #map = new Map<string, ClientSession[]>();
+  readonly maxServers: number;
+  readonly ticketsPerServer: number;
 
-  constructor(readonly maxServers = 256, readonly perServer = 4) {}
+  /** Throws RangeError for a limit that is not an integer from 1 to MEMORY_SESSION_CACHE_LIMIT. */
+  constructor(options: MemorySessionCacheOptions = {}) {
+    this.maxServers = checkLimit("maxServers", options.maxServers ?? 256);
+    this.ticketsPerServer = checkLimit("ticketsPerServer", options.ticketsPerServer ?? 4);
+  }
 
   put(key: string, session: ClientSession): void {
     const list = this.#map.get(key) ?? [];
     this.#map.delete(key);
     list.push(session);
-    if (list.length > this.perServer) list.shift();
+    if (list.length > this.ticketsPerServer) list.shift();
     this.#map.set(key, list);
     if (this.#map.size > this.maxServers) this.#map.delete(this.#map.keys().next().value!);
   }
@@ -302,8 +327,25 @@ export class MemorySessionCache implements ClientSessionCache {
     const now = Date.now();
     while (list?.length) {
       const s = list.pop()!;
-      if (now - s.receivedMs < s.lifetimeSeconds * 1000) return s;
+      if (ticketUsable(s, now)) return s;
     }
     return undefined;
   }
+
+  /** Tickets held, every server together (expired ones until a `take` passes them). */
+  get size(): number {
+    let total = 0;
+    for (const list of this.#map.values()) total += list.length;
+    return total;
+  }
+}
+
+function checkLimit(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > MEMORY_SESSION_CACHE_LIMIT) {
+    throw new RangeError(
+      `MemorySessionCache ${name} must be an integer from 1 to ${MEMORY_SESSION_CACHE_LIMIT}, ` +
+        `got ${value}`,
+    );
+  }
+  return value;
 }

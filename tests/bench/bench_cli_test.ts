@@ -218,6 +218,35 @@ Deno.test("bench: the duration limit stops the load; the text report has the fig
   await waitForCount(daemon, 2, (e) => e.event === "closed");
 });
 
+Deno.test("bench --sigalgs: the schemes offered decide the server's signature", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  await using daemon = await Daemon.start(serveArgs(pki, SERVE_LIMITS));
+  const args = [...clientArgs(pki, daemon.port()), "--handshakes", "2"];
+  const offered = await bench([...args, "--sigalgs", "mldsa87,mldsa65"]);
+  equal(offered.code, 0, JSON.stringify(offered.report.errors));
+  deepEqual(offered.report.settings.signatureSchemes, ["mldsa87", "mldsa65"]);
+  equal(offered.report.negotiated?.serverSignatureScheme, "mldsa65");
+
+  // The server's only chain is ML-DSA-65: nothing it can sign with.
+  const refused = await bench([...args, "--sigalgs", "ecdsa_secp384r1_sha384"]);
+  equal(refused.code, 1);
+  deepEqual(
+    refused.report.errors.map(({ phase, kind, direction, count }) => ({
+      phase,
+      kind,
+      direction,
+      count,
+    })),
+    [{ phase: "handshake", kind: "handshake_failure", direction: "received", count: 2 }],
+  );
+
+  const unknown = await runQsign([...args, "--sigalgs", "mldsa66"]);
+  equal(unknown.code, 2);
+  ok(/--sigalgs: unknown signature scheme mldsa66/.test(unknown.stderr), unknown.stderr);
+  await waitForCount(daemon, 2, (e) => e.event === "handshake_failed");
+});
+
 Deno.test("bench: usage errors exit 2", async () => {
   const missing = await runQsign(["bench", "--ca", "x.pem"]);
   equal(missing.code, 2);

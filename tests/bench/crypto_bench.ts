@@ -1,11 +1,12 @@
 /**
- * Native (WebCrypto) against noble for the post-quantum handshake primitives and the per-record
+ * The native provider against noble for the post-quantum handshake primitives and the per-record
  * and per-handshake hot path. Run: `deno bench tests/bench/crypto_bench.ts`.
  */
 import { nativeProvider, nobleProvider } from "../../src/crypto/index.ts";
 
 const message = new TextEncoder().encode("TLS 1.3, server CertificateVerify".padEnd(130, "."));
 const record = new Uint8Array(16 * 1024);
+const transcript = new Uint8Array(9 * 3400);
 const nonce = new Uint8Array(12);
 const aad = Uint8Array.of(23, 3, 3, 0x40, 0x11);
 const prk = new Uint8Array(48).fill(1);
@@ -44,5 +45,18 @@ for (const provider of [nativeProvider, nobleProvider]) {
   });
   Deno.bench(`${name} AES-256-GCM seal 16 KiB`, { group: "aead", baseline }, async () => {
     await aead.seal(nonce, record, aad);
+  });
+  Deno.bench(`${name} AES-256-GCM seal 100 B`, { group: "aead-small", baseline }, async () => {
+    await aead.seal(nonce, record.subarray(0, 100), aad);
+  });
+  Deno.bench(`${name} SHA-384 transcript: 30 KB fed, read 9 times`, {
+    group: "transcript",
+    baseline,
+  }, () => {
+    const running = provider.createHash("SHA-384");
+    for (let at = 0; at < transcript.length; at += transcript.length / 9) {
+      running.update(transcript.subarray(at, at + transcript.length / 9));
+      running.clone().digest();
+    }
   });
 }

@@ -4,10 +4,13 @@
  * process, drives it from Node 26 (peer/load.mjs, OpenSSL 3.5, another process, one connection
  * at a time), and counts every WebCrypto call the server makes, with its time from call to
  * settle. Prints, per operation, calls and milliseconds per handshake, next to the server's CPU
- * time per handshake; with --cpu-prof-dir Deno's own profiler adds the JavaScript side.
+ * time per handshake. With --bytes N each connection also sends N bytes, which the server answers
+ * as `qsign serve` does (one reply line per chunk read, src/daemon/handlers.ts), and the CPU per
+ * MiB is printed too. Deno's own profiler adds the JavaScript side: `deno run --cpu-prof
+ * --cpu-prof-dir DIR …` (Deno 2.9 has the flag, not its --help).
  *
  *   .tools/node_modules/.bin/deno run --allow-all tests/bench/server_profile.ts \
- *     [--handshakes 100] [--resume]
+ *     [--handshakes 100] [--resume] [--bytes 0]
  *
  * Bounded by --handshakes and the load's 60 s limit.
  */
@@ -18,6 +21,7 @@ import { loadCertifiedKeys, loadTrust } from "../../src/daemon/materials.ts";
 import { initPki, PKI_FILES } from "../../src/pki/ca.ts";
 import type { TlsServerConfig } from "../../src/tls/config.ts";
 import { acceptTls } from "../../src/tls/conn.ts";
+import { echoReply } from "../../src/daemon/handlers.ts";
 import { TicketKeys } from "../../src/tls/tickets.ts";
 import { PEER_NODE, ROOT, tempDir } from "../support/env.ts";
 
@@ -26,8 +30,10 @@ const { values } = parseArgs({
   options: {
     handshakes: { type: "string", default: "100" },
     resume: { type: "boolean", default: false },
+    bytes: { type: "string", default: "0" },
   },
 });
+const BYTES = Number(values.bytes);
 const GROUP = "SecP384r1MLKEM1024";
 
 // ------------------------------------------------------------------ WebCrypto accounting
@@ -102,8 +108,10 @@ const config: TlsServerConfig = {
   tickets: TicketKeys.random(),
 };
 
+const encoder = new TextEncoder();
 const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
 let handshakes = 0;
+let sessions = 0;
 let handshakeMs = 0;
 let measuring = false;
 const serving = (async () => {
@@ -114,8 +122,12 @@ const serving = (async () => {
         handshakes++;
         handshakeMs += tls.info.timings.handshakeMs;
       }
-      // Read to the client's close_notify, then close: what the echo service does without data.
-      for await (const _ of tls.readable) { /* no data in this load */ }
+      // The echo service: a reply line per chunk, until the client's close_notify.
+      const session = ++sessions;
+      const writer = tls.writable.getWriter();
+      for await (const chunk of tls.readable) {
+        await writer.write(encoder.encode(echoReply("ko", session, chunk.length)));
+      }
       await tls.close();
     } catch (e) {
       console.error(`server: ${(e as Error).message}`);
@@ -132,6 +144,7 @@ async function load(count: number): Promise<void> {
       ...["--cert", file(PKI_FILES.clientCert), "--key", file(PKI_FILES.clientKey)],
       ...["--ca", file(PKI_FILES.rootCert)],
       ...(values.resume ? ["--resume"] : []),
+      ...(BYTES ? ["--bytes", String(BYTES), "--bytes-mode", "reply"] : []),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -155,10 +168,16 @@ await serving;
 const perHandshake = (x: number) => (x / handshakes).toFixed(2);
 const rows = [...ops].sort((a, b) => b[1].ms - a[1].ms);
 const total = rows.reduce((sum, [, s]) => sum + s.ms, 0);
+const cpuMs = (cpu.user + cpu.system) / 1000;
 console.log(
   `${handshakes} server handshakes${values.resume ? " (resumed)" : ""}, one at a time: ` +
-    `${perHandshake((cpu.user + cpu.system) / 1000)} ms process CPU and ` +
-    `${perHandshake(handshakeMs)} ms handshake time (first message to Finished) per handshake\n`,
+    `${perHandshake(cpuMs)} ms process CPU and ` +
+    `${perHandshake(handshakeMs)} ms handshake time (first message to Finished) per handshake` +
+    (BYTES
+      ? `; with ${BYTES} bytes each, ${(cpuMs / (handshakes * BYTES / 2 ** 20)).toFixed(2)} ` +
+        "ms CPU per MiB received (handshake included)"
+      : "") +
+    "\n",
 );
 console.log("| WebCrypto call | calls/handshake | µs/call | ms/handshake |");
 console.log("|---|---|---|---|");

@@ -4,7 +4,7 @@
  * other nonce lengths with a RangeError, tested in peer_input_test.ts).
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
-import { AeadAuthError, type AeadName } from "../../src/crypto/index.ts";
+import { type Aead, AeadAuthError, type AeadName } from "../../src/crypto/index.ts";
 import { hexField, label, PROVIDERS, thrown, wycheproof } from "./vectors.ts";
 
 const FILES: {
@@ -52,4 +52,39 @@ for (const provider of PROVIDERS) {
       equal(checked, expected);
     });
   }
+}
+
+for (const provider of PROVIDERS) {
+  Deno.test(`${provider.name}: sealInto writes what seal returns, into a larger buffer`, async () => {
+    for (const name of ["AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305"] as AeadName[]) {
+      const aead = await provider.aead(
+        name,
+        provider.randomBytes(name === "AES-128-GCM" ? 16 : 32),
+      );
+      const nonce = provider.randomBytes(12);
+      for (const size of [3000, 20000]) {
+        await sealIntoRecord(aead, nonce, provider.randomBytes(size));
+      }
+    }
+  });
+}
+
+/** Seals `payload` and a content-type byte into a TLS-record-like buffer; checks it. */
+async function sealIntoRecord(aead: Aead, nonce: Uint8Array, payload: Uint8Array) {
+  const trailer = Uint8Array.of(23);
+  // As a TLS record: a 5-byte header (the AAD) in front, sealed at an odd offset after it.
+  const record = new Uint8Array(5 + payload.length + 1 + aead.tagLength);
+  record.set([23, 3, 3, (record.length - 5) >> 8, (record.length - 5) & 0xff]);
+  const header = record.subarray(0, 5);
+  await aead.sealInto(nonce, [payload, trailer], header, record.subarray(5));
+  const expected = await aead.seal(nonce, new Uint8Array([...payload, 23]), header);
+  deepEqual(record.subarray(5), expected);
+  deepEqual(
+    await aead.open(nonce, record.subarray(5), header),
+    new Uint8Array([...payload, 23]),
+  );
+
+  const short = new Uint8Array(payload.length + aead.tagLength);
+  const error = await thrown(() => aead.sealInto(nonce, [payload, trailer], header, short));
+  ok(error instanceof RangeError, String(error));
 }

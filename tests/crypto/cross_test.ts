@@ -100,14 +100,17 @@ for (const name of ["AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305"] as AeadNa
     const key = native.randomBytes(name === "AES-128-GCM" ? 16 : 32);
     const nonce = native.randomBytes(12);
     const aad = Uint8Array.of(23, 3, 3, 0, 40);
-    const plaintext = native.randomBytes(1000);
-    for (const [sealer, opener] of DIRECTIONS) {
-      const sealed = await (await sealer.aead(name, key)).seal(nonce, plaintext, aad);
-      equal(sealed.length, plaintext.length + 16);
-      const openAead = await opener.aead(name, key);
-      deepEqual(await openAead.open(nonce, sealed, aad), plaintext);
-      sealed[sealed.length - 1] ^= 1;
-      ok(await thrown(() => openAead.open(nonce, sealed, aad)) instanceof AeadAuthError);
+    // Around the size where the native provider moves AES-GCM from node:crypto to WebCrypto.
+    for (const size of [0, 1000, 4095, 4096, 16385]) {
+      const plaintext = native.randomBytes(size);
+      for (const [sealer, opener] of DIRECTIONS) {
+        const sealed = await (await sealer.aead(name, key)).seal(nonce, plaintext, aad);
+        equal(sealed.length, plaintext.length + 16);
+        const openAead = await opener.aead(name, key);
+        deepEqual(await openAead.open(nonce, sealed, aad), plaintext);
+        sealed[sealed.length - 1] ^= 1;
+        ok(await thrown(() => openAead.open(nonce, sealed, aad)) instanceof AeadAuthError);
+      }
     }
   });
 }
@@ -117,6 +120,13 @@ Deno.test("cross: hashes, HMAC and HKDF agree", async () => {
     const data = native.randomBytes(300);
     const key = native.randomBytes(40);
     deepEqual(await native.hash(hash, data), await noble.hash(hash, data));
+    // Incremental: fed in pieces, read midway through a clone, then finished.
+    for (const provider of [native, noble]) {
+      const running = provider.createHash(hash).update(data.subarray(0, 100));
+      deepEqual(running.clone().digest(), await noble.hash(hash, data.subarray(0, 100)));
+      running.update(data.subarray(100, 250)).update(data.subarray(250));
+      deepEqual(running.digest(), await noble.hash(hash, data), provider.name);
+    }
     deepEqual(await native.hmac(hash, key, data), await noble.hmac(hash, key, data));
     const prk = await native.hkdfExtract(hash, new Uint8Array(0), key);
     deepEqual(prk, await noble.hkdfExtract(hash, new Uint8Array(0), key));
