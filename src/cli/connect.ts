@@ -10,6 +10,7 @@ import { UsageError } from "../errors.ts";
 import { HSM_OPTIONS, type HsmOptions, hsmOptionsFromArgs } from "../hsm/options.ts";
 import { setLogSink } from "../observe/log.ts";
 import { CRL_CHECKS } from "../pki/verify.ts";
+import { resolveSchemes } from "../tls/sigschemes.ts";
 import { processSignals } from "../daemon/signals.ts";
 import { closeTokens } from "../daemon/signer.ts";
 import {
@@ -52,6 +53,13 @@ export const CLIENT_TLS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     value: "NAME",
     help: "SNI and the name checked in the server certificate (default: the host)",
+  },
+  sigalgs: {
+    type: "string",
+    value: "SCHEME",
+    multiple: true,
+    help: "signature schemes to accept for the server's CertificateVerify, most preferred " +
+      "first (e.g. mldsa65, ecdsa_secp384r1_sha384): the server signs with the first it can",
   },
   "allow-classical": { type: "boolean", help: "also offer classical key exchange" },
   "require-pq-auth": {
@@ -109,7 +117,8 @@ const origin = (name: string): Origin => ({ field: `--${name}` });
 /**
  * The client settings from the `CLIENT_TLS_OPTIONS` of `args` (and the token key `hsm`, from
  * the `--hsm-*` options, when given), for the server `server`; groups are the caller's. Throws
- * `UsageError` for a missing or contradictory credential or trust option.
+ * `UsageError` for a missing or contradictory credential or trust option, or a `--sigalgs`
+ * scheme the handshake cannot use.
  */
 export function clientSettingsFromArgs(
   args: Args,
@@ -134,6 +143,15 @@ export function clientSettingsFromArgs(
       `${command}: --ca is required (the roots the server's chain must reach)`,
     );
   }
+  const requirePqAuth = args.boolean("require-pq-auth");
+  const signatureSchemes = args.has("sigalgs")
+    ? args.list("sigalgs", { splitCommas: true })
+    : undefined;
+  try {
+    resolveSchemes(signatureSchemes, requirePqAuth);
+  } catch (e) {
+    throw new UsageError(`${command}: --sigalgs: ${(e as Error).message}`);
+  }
   const origins = {
     cert: origin("cert"),
     key: origin("key"),
@@ -149,8 +167,9 @@ export function clientSettingsFromArgs(
     ca,
     crl: args.list("crl", { splitCommas: true }),
     crlCheck: args.choice("crl-check", CRL_CHECKS),
+    signatureSchemes,
     allowClassical: args.boolean("allow-classical"),
-    requirePqAuth: args.boolean("require-pq-auth"),
+    requirePqAuth,
     alpn: args.list("alpn", { splitCommas: true }),
     handshakeTimeoutMs: parseDurationMs(
       args.string("handshake-timeout"),

@@ -61,6 +61,7 @@ import {
   type SignatureAlgorithmName,
   type SignatureOptions,
 } from "./provider.ts";
+import { PrivateKeys } from "./private_keys.ts";
 import { WebCryptoSignature } from "./webcrypto.ts";
 
 const HASHES = { "SHA-256": sha256, "SHA-384": sha384, "SHA-512": sha512 } as const;
@@ -182,16 +183,8 @@ function keyAgreement(name: EcdhName): KeyAgreement {
   };
 }
 
-/** The secret key bytes behind each private key this provider made, out of everyone else's reach. */
-const secretKeys = new WeakMap<PrivateKey, Uint8Array>();
-
-function secretKeyOf(privateKey: PrivateKey, algorithm: SignatureAlgorithmName): Uint8Array {
-  const secret = secretKeys.get(privateKey);
-  if (!secret || privateKey.algorithm !== algorithm) {
-    throw new TypeError(`not a ${algorithm} key of the noble provider`);
-  }
-  return secret;
-}
+/** The secret key bytes behind each private key this provider made. */
+const secretKeys = new PrivateKeys<Uint8Array>("noble");
 
 type NobleParams = Exclude<SignatureParams, { family: "RSA-PSS" | "RSA-PKCS1" }>;
 
@@ -231,12 +224,7 @@ class NobleSignature implements SignatureAlgorithm {
       secret = raw.slice();
       publicKey = ed25519.getPublicKey(secret);
     }
-    const privateKey: PrivateKey = Object.freeze({
-      algorithm: this.name,
-      publicKeySpki: encodeSpki(params.keyType, publicKey),
-    });
-    secretKeys.set(privateKey, secret);
-    return privateKey;
+    return secretKeys.add(this.name, encodeSpki(params.keyType, publicKey), secret);
   }
 
   async sign(
@@ -244,7 +232,7 @@ class NobleSignature implements SignatureAlgorithm {
     message: Uint8Array,
     options?: SignatureOptions,
   ): Promise<Uint8Array> {
-    const secret = secretKeyOf(privateKey, this.name);
+    const secret = secretKeys.materialOf(privateKey, this.name);
     const params = this.#params;
     const context = signingContext(params, options);
     switch (params.family) {

@@ -28,6 +28,7 @@ import {
   type SignatureAlgorithmName,
   type SignatureOptions,
 } from "./provider.ts";
+import { PrivateKeys } from "./private_keys.ts";
 
 /** WebCrypto methods from the "Modern Algorithms in WebCrypto" draft that Deno 2.9 implements. */
 interface ModernSubtleCrypto {
@@ -54,7 +55,7 @@ export const usages = (...names: string[]) => names as KeyUsage[];
  */
 export const source = (bytes: Uint8Array) => bytes as Uint8Array<ArrayBuffer>;
 
-/** What stands behind each private key this module made, out of everyone else's reach. */
+/** What stands behind each private key this module made. */
 interface KeyMaterial {
   /** Non-extractable. */
   readonly key: CryptoKey;
@@ -64,15 +65,7 @@ interface KeyMaterial {
   fallbackKey?: Promise<PrivateKey>;
 }
 
-const keyMaterial = new WeakMap<PrivateKey, KeyMaterial>();
-
-function keyMaterialOf(privateKey: PrivateKey, algorithm: SignatureAlgorithmName): KeyMaterial {
-  const material = keyMaterial.get(privateKey);
-  if (!material || privateKey.algorithm !== algorithm) {
-    throw new TypeError(`not a ${algorithm} key of the WebCrypto provider`);
-  }
-  return material;
-}
+const keyMaterial = new PrivateKeys<KeyMaterial>("WebCrypto");
 
 /** WebCrypto's name and parameters for one of our signature algorithms. */
 function webCryptoAlgorithm(params: SignatureParams): {
@@ -173,9 +166,7 @@ export class WebCryptoSignature implements SignatureAlgorithm {
         new Uint8Array(await subtle.exportKey(rawPublicFormat(params.keyType), publicKey)),
       )
       : new Uint8Array(await subtle.exportKey("spki", publicKey));
-    const privateKey: PrivateKey = Object.freeze({ algorithm: this.name, publicKeySpki });
-    keyMaterial.set(privateKey, { key, mlDsaPkcs8 });
-    return privateKey;
+    return keyMaterial.add(this.name, publicKeySpki, { key, mlDsaPkcs8 });
   }
 
   async sign(
@@ -183,7 +174,7 @@ export class WebCryptoSignature implements SignatureAlgorithm {
     message: Uint8Array,
     options?: SignatureOptions,
   ): Promise<Uint8Array> {
-    const material = keyMaterialOf(privateKey, this.name);
+    const material = keyMaterial.materialOf(privateKey, this.name);
     if (signingContext(this.#params, options)) {
       const fallback = this.#withContext();
       // Only ML-DSA keys get here (signingContext refuses a context elsewhere), and they have a seed.

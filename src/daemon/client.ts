@@ -15,7 +15,7 @@ import { closeOnAbort, pipeBoth, streamDuplex, tcpDuplex } from "./pipe.ts";
 import type { StopRequests } from "./signals.ts";
 import type { KeySource } from "./signer.ts";
 
-/** What `qsign connect` was told. */
+/** What `qsign connect` (or `qsign bench`) was told. */
 export interface ClientSettings {
   server: Address;
   serverName?: string;
@@ -26,6 +26,11 @@ export interface ClientSettings {
   /** Which certificates of the server's chain need a CRL (default `available`). */
   crlCheck?: CrlCheck;
   groups?: string[];
+  /**
+   * The signature schemes accepted for the server's CertificateVerify, most preferred first
+   * (default: every one the policy allows).
+   */
+  signatureSchemes?: string[];
   allowClassical: boolean;
   requirePqAuth: boolean;
   alpn: string[];
@@ -44,6 +49,7 @@ export async function buildClientConfig(settings: ClientSettings): Promise<TlsCl
     crls,
     crlCheck: settings.crlCheck,
     groups: settings.groups,
+    signatureSchemes: settings.signatureSchemes,
     allowClassical: settings.allowClassical,
     requirePqAuth: settings.requirePqAuth,
     alpn: settings.alpn.length ? settings.alpn : undefined,

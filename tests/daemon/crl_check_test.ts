@@ -7,7 +7,7 @@
 import { equal, match, ok } from "node:assert/strict";
 import { TlsError } from "../../src/tls/alert.ts";
 import { runQsign, tempDir } from "../support/env.ts";
-import { Daemon, exchange, makePki, qsignClient, serveArgs } from "./support.ts";
+import { clientArgs, Daemon, exchange, makePki, qsignClient, serveArgs } from "./support.ts";
 
 const REPLY = /QSIGN 서버 응답 \[세션 #\d+\]: 메시지 수신 완료 \(5 바이트\)/;
 
@@ -70,14 +70,7 @@ Deno.test("--crl-check chain needs the Root CA's CRL too, on qsign serve and qsi
     runQsign([
       "connect",
       `127.0.0.1:${port}`,
-      "--servername",
-      "localhost",
-      "--ca",
-      pki.root,
-      "--cert",
-      pki.clientCert,
-      "--key",
-      pki.clientKey,
+      ...clientArgs(pki),
       "--crl",
       crl("server"),
       "--send",

@@ -6,6 +6,7 @@
 import { deepEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { runQsign, tempDir } from "../support/env.ts";
 import {
+  clientArgs,
   Daemon,
   exchange,
   issue,
@@ -25,17 +26,7 @@ Deno.test("qsign connect --send and the interactive prompt against qsign serve",
   match(daemon.stderr, /client auth: require/);
   match(daemon.stderr, /groups: SecP384r1MLKEM1024, X25519MLKEM768/);
   match(daemon.stderr, /signature schemes: mldsa65 \(ours\)/);
-  const client = [
-    `127.0.0.1:${daemon.port()}`,
-    "--cert",
-    pki.clientCert,
-    "--key",
-    pki.clientKey,
-    "--ca",
-    pki.root,
-    "--servername",
-    "localhost",
-  ];
+  const client = [`127.0.0.1:${daemon.port()}`, ...clientArgs(pki)];
 
   const message = "안녕하세요, Q-TLS";
   const bytes = new TextEncoder().encode(message).length;

@@ -22,7 +22,15 @@ import {
   pkcs11ToolPrivateKeys,
   privateValueRefusal,
 } from "../hsm/softhsm.ts";
-import { Daemon, exchange, httpGet, type Pki, qsignClient, runPeer } from "./support.ts";
+import {
+  clientArgs,
+  Daemon,
+  exchange,
+  httpGet,
+  type Pki,
+  qsignClient,
+  runPeer,
+} from "./support.ts";
 
 /**
  * OpenSSL 3.5 mutual-TLS clients: `port ca cert key count message` opens `count` connections at
@@ -233,12 +241,7 @@ Deno.test("the HSM production flow: qsign hsm, pki issue --csr, serve --hsm, con
   const compositeClient = (port: string | number, ...extra: string[]) => [
     "connect",
     `127.0.0.1:${port}`,
-    "--servername",
-    "localhost",
-    "--ca",
-    pki.root,
-    "--cert",
-    compositeCert,
+    ...clientArgs(pki, { cert: compositeCert }),
     "--hsm",
     ...hsm,
     "--hsm-key-label",
@@ -372,12 +375,7 @@ Deno.test("the HSM production flow: qsign hsm, pki issue --csr, serve --hsm, con
     const out = await qsign(
       "connect",
       `127.0.0.1:${listening.port}`,
-      "--servername",
-      "localhost",
-      "--ca",
-      pki.root,
-      "--cert",
-      clientCert,
+      ...clientArgs(pki, { cert: clientCert }),
       "--hsm",
       ...hsm,
       "--hsm-key-label",

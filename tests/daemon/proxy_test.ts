@@ -6,7 +6,15 @@
  */
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { tempDir } from "../support/env.ts";
-import { Daemon, makePki, PEER_HTTPS_CLIENT, qsignClient, runPeer, serveArgs } from "./support.ts";
+import {
+  clientArgs,
+  Daemon,
+  makePki,
+  PEER_HTTPS_CLIENT,
+  qsignClient,
+  runPeer,
+  serveArgs,
+} from "./support.ts";
 
 const BIG = 50 * 1024 * 1024;
 
@@ -229,14 +237,7 @@ Deno.test("qsign connect --listen carries a plain TCP client to a Q-TLS server",
     "127.0.0.1:0",
     "--target",
     `127.0.0.1:${server.port()}`,
-    "--servername",
-    "localhost",
-    "--cert",
-    pki.clientCert,
-    "--key",
-    pki.clientKey,
-    "--ca",
-    pki.root,
+    ...clientArgs(pki),
   ], { command: "connect", readyEvent: "listening" });
 
   for (const message of ["plain hello", "두 번째"]) {

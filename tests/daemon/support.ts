@@ -5,10 +5,12 @@
 import "reflect-metadata";
 import { buildClientConfig, openConnection } from "../../src/daemon/client.ts";
 import { initPki, issueLeaf, PKI_FILES } from "../../src/pki/ca.ts";
+import type { KeyAlgorithm } from "../../src/pki/keys.ts";
+import type { TlsClientConfig } from "../../src/tls/config.ts";
 import type { TlsConnection } from "../../src/tls/conn.ts";
 import { DENO, PEER_NODE, QSIGN_RUN_FLAGS } from "../support/env.ts";
 
-/** Paths of a fresh PKI made by `qsign pki init` (ML-DSA-65 throughout). */
+/** Paths of a fresh PKI made by `qsign pki init`. */
 export interface Pki {
   dir: string;
   root: string;
@@ -18,8 +20,9 @@ export interface Pki {
   clientKey: string;
 }
 
-export async function makePki(dir: string): Promise<Pki> {
-  await initPki({ dir, force: true });
+/** Makes a PKI under `dir` with `alg` keys throughout (default ML-DSA-65). */
+export async function makePki(dir: string, alg?: KeyAlgorithm): Promise<Pki> {
+  await initPki({ dir, alg, force: true });
   const path = (name: string) => `${dir}/${name}`;
   return {
     dir,
@@ -244,6 +247,26 @@ export function serveArgs(
 }
 
 /**
+ * The client options of `qsign connect` for a daemon serving the PKI's server chain: the PKI's
+ * root as trust, `localhost` as the server name, and the client chain `client` (default: the
+ * PKI's client certificate and key; without `key`, the caller adds `--hsm` options).
+ */
+export function clientArgs(
+  pki: Pki,
+  client: { cert: string; key?: string } = { cert: pki.clientCert, key: pki.clientKey },
+): string[] {
+  return [
+    "--servername",
+    "localhost",
+    "--ca",
+    pki.root,
+    "--cert",
+    client.cert,
+    ...(client.key === undefined ? [] : ["--key", client.key]),
+  ];
+}
+
+/**
  * Runs a Node 26 (OpenSSL 3.5) script with `args`; the script prints one JSON document on
  * stdout, which is returned. Throws with its stderr when it fails.
  */
@@ -279,17 +302,28 @@ export async function httpGet(url: string): Promise<{ status: number; body: stri
   return { status: response.status, body: await response.text() };
 }
 
-/** An in-process qsign client (src/daemon/client.ts) to `port`, with the PKI's client chain. */
-export async function qsignClient(
+/** Which client chain the in-process qsign client presents. */
+export interface QsignClientOptions {
+  /** False: no client certificate (default true). */
+  withCertificate?: boolean;
+  /** Default: the PKI's client certificate and key. */
+  cert?: string;
+  key?: string;
+}
+
+/**
+ * The in-process qsign client's configuration (src/daemon/client.ts) for the daemon on loopback
+ * `port` serving the PKI's server chain; each call has a ticket cache of its own.
+ */
+export async function qsignClientConfig(
   pki: Pki,
   port: number,
-  options: { withCertificate?: boolean; cert?: string; key?: string } = {},
-): Promise<TlsConnection> {
+  options: QsignClientOptions = {},
+): Promise<TlsClientConfig> {
   const withCertificate = options.withCertificate ?? true;
   const origins = { cert: { field: "--cert" }, key: { field: "--key" }, ca: { field: "--ca" } };
-  const server = { hostname: "127.0.0.1", port };
-  const config = await buildClientConfig({
-    server,
+  return await buildClientConfig({
+    server: { hostname: "127.0.0.1", port },
     serverName: "localhost",
     credentials: withCertificate
       ? { cert: [options.cert ?? pki.clientCert], key: [options.key ?? pki.clientKey], origins }
@@ -301,7 +335,16 @@ export async function qsignClient(
     alpn: [],
     origins,
   });
-  return await openConnection(server, config);
+}
+
+/** An in-process qsign client connected to `port` (see `qsignClientConfig`). */
+export async function qsignClient(
+  pki: Pki,
+  port: number,
+  options: QsignClientOptions = {},
+): Promise<TlsConnection> {
+  const config = await qsignClientConfig(pki, port, options);
+  return await openConnection({ hostname: "127.0.0.1", port }, config);
 }
 
 /** Sends one demo message on `tls` and returns the reply text. */

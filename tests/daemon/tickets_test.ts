@@ -6,9 +6,9 @@
  * resumes on the node that made it only.
  */
 import { equal } from "node:assert/strict";
-import { buildClientConfig, openConnection } from "../../src/daemon/client.ts";
+import { openConnection } from "../../src/daemon/client.ts";
 import { tempDir } from "../support/env.ts";
-import { Daemon, exchange, makePki, serveArgs } from "./support.ts";
+import { Daemon, exchange, makePki, qsignClientConfig, serveArgs } from "./support.ts";
 
 Deno.test("daemons sharing a ticket key file resume each other's sessions", async () => {
   await using dir = await tempDir();
@@ -22,21 +22,9 @@ Deno.test("daemons sharing a ticket key file resume each other's sessions", asyn
     serveArgs(pki, ["--ticket-key-file", ticketFile, "--client-auth", "none"]);
   let node = await Daemon.start(args(shared));
   const port = node.port();
-  const origins = { cert: { field: "--cert" }, key: { field: "--key" }, ca: { field: "--ca" } };
   const server = { hostname: "127.0.0.1", port };
   /** A client with its own ticket cache. */
-  const client = () =>
-    buildClientConfig({
-      server,
-      serverName: "localhost",
-      credentials: { cert: [pki.clientCert], key: [pki.clientKey], origins },
-      ca: [pki.root],
-      crl: [],
-      allowClassical: false,
-      requirePqAuth: false,
-      alpn: [],
-      origins,
-    });
+  const client = () => qsignClientConfig(pki, port);
   /** One conversation; reading the reply also takes in the server's NewSessionTicket. */
   const visit = async (config: Awaited<ReturnType<typeof client>>) => {
     const tls = await openConnection(server, config);
