@@ -3,6 +3,7 @@
  * command line to `src/cli/<command>.ts`.
  */
 import "reflect-metadata";
+import { getCryptoProvider } from "./src/crypto/index.ts";
 import { QsignError, UsageError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -67,6 +68,9 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[name];
   try {
     if (!command) throw new UsageError(`unknown command "${first}" (see qsign --help)`);
+    // Every command uses the provider: a bad QSIGN_CRYPTO is a configuration error up front, not
+    // a confusing failure deep inside key loading or a handshake.
+    getCryptoProvider();
     return await (await command.load()).run(rest);
   } catch (e) {
     if (e instanceof QsignError) {
