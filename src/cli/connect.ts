@@ -7,7 +7,8 @@ import { type Args, type CommandSpec, type OptionSpec, parseCommand } from "./ar
 import type { Address, Origin } from "../config/types.ts";
 import { coerce, parseAddress, parseDurationMs } from "../config/values.ts";
 import { UsageError } from "../errors.ts";
-import { HSM_OPTIONS, type HsmOptions, hsmOptionsFromArgs } from "../hsm/options.ts";
+import type { HsmOptions } from "../hsm/options.ts";
+import { HSM_OPTIONS, hsmOptionsFromArgs } from "./hsm_options.ts";
 import { setLogSink } from "../observe/log.ts";
 import { CRL_CHECKS } from "../pki/verify.ts";
 import { resolveSchemes } from "../tls/sigschemes.ts";

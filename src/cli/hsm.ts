@@ -11,7 +11,8 @@ import { newMlDsaHalf, TokenCompositeKey } from "../hsm/composite.ts";
 import { parseSans, parseSubject, tokenTbsSigner } from "../hsm/csr.ts";
 import { KEYGEN_TYPES, type KeyListing, TokenKeys } from "../hsm/keys.ts";
 import { Pkcs11Module } from "../hsm/module.ts";
-import { HSM_TOKEN_OPTIONS, hsmTokenFromArgs, parseKeyId } from "../hsm/options.ts";
+import { parseKeyId } from "../hsm/options.ts";
+import { HSM_TOKEN_OPTIONS, hsmTokenFromArgs } from "./hsm_options.ts";
 import { openHsmSigner } from "../hsm/signer.ts";
 import { createCertificateRequest } from "../pki/certificate.ts";
 

@@ -7,7 +7,7 @@
 import { type CommandSpec, parseCommand } from "./args.ts";
 import { UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
-import { HSM_TOKEN_OPTIONS, hsmTokenFromArgs } from "../hsm/options.ts";
+import { HSM_TOKEN_OPTIONS, hsmTokenFromArgs } from "./hsm_options.ts";
 import { parseDurationMs } from "../config/values.ts";
 import { readDerObjects } from "../pki/pem.ts";
 import { tokenKeyCsr } from "../issuer/csr.ts";

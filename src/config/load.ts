@@ -8,7 +8,7 @@
  */
 import { ConfigError } from "../errors.ts";
 import { GROUPS } from "../tls/groups.ts";
-import { LUNA_MODULE_PATH } from "../hsm/module.ts";
+import { LUNA_MODULE_PATH } from "../hsm/options.ts";
 import type { CrlCheck } from "../pki/verify.ts";
 import { type ConfigFile, readConfigFile } from "./file.ts";
 import { type Setting, SETTINGS } from "./settings.ts";

@@ -3,7 +3,7 @@
  * default and help line. The command-line parser, the environment reader, the config-file reader
  * and `--help` are all generated from this table, so the three sources cannot drift apart.
  */
-import { LUNA_MODULE_PATH } from "../hsm/module.ts";
+import { LUNA_MODULE_PATH } from "../hsm/options.ts";
 import { CRL_CHECKS } from "../pki/verify.ts";
 import type { ValueKind } from "./values.ts";
 

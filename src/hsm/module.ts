@@ -9,9 +9,8 @@
  */
 import type * as Pkcs11 from "pkcs11js";
 import { QsignError } from "../errors.ts";
+import { LUNA_MODULE_PATH } from "./options.ts";
 
-/** Thales Luna's PKCS#11 library, the production default. */
-export const LUNA_MODULE_PATH = "/usr/lib/libCryptoki2_64.so";
 /** SoftHSM2's PKCS#11 library (Debian `softhsm2`), used by the tests. */
 export const SOFTHSM_MODULE_PATH = "/usr/lib/softhsm/libsofthsm2.so";
 

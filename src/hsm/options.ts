@@ -1,11 +1,11 @@
 /**
- * The `--hsm-*` command-line options, shared by `qsign serve`, `qsign connect` and `qsign hsm`,
- * and their translation into `HsmOptions`. Kept apart from the PKCS#11 code so a command can
- * list the options without loading the native addon.
+ * The HSM room's door: where a key is and how to reach it, and the defaults, with no PKCS#11
+ * code. Configuration and the command line import this; only src/hsm/ loads the native addon.
  */
-import type { Args, OptionSpec } from "../cli/args.ts";
 import { UsageError } from "../errors.ts";
-import { LUNA_MODULE_PATH } from "./module.ts";
+
+/** Thales Luna's PKCS#11 library, the production default. */
+export const LUNA_MODULE_PATH = "/usr/lib/libCryptoki2_64.so";
 
 /** Where the key is and how to reach it; field names match the daemon config's `HsmSettings`. */
 export interface HsmOptions {
@@ -31,77 +31,6 @@ export interface HsmOptions {
 
 /** The default pool size: enough for a few handshakes at once without hogging HSM sessions. */
 export const DEFAULT_HSM_SESSIONS = 4;
-
-/** Token and module options, common to every command that talks to a token. */
-export const HSM_TOKEN_OPTIONS: Record<string, OptionSpec> = {
-  "hsm-module": {
-    type: "string",
-    value: "FILE",
-    help: "PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)",
-    default: LUNA_MODULE_PATH,
-  },
-  "hsm-token-label": { type: "string", value: "LABEL", help: "token by label (or --hsm-slot)" },
-  "hsm-slot": { type: "string", value: "N", help: "token by slot number (or --hsm-token-label)" },
-  "hsm-pin": {
-    type: "string",
-    value: "REF",
-    help: "user PIN: file:///path, env:NAME, credential:NAME or prompt (a literal PIN warns)",
-  },
-};
-
-/** Every `--hsm-*` option of `qsign serve` and `qsign connect`. */
-export const HSM_OPTIONS: Record<string, OptionSpec> = {
-  hsm: { type: "boolean", help: "sign with a private key inside a PKCS#11 token (--hsm-*)" },
-  ...HSM_TOKEN_OPTIONS,
-  "hsm-key-label": { type: "string", value: "LABEL", help: "private key by CKA_LABEL" },
-  "hsm-key-id": { type: "string", value: "HEX", help: "private key by CKA_ID (hex)" },
-  "hsm-sessions": {
-    type: "string",
-    value: "N",
-    help: "PKCS#11 sessions signing in parallel (Luna ToolkitPoolSize)",
-    default: String(DEFAULT_HSM_SESSIONS),
-  },
-  "hsm-composite-mldsa-key": {
-    type: "string",
-    value: "FILE",
-    help: "ML-DSA-65 half (PKCS#8) of a composite certificate whose ECDSA-P384 half is the " +
-      "token key (from qsign hsm keygen --composite-mldsa-key)",
-  },
-};
-
-/** The module, token and PIN options of `args` (for `qsign hsm`, which has no key options). */
-export function hsmTokenFromArgs(
-  args: Args,
-): Pick<HsmOptions, "module" | "token" | "slot" | "pin"> {
-  const token = args.string("hsm-token-label");
-  const slot = args.integer("hsm-slot", { min: 0, max: 2 ** 32 - 1 });
-  if ((token === undefined) === (slot === undefined)) {
-    throw new UsageError(`${args.spec.name}: give exactly one of --hsm-token-label and --hsm-slot`);
-  }
-  return { module: args.string("hsm-module")!, token, slot, pin: args.string("hsm-pin") };
-}
-
-/**
- * `HsmOptions` from the `HSM_OPTIONS` of `args`, or undefined without `--hsm`. Throws
- * `UsageError` for a missing or contradictory selection.
- */
-export function hsmOptionsFromArgs(args: Args): HsmOptions | undefined {
-  if (!args.boolean("hsm")) return undefined;
-  const keyLabel = args.string("hsm-key-label");
-  const keyId = args.string("hsm-key-id");
-  if ((keyLabel === undefined) === (keyId === undefined)) {
-    throw new UsageError(
-      `${args.spec.name}: --hsm needs exactly one of --hsm-key-label and --hsm-key-id`,
-    );
-  }
-  return {
-    ...hsmTokenFromArgs(args),
-    keyLabel,
-    keyId: keyId === undefined ? undefined : parseKeyId(keyId, "--hsm-key-id"),
-    sessions: args.integer("hsm-sessions", { min: 1, max: 1024 }),
-    compositeMldsaKey: args.string("hsm-composite-mldsa-key"),
-  };
-}
 
 /** Checks a CKA_ID given in hex (colons allowed, as pkcs11-tool prints them); lowercase result. */
 export function parseKeyId(text: string, field: string): string {

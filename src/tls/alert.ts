@@ -5,7 +5,7 @@
  * the connection catches it, sends the alert, closes, and surfaces a `TlsError` to the user.
  */
 import { QsignError } from "../errors.ts";
-import type { ClientOffer } from "./config.ts";
+import type { ClientOffer } from "./offer.ts";
 
 /** Alert descriptions by name (RFC 8446 §6 and the registry). */
 export const ALERTS = {

@@ -4,6 +4,7 @@
  */
 import type { X509Certificate } from "@peculiar/x509";
 import type { CrlCheck } from "../pki/verify.ts";
+import type { ClientOffer } from "./offer.ts";
 import type { Signer } from "./sigschemes.ts";
 import type { ClientSessionCache, TicketIssuer } from "./tickets.ts";
 
@@ -93,16 +94,6 @@ export interface TlsClientConfig extends CommonConfig {
   signatureSchemes?: string[];
   /** Where tickets from the server are kept for resumption. */
   sessionCache?: ClientSessionCache;
-}
-
-/** What the client offered, as the server saw it (for logs and refusals). */
-export interface ClientOffer {
-  groups: string[];
-  keyShares: string[];
-  signatureSchemes: string[];
-  cipherSuites: string[];
-  /** Whether any offered group is post-quantum. */
-  pq: boolean;
 }
 
 /** The facts of a completed handshake. */

@@ -52,7 +52,8 @@ import {
   encodeServerHello,
   type HandshakeMessage,
 } from "./codec/messages.ts";
-import type { ClientOffer, HandshakeInfo, TlsServerConfig } from "./config.ts";
+import type { HandshakeInfo, TlsServerConfig } from "./config.ts";
+import type { ClientOffer } from "./offer.ts";
 import { groupById, groupName, type KeyExchangeGroup, resolveGroups } from "./groups.ts";
 import { KeySchedule, resumptionPsk } from "./key_schedule.ts";
 import type { RecordLayer } from "./record.ts";

@@ -5,8 +5,8 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { type CommandSpec, type OptionSpec, parseCommand } from "../../src/cli/args.ts";
 import { UsageError } from "../../src/errors.ts";
-import { LUNA_MODULE_PATH } from "../../src/hsm/module.ts";
-import { HSM_OPTIONS, hsmOptionsFromArgs } from "../../src/hsm/options.ts";
+import { HSM_OPTIONS, hsmOptionsFromArgs } from "../../src/cli/hsm_options.ts";
+import { LUNA_MODULE_PATH } from "../../src/hsm/options.ts";
 import { SERVE_COMMAND } from "../../src/cli/serve.ts";
 
 const SPEC: CommandSpec = { name: "connect", summary: "test", options: { ...HSM_OPTIONS } };
