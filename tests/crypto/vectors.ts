@@ -1,6 +1,15 @@
-/** Loading the shared known-answer vectors (`../shared/testdata`) for the crypto tests. */
+/** Loading the vendored known-answer vectors (`tests/testdata/vectors`) for the crypto tests. */
 import { nativeProvider, nobleProvider } from "../../src/crypto/index.ts";
-import { TESTDATA } from "../support/env.ts";
+
+/** Where the vectors live: gzip-compressed JSON files, with their licenses and sources. */
+const VECTORS = new URL("../testdata/vectors/", import.meta.url);
+
+/** The parsed JSON of a vendored `PATH.json.gz`. */
+async function readVectorFile(path: string): Promise<unknown> {
+  const url = new URL(`${path}.json.gz`, VECTORS);
+  const compressed = new Blob([await Deno.readFile(url)]).stream();
+  return await new Response(compressed.pipeThrough(new DecompressionStream("gzip"))).json();
+}
 
 /** Both providers, for tests that run every vector on each. */
 export const PROVIDERS = [nativeProvider, nobleProvider] as const;
@@ -36,8 +45,8 @@ export interface WycheproofGroup {
 
 /** The test groups of `wycheproof/NAME.json`. */
 export async function wycheproof(name: string): Promise<WycheproofGroup[]> {
-  const text = await Deno.readTextFile(`${TESTDATA}/wycheproof/${name}.json`);
-  return (JSON.parse(text) as { testGroups: WycheproofGroup[] }).testGroups;
+  return ((await readVectorFile(`wycheproof/${name}`)) as { testGroups: WycheproofGroup[] })
+    .testGroups;
 }
 
 /** Every test of a Wycheproof file with its group. */
@@ -56,8 +65,8 @@ export interface AcvpGroup {
 }
 
 export async function acvp(directory: string): Promise<AcvpGroup[]> {
-  const text = await Deno.readTextFile(`${TESTDATA}/acvp/${directory}/internalProjection.json`);
-  return (JSON.parse(text) as { testGroups: AcvpGroup[] }).testGroups;
+  const vectors = await readVectorFile(`acvp/${directory}/internalProjection`);
+  return (vectors as { testGroups: AcvpGroup[] }).testGroups;
 }
 
 /** A hex string field of a vector. */

@@ -11,9 +11,6 @@ export const PEER_NODE = Deno.env.get("QSIGN_PEER_NODE") ??
 /** The Deno binary running these tests, for spawning the CLI. */
 export const DENO = Deno.execPath();
 
-/** Standard test vectors written by others (`../shared/testdata`). */
-export const TESTDATA = Deno.env.get("QSIGN_TESTDATA") ?? `${ROOT}/../shared/testdata`;
-
 /** The permissions `deno task qsign` grants, for running the CLI from tests. */
 export const QSIGN_RUN_FLAGS = [
   "run",
