@@ -28,7 +28,7 @@ import {
   readTlv,
   tlvBytes,
   tlvContent,
-} from "../pki/der.ts";
+} from "./der.ts";
 
 /** The composite algorithm's object identifier. */
 export const COMPOSITE_MLDSA65_ECDSA_P384_OID = "1.3.6.1.5.5.7.6.46";

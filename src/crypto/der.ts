@@ -1,7 +1,9 @@
 /**
- * The little DER the providers need for key containers and ECDSA signatures: strict reading
- * (definite minimal lengths, no trailing bytes) and writing of single TLVs. Certificates and
- * CSRs are @peculiar/x509's business, not this file's.
+ * qsign's one low-level DER module: a strict reader (single-byte tags, definite minimal lengths,
+ * nothing past the container) over offsets into the caller's buffer, TLV writing, unsigned
+ * INTEGERs and the ECDSA signature conversions. The providers' key containers, composite keys
+ * and the PKI's few hand-made structures (src/pki/der.ts) are all built on it; certificates and
+ * CSRs themselves are @peculiar/x509's business.
  */
 
 /** Raised for bytes that are not the strict DER expected. */
@@ -25,56 +27,88 @@ export const Tag = {
   context1Constructed: 0xa1,
 } as const;
 
-/** One tag-length-value element; `value` is a view into the input. */
+/** One tag-length-value element, as offsets into the buffer it was read from. */
 export interface Tlv {
   readonly tag: number;
-  readonly value: Uint8Array;
-  /** Offset just past the element. */
+  /** Offset of the tag byte. */
+  readonly start: number;
+  /** Offset of the first content byte. */
+  readonly contentStart: number;
+  /** Offset just past the value. */
   readonly end: number;
 }
 
-/** Reads one element at `offset`, insisting on minimal definite-length encoding. */
-export function readTlv(bytes: Uint8Array, offset = 0): Tlv {
-  if (offset + 2 > bytes.length) throw new DerError("truncated header");
+/**
+ * Reads the element at `offset`, which must end at or before `limit` (its container's end).
+ * Lengths must be definite and minimal (X.690 §10.1); at most four length bytes.
+ */
+export function readTlv(bytes: Uint8Array, offset = 0, limit = bytes.length): Tlv {
+  if (offset + 2 > limit) throw new DerError("truncated header");
   const tag = bytes[offset];
   if ((tag & 0x1f) === 0x1f) throw new DerError("multi-byte tag");
   let length = bytes[offset + 1];
-  let start = offset + 2;
+  let contentStart = offset + 2;
   if (length & 0x80) {
     const count = length & 0x7f;
-    if (count === 0 || count > 3) throw new DerError("unsupported length form");
-    if (start + count > bytes.length) throw new DerError("truncated length");
-    if (bytes[start] === 0) throw new DerError("non-minimal length");
+    if (count === 0 || count > 4) throw new DerError("unsupported length form");
+    if (contentStart + count > limit) throw new DerError("truncated length");
+    if (bytes[contentStart] === 0) throw new DerError("non-minimal length");
     length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + bytes[start + i];
+    for (let i = 0; i < count; i++) length = length * 256 + bytes[contentStart + i];
     if (length < 0x80) throw new DerError("non-minimal length");
-    start += count;
+    contentStart += count;
   }
-  const end = start + length;
-  if (end > bytes.length) throw new DerError("truncated value");
-  return { tag, value: bytes.subarray(start, end), end };
+  const end = contentStart + length;
+  if (end > limit) throw new DerError("value runs past its container");
+  return { tag, start: offset, contentStart, end };
 }
 
-/** Reads `bytes` as exactly one element with tag `tag` and returns its value. */
+/** The elements directly inside the constructed element `parent` of `bytes`. */
+export function children(bytes: Uint8Array, parent: Tlv): Tlv[] {
+  const out: Tlv[] = [];
+  for (let offset = parent.contentStart; offset < parent.end;) {
+    const child = readTlv(bytes, offset, parent.end);
+    out.push(child);
+    offset = child.end;
+  }
+  return out;
+}
+
+/** The elements that fill `contents` exactly (the content of a constructed element). */
+export function readChildren(contents: Uint8Array): Tlv[] {
+  return children(contents, { tag: 0, start: 0, contentStart: 0, end: contents.length });
+}
+
+/** Reads `bytes` as exactly one element with tag `tag` and returns its content. */
 export function readSingle(bytes: Uint8Array, tag: number): Uint8Array {
   const tlv = readTlv(bytes);
   if (tlv.tag !== tag) throw new DerError(`expected tag 0x${tag.toString(16)}`);
   if (tlv.end !== bytes.length) throw new DerError("trailing bytes");
-  return tlv.value;
+  return tlvContent(bytes, tlv);
 }
 
-/** Splits the contents of a constructed element into its children. */
-export function readChildren(contents: Uint8Array): Tlv[] {
-  const children: Tlv[] = [];
-  for (let offset = 0; offset < contents.length;) {
-    const child = readTlv(contents, offset);
-    children.push(child);
-    offset = child.end;
+/** The bytes of an element, header included (a view). */
+export function tlvBytes(bytes: Uint8Array, tlv: Tlv): Uint8Array {
+  return bytes.subarray(tlv.start, tlv.end);
+}
+
+/** The content bytes of an element (a view). */
+export function tlvContent(bytes: Uint8Array, tlv: Tlv): Uint8Array {
+  return bytes.subarray(tlv.contentStart, tlv.end);
+}
+
+/** Concatenates byte strings. */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
   }
-  return children;
+  return out;
 }
 
-/** Encodes one element from its tag and concatenated contents. */
+/** Encodes one element from its tag and its content, given whole or in parts. */
 export function encodeTlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
   const length = contents.reduce((sum, part) => sum + part.length, 0);
   const header = length < 0x80
@@ -83,7 +117,9 @@ export function encodeTlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
     ? [tag, 0x81, length]
     : length < 0x10000
     ? [tag, 0x82, length >> 8, length & 0xff]
-    : [tag, 0x83, length >> 16, (length >> 8) & 0xff, length & 0xff];
+    : length < 0x1000000
+    ? [tag, 0x83, length >> 16, (length >> 8) & 0xff, length & 0xff]
+    : [tag, 0x84, length >>> 24, (length >> 16) & 0xff, (length >> 8) & 0xff, length & 0xff];
   const out = new Uint8Array(header.length + length);
   out.set(header);
   let offset = header.length;
@@ -94,7 +130,7 @@ export function encodeTlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** The value bytes of a non-negative INTEGER, checked for minimal encoding. */
+/** The magnitude of a non-negative INTEGER's content, checked for minimal encoding. */
 function unsignedIntegerBytes(value: Uint8Array): Uint8Array {
   if (value.length === 0) throw new DerError("empty INTEGER");
   if (value[0] & 0x80) throw new DerError("negative INTEGER");
@@ -104,12 +140,12 @@ function unsignedIntegerBytes(value: Uint8Array): Uint8Array {
   return value[0] === 0 ? value.subarray(1) : value;
 }
 
-/** Encodes a non-negative big-endian integer as a DER INTEGER. */
-function encodeUnsignedInteger(bytes: Uint8Array): Uint8Array {
+/** A non-negative INTEGER from big-endian magnitude bytes (leading zeros dropped). */
+export function encodeUnsignedInteger(magnitude: Uint8Array): Uint8Array {
   let start = 0;
-  while (start < bytes.length - 1 && bytes[start] === 0) start++;
-  const trimmed = bytes.subarray(start);
-  return trimmed[0] & 0x80
+  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
+  const trimmed = magnitude.subarray(start);
+  return trimmed.length === 0 || trimmed[0] & 0x80
     ? encodeTlv(Tag.integer, Uint8Array.of(0), trimmed)
     : encodeTlv(Tag.integer, trimmed);
 }
@@ -120,13 +156,14 @@ function encodeUnsignedInteger(bytes: Uint8Array): Uint8Array {
  * strict DER or whose integers do not fit.
  */
 export function ecdsaDerToRaw(der: Uint8Array, scalarLength: number): Uint8Array {
-  const children = readChildren(readSingle(der, Tag.sequence));
-  if (children.length !== 2 || children.some((child) => child.tag !== Tag.integer)) {
+  const value = readSingle(der, Tag.sequence);
+  const integers = readChildren(value);
+  if (integers.length !== 2 || integers.some((child) => child.tag !== Tag.integer)) {
     throw new DerError("ECDSA signature is not two INTEGERs");
   }
   const raw = new Uint8Array(2 * scalarLength);
-  children.forEach((child, index) => {
-    const integer = unsignedIntegerBytes(child.value);
+  integers.forEach((child, index) => {
+    const integer = unsignedIntegerBytes(tlvContent(value, child));
     if (integer.length > scalarLength) throw new DerError("ECDSA integer too large");
     raw.set(integer, (index + 1) * scalarLength - integer.length);
   });
@@ -141,4 +178,14 @@ export function ecdsaRawToDer(raw: Uint8Array): Uint8Array {
     encodeUnsignedInteger(raw.subarray(0, half)),
     encodeUnsignedInteger(raw.subarray(half)),
   );
+}
+
+/**
+ * `bytes` as WebCrypto and @peculiar/x509 type their inputs (views of an ArrayBuffer, not a
+ * SharedArrayBuffer); copies only in the shared case.
+ */
+export function bufferSource(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer
+    ? bytes as Uint8Array<ArrayBuffer>
+    : new Uint8Array(bytes);
 }

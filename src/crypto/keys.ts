@@ -3,7 +3,16 @@
  * work with (ML-DSA, Ed25519, X25519, P-256, P-384), shared by both providers so that they
  * accept and reject exactly the same encodings. RSA keys go to WebCrypto as they are.
  */
-import { DerError, encodeTlv, readChildren, readSingle, Tag, type Tlv } from "./der.ts";
+import {
+  DerError,
+  encodeTlv,
+  readChildren,
+  readSingle,
+  Tag,
+  type Tlv,
+  tlvBytes,
+  tlvContent,
+} from "./der.ts";
 import { InvalidPrivateKeyError, InvalidPublicValueError } from "./provider.ts";
 
 /** Key types with a raw form handled here. */
@@ -53,13 +62,10 @@ export const PRIVATE_KEY_LENGTHS: Record<RawKeyType, number> = {
 
 const isEc = (type: RawKeyType): type is EcCurve => type === "P-256" || type === "P-384";
 
-/**
- * Whether a parsed AlgorithmIdentifier is exactly `type`'s (the reader enforces minimal DER, so
- * re-encoding the value reproduces the original bytes).
- */
-function sameAlgorithm(algorithm: Tlv, type: RawKeyType): boolean {
+/** Whether the AlgorithmIdentifier `algorithm`, read from `bytes`, is exactly `type`'s. */
+function sameAlgorithm(bytes: Uint8Array, algorithm: Tlv, type: RawKeyType): boolean {
   const expected = ALGORITHM_IDENTIFIERS[type];
-  const actual = encodeTlv(algorithm.tag, algorithm.value);
+  const actual = tlvBytes(bytes, algorithm);
   return actual.length === expected.length && actual.every((byte, i) => byte === expected[i]);
 }
 
@@ -89,15 +95,17 @@ export function encodeSpki(type: RawKeyType, publicKey: Uint8Array): Uint8Array 
  */
 export function decodeSpki(type: RawKeyType, spki: Uint8Array): Uint8Array {
   try {
-    const [algorithm, key, ...rest] = readChildren(readSingle(spki, Tag.sequence));
+    const body = readSingle(spki, Tag.sequence);
+    const [algorithm, key, ...rest] = readChildren(body);
+    const bits = key && tlvContent(body, key);
     if (
       rest.length || algorithm?.tag !== Tag.sequence || key?.tag !== Tag.bitString ||
-      !sameAlgorithm(algorithm, type) ||
-      key.value[0] !== 0
+      !sameAlgorithm(body, algorithm, type) ||
+      bits[0] !== 0
     ) {
       throw new InvalidPublicValueError(`${type} SubjectPublicKeyInfo`);
     }
-    return checkRawPublicKey(type, key.value.subarray(1));
+    return checkRawPublicKey(type, bits.subarray(1));
   } catch (error) {
     if (error instanceof DerError) {
       throw new InvalidPublicValueError(`${type} SubjectPublicKeyInfo`);
@@ -149,16 +157,18 @@ export function encodePkcs8(
  */
 export function decodePkcs8(type: RawKeyType, pkcs8: Uint8Array): Uint8Array {
   try {
-    const [version, algorithm, privateKey] = readChildren(readSingle(pkcs8, Tag.sequence));
+    const body = readSingle(pkcs8, Tag.sequence);
+    const [version, algorithm, privateKey] = readChildren(body);
+    const versionValue = version && tlvContent(body, version);
     if (
-      version?.tag !== Tag.integer || version.value.length !== 1 || version.value[0] > 1 ||
+      version?.tag !== Tag.integer || versionValue.length !== 1 || versionValue[0] > 1 ||
       algorithm?.tag !== Tag.sequence ||
-      !sameAlgorithm(algorithm, type) ||
+      !sameAlgorithm(body, algorithm, type) ||
       privateKey?.tag !== Tag.octetString
     ) {
       throw new InvalidPrivateKeyError(`not a ${type} PKCS#8 key`);
     }
-    const raw = innerPrivateKey(type, privateKey.value);
+    const raw = innerPrivateKey(type, tlvContent(body, privateKey));
     if (raw.length !== PRIVATE_KEY_LENGTHS[type]) {
       throw new InvalidPrivateKeyError(`${type} private key of ${raw.length} bytes`);
     }
@@ -173,12 +183,13 @@ export function decodePkcs8(type: RawKeyType, pkcs8: Uint8Array): Uint8Array {
 
 function innerPrivateKey(type: RawKeyType, inner: Uint8Array): Uint8Array {
   if (type.startsWith("ML-DSA")) {
-    const [choice] = readChildren(inner);
-    if (choice?.end === inner.length && choice.tag === Tag.context0) return choice.value;
-    if (choice?.end === inner.length && choice.tag === Tag.sequence) {
-      const [seed, expanded, ...rest] = readChildren(choice.value);
+    const [choice, ...others] = readChildren(inner);
+    if (choice?.tag === Tag.context0 && !others.length) return tlvContent(inner, choice);
+    if (choice?.tag === Tag.sequence && !others.length) {
+      const both = tlvContent(inner, choice);
+      const [seed, expanded, ...rest] = readChildren(both);
       if (seed?.tag === Tag.octetString && expanded?.tag === Tag.octetString && !rest.length) {
-        return seed.value;
+        return tlvContent(both, seed);
       }
     }
     throw new InvalidPrivateKeyError(
@@ -186,11 +197,15 @@ function innerPrivateKey(type: RawKeyType, inner: Uint8Array): Uint8Array {
     );
   }
   if (isEc(type)) {
-    const [version, scalar] = readChildren(readSingle(inner, Tag.sequence));
-    if (version?.tag !== Tag.integer || version.value[0] !== 1 || scalar?.tag !== Tag.octetString) {
+    const ecPrivateKey = readSingle(inner, Tag.sequence);
+    const [version, scalar] = readChildren(ecPrivateKey);
+    if (
+      version?.tag !== Tag.integer || tlvContent(ecPrivateKey, version)[0] !== 1 ||
+      scalar?.tag !== Tag.octetString
+    ) {
       throw new InvalidPrivateKeyError(`malformed ${type} ECPrivateKey`);
     }
-    return scalar.value;
+    return tlvContent(ecPrivateKey, scalar);
   }
   return readSingle(inner, Tag.octetString);
 }

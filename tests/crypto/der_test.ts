@@ -1,6 +1,16 @@
 /** The strict DER of ECDSA signatures and key containers, beyond what Wycheproof's cases reach. */
 import { deepEqual, equal, throws } from "node:assert/strict";
-import { DerError, ecdsaDerToRaw, ecdsaRawToDer } from "../../src/crypto/der.ts";
+import {
+  children,
+  DerError,
+  ecdsaDerToRaw,
+  ecdsaRawToDer,
+  encodeTlv,
+  encodeUnsignedInteger,
+  readTlv,
+  tlvBytes,
+  tlvContent,
+} from "../../src/crypto/der.ts";
 import { decodePkcs8, decodeSpki, encodePkcs8, encodeSpki } from "../../src/crypto/keys.ts";
 import { InvalidPrivateKeyError, InvalidPublicValueError } from "../../src/crypto/index.ts";
 import { fromHex } from "./vectors.ts";
@@ -51,4 +61,41 @@ Deno.test("SPKI and PKCS#8: round trips, and the wrong algorithm or length is re
     () => decodePkcs8("P-384", encodePkcs8("P-384", scalar.subarray(1))),
     InvalidPrivateKeyError,
   );
+});
+
+Deno.test("DER reader: offsets into the input, lengths strict and minimal, children bounded", () => {
+  const inner = encodeTlv(0x04, new Uint8Array(200).fill(1));
+  const outer = encodeTlv(0x30, Uint8Array.of(0x05, 0x00), inner);
+  const tlv = readTlv(outer);
+  deepEqual([tlv.tag, tlv.start, tlv.contentStart, tlv.end], [0x30, 0, 3, outer.length]);
+  const [nullTlv, octets] = children(outer, tlv);
+  deepEqual(tlvBytes(outer, nullTlv), Uint8Array.of(0x05, 0x00));
+  equal(tlvContent(outer, octets).length, 200);
+  equal(tlvContent(outer, octets).buffer, outer.buffer, "a view, not a copy");
+
+  const refused = [
+    "04", // header cut short
+    "3f0100", // multi-byte tag
+    "0480", // indefinite length
+    "048100", // long form for a length under 128
+    "04820080" + "00".repeat(128), // leading zero length byte
+    "0485" + "0000000001" + "00", // five length bytes
+    "040201", // value runs past the buffer
+  ];
+  for (const hex of refused) throws(() => readTlv(fromHex(hex)), DerError, hex);
+  // A child may not run past its parent even when the buffer goes on.
+  const overrun = fromHex("3003" + "0402ffff");
+  throws(() => children(overrun, readTlv(overrun, 0, 2 + 3)), DerError);
+  // Four length bytes are read when minimal.
+  const big = new Uint8Array(6 + 0x1000000);
+  big.set([0x04, 0x84, 0x01, 0x00, 0x00, 0x00]);
+  equal(readTlv(big).end, big.length);
+  deepEqual(encodeTlv(0x04, new Uint8Array(0x1000000)).subarray(0, 6), big.subarray(0, 6));
+});
+
+Deno.test("DER INTEGER encoding: minimal, positive, zero for an empty magnitude", () => {
+  deepEqual(encodeUnsignedInteger(new Uint8Array(0)), fromHex("020100"));
+  deepEqual(encodeUnsignedInteger(fromHex("000000")), fromHex("020100"));
+  deepEqual(encodeUnsignedInteger(fromHex("0080")), fromHex("02020080"));
+  deepEqual(encodeUnsignedInteger(fromHex("00017f")), fromHex("0202017f"));
 });
