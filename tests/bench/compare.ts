@@ -1,139 +1,275 @@
 /**
- * qsign against OpenSSL 3.5, same load, same machine: starts `qsign serve` (echo mode) and a
- * Node 26 `tls.createServer` (peer/server.mjs: the same reply protocol) on loopback with the same
- * fresh `qsign pki init` PKI (ML-DSA-65 chains, mutual TLS) and the same group
- * (SecP384r1MLKEM1024), then runs each round against each server with two clients, `qsign bench`
- * and Node 26 (peer/load.mjs), and prints the figures and the ratios qsign/OpenSSL.
+ * qsign against OpenSSL 3.5 on the same machine, in one run: every row of the comparison table
+ * (server CPU per full, distinct-certificate and resumed handshake, a browser-like handshake,
+ * server CPU per MiB of AES-256-GCM and ChaCha20-Poly1305 data, RSS per idle mutual-TLS
+ * connection, handshake p99 at 64 concurrent clients).
  *
  *   .tools/node_modules/.bin/deno run --allow-all tests/bench/compare.ts \
- *     [--handshakes 300] [--concurrency 4] [--transfers 8] [--transfer-bytes 4194304] \
- *     [--duration-limit 30] [--json FILE]
+ *     [--cases full,distinct,resumed,browser,aes,chacha,idle,p99] [--repeat 3] \
+ *     [--handshakes 300] [--distinct-certs 1100] [--transfer-bytes 4194304] [--transfers 8] \
+ *     [--idle-connections 10000] [--duration-limit 60] [--qsign-arg ARG]… [--json FILE]
  *
- * Rounds: full handshakes; resumed handshakes (after each client's uncounted warm-up); data (each
- * connection sends --transfer-bytes and waits for the reply lines acknowledging them). Every run
- * is bounded by its count and by --duration-limit seconds. Before measuring, each server gets an
- * uncounted warm-up so JIT compilation stays out of the figures. Server CPU comes from
- * /proc/PID/stat around each run. qsign serve runs with --log-level WARN (the Node server logs
- * nothing either) and --max-handshakes-per-ip 0.
+ * The servers are `qsign serve` (echo mode) and Node 26's `tls.createServer` (peer/server.mjs,
+ * the same reply protocol), with the same fresh PKI and group. The client is the same for both:
+ * Node 26 (peer/load.mjs), so that only the server differs. Each case runs `--repeat` times per
+ * server, alternating the servers and switching which goes first on each repeat; the table gives
+ * min / median / max per server, the ratio of the medians, and the 1-minute load average seen
+ * before each run. Server CPU comes from /proc/PID/stat around each run. Every run is bounded by
+ * its count and by --duration-limit seconds. Speed is reported here, never asserted in a test.
  */
 import { parseArgs } from "node:util";
-import type { BenchReport } from "../../src/bench/report.ts";
-import { processSnapshot, type ResourceUsage, usageBetween } from "../../src/bench/resources.ts";
+import { issueLeaf } from "../../src/pki/ca.ts";
+import { processSnapshot } from "../../src/bench/resources.ts";
 import { DENO, PEER_NODE, QSIGN_RUN_FLAGS, ROOT, runQsign, tempDir } from "../support/env.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
+    cases: { type: "string", default: "full,distinct,resumed,browser,aes,chacha,idle,p99" },
+    repeat: { type: "string", default: "3" },
     handshakes: { type: "string", default: "300" },
-    concurrency: { type: "string", default: "4" },
+    "distinct-certs": { type: "string", default: "1100" },
     transfers: { type: "string", default: "8" },
     "transfer-bytes": { type: "string", default: String(4 * 2 ** 20) },
-    "duration-limit": { type: "string", default: "30" },
+    "idle-connections": { type: "string", default: "10000" },
+    "duration-limit": { type: "string", default: "60" },
+    "qsign-arg": { type: "string", multiple: true, default: [] },
     json: { type: "string" },
   },
 });
-const GROUP = "SecP384r1MLKEM1024";
+
+const count = (name: keyof typeof values) => {
+  const n = Number(values[name]);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+  return n;
+};
+const REPEAT = count("repeat");
+const HANDSHAKES = count("handshakes");
+const MIB = 2 ** 20;
 const WARMUP_HANDSHAKES = 30;
 
-/** The fields both clients report (peer/load.mjs prints a subset of BenchReport). */
-type ClientReport = Pick<
-  BenchReport,
-  "durationMs" | "handshakes" | "latencyMs" | "throughput" | "errors" | "stoppedBy"
->;
+type ServerKind = "qsign" | "openssl";
+/** Which server configuration a case needs: ML-DSA-65 mutual TLS, or a browser-like one. */
+type Setup = "mtls" | "browser";
+const GROUPS: Record<Setup, string> = { mtls: "SecP384r1MLKEM1024", browser: "X25519MLKEM768" };
 
-interface Round {
-  name: string;
-  handshakes: number;
-  concurrency: number;
-  resume?: boolean;
-  bytes?: number;
+interface Case {
+  id: string;
+  title: string;
+  setup: Setup;
+  unit: string;
+  /** The issue's goal for the ratio qsign/OpenSSL (lower is better for every row). */
+  goal: number;
+  /** Runs the case once against a running server and returns the figure. */
+  measure(server: Server): Promise<number>;
+  /** Cases that need a server of their own for every run (RSS baselines). */
+  freshServer?: boolean;
 }
 
-interface Run {
-  round: string;
-  server: "qsign" | "openssl";
-  client: "qsign" | "node";
-  report: ClientReport;
-  serverUsage: ResourceUsage;
+// ------------------------------------------------------------------ PKI
+
+await using dir = await tempDir("qsign-compare-");
+const mtlsDir = `${dir.path}/mtls`;
+const browserDir = `${dir.path}/browser`;
+for (const [pkiDir, alg] of [[mtlsDir, "mldsa65"], [browserDir, "ecdsa-p256"]]) {
+  const init = await runQsign(["pki", "init", "--dir", pkiDir, "--alg", alg]);
+  if (init.code !== 0) throw new Error(`qsign pki init --alg ${alg} failed:\n${init.stderr}`);
 }
-
-const rounds: Round[] = [
-  { name: "full", handshakes: Number(values.handshakes), concurrency: Number(values.concurrency) },
-  {
-    name: "resumed",
-    handshakes: Number(values.handshakes),
-    concurrency: Number(values.concurrency),
-    resume: true,
-  },
-  {
-    name: "data",
-    handshakes: Number(values.transfers),
-    concurrency: 2,
-    bytes: Number(values["transfer-bytes"]),
-  },
-];
-
-await using dir = await tempDir("qsign-bench-");
-const pkiDir = `${dir.path}/pki`;
-const init = await runQsign(["pki", "init", "--dir", pkiDir]);
-if (init.code !== 0) throw new Error(`qsign pki init failed:\n${init.stderr}`);
-const pki = {
+const files = (pkiDir: string) => ({
   root: `${pkiDir}/root-ca.crt`,
   serverCert: `${pkiDir}/server.crt`,
   serverKey: `${pkiDir}/server.key`,
   clientCert: `${pkiDir}/client.crt`,
   clientKey: `${pkiDir}/client.key`,
-};
+});
+const mtls = files(mtlsDir);
+const browser = files(browserDir);
 
-await using qsignServer = await startQsignServer();
-await using opensslServer = await startNodeServer();
-const servers = { qsign: qsignServer, openssl: opensslServer };
-
-const runs: Run[] = [];
-for (const server of Object.values(servers)) {
-  await runQsignBench(server.port, {
-    name: "warm-up",
-    handshakes: WARMUP_HANDSHAKES,
-    concurrency: 4,
-  });
-}
-for (const round of rounds) {
-  for (const [serverName, server] of Object.entries(servers)) {
-    for (const client of ["qsign", "node"] as const) {
-      const before = await processSnapshot(server.pid);
-      const report = client === "qsign"
-        ? await runQsignBench(server.port, round)
-        : await runNodeLoad(server.port, round);
-      const serverUsage = usageBetween(before, await processSnapshot(server.pid));
-      runs.push({
-        round: round.name,
-        server: serverName as Run["server"],
-        client,
-        report,
-        serverUsage,
-      });
+/** A JSON list of distinct client certificates for peer/load.mjs --cert-list, made once. */
+let certList: Promise<string> | undefined;
+function distinctClientCertificates(): Promise<string> {
+  certList ??= (async () => {
+    const n = count("distinct-certs");
+    const list: { cert: string; key: string }[] = [];
+    await Deno.mkdir(`${dir.path}/clients`);
+    for (let i = 0; i < n; i++) {
+      const leaf = await issueLeaf({ dir: mtlsDir, profile: "client", cn: `client-${i}` });
+      const cert = `${dir.path}/clients/${i}.crt`, key = `${dir.path}/clients/${i}.key`;
+      await Deno.writeTextFile(cert, leaf.certPem);
+      await Deno.writeTextFile(key, leaf.keyPem!);
+      list.push({ cert, key });
     }
+    const path = `${dir.path}/clients.json`;
+    await Deno.writeTextFile(path, JSON.stringify(list));
+    return path;
+  })();
+  return certList;
+}
+
+// ------------------------------------------------------------------ cases
+
+const cpuMs = (before: Snapshot, after: Snapshot) =>
+  after.cpuUserMs + after.cpuSystemMs - before.cpuUserMs - before.cpuSystemMs;
+type Snapshot = Awaited<ReturnType<typeof processSnapshot>>;
+
+/** Server CPU ms per completed handshake of one load run. */
+async function cpuPerHandshake(server: Server, load: LoadOptions): Promise<number> {
+  const before = await processSnapshot(server.pid);
+  const report = await runLoad(server, load);
+  const after = await processSnapshot(server.pid);
+  expectComplete(report, load);
+  return cpuMs(before, after) / report.handshakes.completed;
+}
+
+/** Server CPU ms per MiB received, with one cipher suite. */
+async function cpuPerMiB(server: Server, cipher: string): Promise<number> {
+  const load: LoadOptions = {
+    handshakes: count("transfers"),
+    concurrency: 2,
+    bytes: count("transfer-bytes"),
+    cipher,
+  };
+  const before = await processSnapshot(server.pid);
+  const report = await runLoad(server, load);
+  const after = await processSnapshot(server.pid);
+  expectComplete(report, load);
+  return cpuMs(before, after) / (report.throughput!.bytesSent / MIB);
+}
+
+const cases: Case[] = [
+  {
+    id: "full",
+    title: "full mTLS, SecP384r1MLKEM1024, ML-DSA-65, one client cert",
+    setup: "mtls",
+    unit: "ms CPU/handshake",
+    goal: 0.85,
+    measure: (server) => cpuPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4 }),
+  },
+  {
+    id: "distinct",
+    title: `same, ${values["distinct-certs"]} distinct client certificates`,
+    setup: "mtls",
+    unit: "ms CPU/handshake",
+    goal: 1.0,
+    measure: async (server) =>
+      cpuPerHandshake(server, {
+        handshakes: Math.max(HANDSHAKES, count("distinct-certs")),
+        concurrency: 4,
+        certList: await distinctClientCertificates(),
+      }),
+  },
+  {
+    id: "resumed",
+    title: "resumed (psk_dhe_ke, still the hybrid exchange)",
+    setup: "mtls",
+    unit: "ms CPU/handshake",
+    goal: 0.9,
+    measure: (server) =>
+      cpuPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4, resume: true }),
+  },
+  {
+    id: "browser",
+    title: "browser-like: X25519MLKEM768, ECDSA P-256, no client cert",
+    setup: "browser",
+    unit: "ms CPU/handshake",
+    goal: 1.0,
+    measure: (server) => cpuPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4 }),
+  },
+  {
+    id: "aes",
+    title: "bulk TLS_AES_256_GCM_SHA384, CPU per MiB received",
+    setup: "mtls",
+    unit: "ms CPU/MiB",
+    goal: 1.0,
+    measure: (server) => cpuPerMiB(server, "TLS_AES_256_GCM_SHA384"),
+  },
+  {
+    id: "chacha",
+    title: "bulk TLS_CHACHA20_POLY1305_SHA256, CPU per MiB received",
+    setup: "mtls",
+    unit: "ms CPU/MiB",
+    goal: 1.0,
+    measure: (server) => cpuPerMiB(server, "TLS_CHACHA20_POLY1305_SHA256"),
+  },
+  {
+    id: "idle",
+    title: `RSS per idle mTLS connection, ${values["idle-connections"]} held`,
+    setup: "mtls",
+    unit: "KiB/connection",
+    goal: 0.4,
+    freshServer: true,
+    measure: async (server) => {
+      const n = count("idle-connections");
+      const before = await processSnapshot(server.pid);
+      await using hold = await holdConnections(server, n);
+      const after = await processSnapshot(server.pid);
+      return (after.rssBytes - before.rssBytes) / 1024 / hold.held;
+    },
+  },
+  {
+    id: "p99",
+    title: "handshake p99 at 64 concurrent clients",
+    setup: "mtls",
+    unit: "ms p99",
+    goal: 1.0,
+    measure: async (server) => {
+      const load = { handshakes: 10 * 64, concurrency: 64 };
+      const report = await runLoad(server, load);
+      expectComplete(report, load);
+      return report.latencyMs!.p99;
+    },
+  },
+];
+
+const wanted = values.cases.split(",").map((c) => c.trim());
+for (const id of wanted) {
+  if (!cases.some((c) => c.id === id)) {
+    throw new Error(`unknown case ${id}: one of ${cases.map((c) => c.id).join(", ")}`);
   }
 }
 
-console.log(formatComparison(runs));
-if (values.json) {
-  await Deno.writeTextFile(
-    values.json,
-    JSON.stringify({ date: new Date(), rounds, runs }, null, 2),
-  );
+// ------------------------------------------------------------------ run
+
+interface Sample {
+  /** NaN where the server could not do what the case measures (see NotResumed). */
+  value: number;
+  loadAverage: number;
+  note?: string;
+}
+interface Result {
+  id: string;
+  title: string;
+  unit: string;
+  goal: number;
+  samples: Record<ServerKind, Sample[]>;
+}
+
+const shared = new Map<string, Promise<Server>>();
+async function serverFor(kind: ServerKind, setup: Setup, fresh: boolean): Promise<Server> {
+  if (fresh) return await startServer(kind, setup);
+  const key = `${kind}/${setup}`;
+  if (!shared.has(key)) shared.set(key, startServer(kind, setup));
+  return await shared.get(key)!;
 }
 
 // ------------------------------------------------------------------ servers
 
 interface Server extends AsyncDisposable {
+  kind: ServerKind;
+  setup: Setup;
   port: number;
   pid: number;
 }
 
-/** A child process as a Server that is killed on dispose. */
-function serverProcess(child: Deno.ChildProcess, port: number): Server {
+function serverProcess(
+  child: Deno.ChildProcess,
+  kind: ServerKind,
+  setup: Setup,
+  port: number,
+): Server {
   return {
+    kind,
+    setup,
     port,
     pid: child.pid,
     async [Symbol.asyncDispose]() {
@@ -154,7 +290,18 @@ function freePort(): number {
   return port;
 }
 
-async function startQsignServer(): Promise<Server> {
+async function startServer(kind: ServerKind, setup: Setup): Promise<Server> {
+  const pki = setup === "mtls" ? mtls : browser;
+  const server = kind === "qsign" ? await startQsign(setup, pki) : await startNode(setup, pki);
+  // Uncounted warm-up, so that JIT compilation stays out of the figures.
+  expectComplete(
+    await runLoad(server, { handshakes: WARMUP_HANDSHAKES, concurrency: 4 }),
+    { handshakes: WARMUP_HANDSHAKES, concurrency: 4 },
+  );
+  return server;
+}
+
+async function startQsign(setup: Setup, pki: typeof mtls): Promise<Server> {
   const port = freePort();
   const child = new Deno.Command(DENO, {
     args: [
@@ -162,13 +309,16 @@ async function startQsignServer(): Promise<Server> {
       "serve",
       ...["--listen", `127.0.0.1:${port}`, "--metrics-listen", "off"],
       ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root],
-      ...["--groups", GROUP, "--max-handshakes-per-ip", "0", "--log-level", "WARN"],
+      ...["--groups", GROUPS[setup], "--max-handshakes-per-ip", "0", "--log-level", "WARN"],
+      ...["--max-connections", String(count("idle-connections") + 1000)],
+      ...(setup === "browser" ? ["--client-auth", "none"] : []),
+      ...values["qsign-arg"],
     ],
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
   }).spawn();
-  const server = serverProcess(child, port);
+  const server = serverProcess(child, "qsign", setup, port);
   const deadline = Date.now() + 30_000;
   while (true) {
     try {
@@ -184,11 +334,13 @@ async function startQsignServer(): Promise<Server> {
   }
 }
 
-async function startNodeServer(): Promise<Server> {
+async function startNode(setup: Setup, pki: typeof mtls): Promise<Server> {
   const child = new Deno.Command(PEER_NODE, {
     args: [
       `${ROOT}/tests/bench/peer/server.mjs`,
-      ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root, "--group", GROUP],
+      ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root],
+      ...["--group", GROUPS[setup]],
+      ...(setup === "browser" ? ["--no-client-auth"] : []),
     ],
     stdin: "null",
     stdout: "piped",
@@ -207,36 +359,50 @@ async function startNodeServer(): Promise<Server> {
   void (async () => {
     while (!(await reader.read()).done) { /* discard */ }
   })();
-  return serverProcess(child, JSON.parse(text).port);
+  return serverProcess(child, "openssl", setup, JSON.parse(text).port);
 }
 
-// ------------------------------------------------------------------ clients
+// ------------------------------------------------------------------ the client
 
-function loadArgs(round: Round): string[] {
+interface LoadOptions {
+  handshakes: number;
+  concurrency: number;
+  resume?: boolean;
+  bytes?: number;
+  cipher?: string;
+  certList?: string;
+}
+
+interface LoadReport {
+  handshakes: { completed: number; failed: number; resumed: number };
+  latencyMs?: { p50: number; p99: number };
+  throughput?: { bytesSent: number };
+  errors: unknown[];
+}
+
+function loadArgs(server: Server, load: LoadOptions): string[] {
+  const pki = server.setup === "mtls" ? mtls : browser;
+  const identity = server.setup === "browser"
+    ? []
+    : load.certList
+    ? ["--cert-list", load.certList]
+    : ["--cert", pki.clientCert, "--key", pki.clientKey];
   return [
-    ...["--handshakes", String(round.handshakes), "--concurrency", String(round.concurrency)],
-    ...["--cert", pki.clientCert, "--key", pki.clientKey, "--ca", pki.root, "--group", GROUP],
+    `${ROOT}/tests/bench/peer/load.mjs`,
+    ...["--port", String(server.port), "--ca", pki.root],
+    ...identity,
+    ...["--group", GROUPS[server.setup]],
+    ...["--handshakes", String(load.handshakes), "--concurrency", String(load.concurrency)],
     ...["--duration-limit", values["duration-limit"]!],
-    ...(round.resume ? ["--resume"] : []),
-    ...(round.bytes ? ["--bytes", String(round.bytes), "--bytes-mode", "reply"] : []),
+    ...(load.resume ? ["--resume"] : []),
+    ...(load.bytes ? ["--bytes", String(load.bytes), "--bytes-mode", "reply"] : []),
+    ...(load.cipher ? ["--cipher", load.cipher] : []),
   ];
 }
 
-async function runQsignBench(port: number, round: Round): Promise<ClientReport> {
-  const out = await runQsign([
-    "bench",
-    "--connect",
-    `127.0.0.1:${port}`,
-    "--json",
-    ...loadArgs(round),
-  ]);
-  if (out.code > 1) throw new Error(`qsign bench failed (${out.code}):\n${out.stderr}`);
-  return JSON.parse(out.stdout);
-}
-
-async function runNodeLoad(port: number, round: Round): Promise<ClientReport> {
+async function runLoad(server: Server, load: LoadOptions): Promise<LoadReport> {
   const out = await new Deno.Command(PEER_NODE, {
-    args: [`${ROOT}/tests/bench/peer/load.mjs`, "--port", String(port), ...loadArgs(round)],
+    args: loadArgs(server, load),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -246,65 +412,146 @@ async function runNodeLoad(port: number, round: Round): Promise<ClientReport> {
   return JSON.parse(decoder.decode(out.stdout));
 }
 
+/**
+ * A server that did not resume: OpenSSL 3.5 issues no ticket to a client that authenticated
+ * with an ML-DSA chain (the session would carry the chain), so it has no resumed figure there.
+ */
+class NotResumed extends Error {}
+
+/** A figure from a run with failures or missing resumptions would compare unlike things. */
+function expectComplete(report: LoadReport, load: LoadOptions): void {
+  const { completed, failed, resumed } = report.handshakes;
+  if (failed || completed < load.handshakes) {
+    throw new Error(
+      `load run incomplete: ${completed}/${load.handshakes} handshakes, ${failed} failed: ` +
+        JSON.stringify(report.errors),
+    );
+  }
+  if (load.resume && resumed < completed) {
+    throw new NotResumed(`only ${resumed} of ${completed} handshakes resumed`);
+  }
+}
+
+/** N idle connections held open by one Node client until disposed. */
+async function holdConnections(
+  server: Server,
+  n: number,
+): Promise<{ held: number } & AsyncDisposable> {
+  const child = new Deno.Command(PEER_NODE, {
+    args: [...loadArgs(server, { handshakes: n, concurrency: 16 }), "--hold"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error("peer/load.mjs --hold exited before reporting");
+    text += value;
+  }
+  const report: LoadReport = JSON.parse(text);
+  const dispose = async () => {
+    await child.stdin.close();
+    await child.status;
+  };
+  if (report.handshakes.failed || report.handshakes.completed < n) {
+    await dispose();
+    throw new Error(`held only ${report.handshakes.completed}/${n} connections`);
+  }
+  // Let the server settle (tickets sent, buffers released) before its RSS is read.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  return { held: report.handshakes.completed, [Symbol.asyncDispose]: dispose };
+}
+
 // ------------------------------------------------------------------ output
 
-function formatComparison(runs: Run[]): string {
-  const out: string[] = [];
-  const num = (x: number | undefined, digits = 1) => x === undefined ? "-" : x.toFixed(digits);
-  const ratio = (a: number | undefined, b: number | undefined) =>
-    a === undefined || b === undefined || b === 0 ? "-" : (a / b).toFixed(2);
-  for (const round of rounds) {
-    const inRound = runs.filter((r) => r.round === round.name);
-    out.push(
-      `\n### ${round.name}: ${round.handshakes} connections, concurrency ${round.concurrency}` +
-        `${round.resume ? ", resumed" : ""}${round.bytes ? `, ${round.bytes} bytes each` : ""}\n`,
-      "| client | server | handshakes/s | p50 ms | p90 ms | p99 ms | MiB/s | resumed | errors | server CPU ms/handshake | server RSS peak MiB |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
-    );
-    for (const r of inRound) {
-      const h = r.report.handshakes;
-      const l = r.report.latencyMs;
-      const cpuPerHandshake = (r.serverUsage.cpuUserMs + r.serverUsage.cpuSystemMs) /
-        Math.max(1, h.completed);
-      out.push(
-        `| ${r.client} | ${r.server} | ${num(h.perSecond)} | ${num(l?.p50)} | ${num(l?.p90)} | ` +
-          `${num(l?.p99)} | ${
-            num(r.report.throughput && r.report.throughput.bytesPerSecond / 2 ** 20)
-          } | ` +
-          `${h.resumed}/${h.completed} | ${h.failed} | ${num(cpuPerHandshake)} | ` +
-          `${num(r.serverUsage.rssPeakBytes / 2 ** 20, 0)} |`,
-      );
-    }
-    out.push(
-      "",
-      "| client | qsign/OpenSSL handshakes/s | p50 | p99 | MiB/s | server CPU/handshake |",
-      "|---|---|---|---|---|---|",
-    );
-    for (const client of ["qsign", "node"] as const) {
-      const q = inRound.find((r) => r.client === client && r.server === "qsign");
-      const o = inRound.find((r) => r.client === client && r.server === "openssl");
-      if (!q || !o) continue;
-      const qResumed = q.report.handshakes.resumed, oResumed = o.report.handshakes.resumed;
-      if (qResumed !== oResumed) {
-        out.push(
-          `| ${client} | not comparable: ${qResumed} resumed against qsign, ${oResumed} against OpenSSL | | | | |`,
-        );
-        continue;
-      }
-      const cpu = (r: Run) =>
-        (r.serverUsage.cpuUserMs + r.serverUsage.cpuSystemMs) /
-        Math.max(1, r.report.handshakes.completed);
-      out.push(
-        `| ${client} | ${ratio(q.report.handshakes.perSecond, o.report.handshakes.perSecond)} | ` +
-          `${ratio(q.report.latencyMs?.p50, o.report.latencyMs?.p50)} | ` +
-          `${ratio(q.report.latencyMs?.p99, o.report.latencyMs?.p99)} | ` +
-          `${ratio(q.report.throughput?.bytesPerSecond, o.report.throughput?.bytesPerSecond)} | ` +
-          `${ratio(cpu(q), cpu(o))} |`,
-      );
-    }
-    for (const r of inRound.filter((r) => r.report.errors.length)) {
-      out.push(`\nerrors, ${r.client} → ${r.server}: ${JSON.stringify(r.report.errors)}`);
-    }
-  }
-  return out.join("\n");
+async function oneMinuteLoad(): Promise<number> {
+  return Number((await Deno.readTextFile("/proc/loadavg")).split(" ")[0]);
 }
+
+async function machine(): Promise<Record<string, string | number>> {
+  const cpu = /model name\s*:\s*(.*)/.exec(await Deno.readTextFile("/proc/cpuinfo"))?.[1] ?? "";
+  return { cpu, cores: navigator.hardwareConcurrency, deno: Deno.version.deno };
+}
+
+function spread(samples: Sample[]): { min: number; median: number; max: number } {
+  const sorted = samples.map((s) => s.value).sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { min: sorted[0], median, max: sorted[sorted.length - 1] };
+}
+
+function formatTable(results: Result[]): string {
+  const f = (x: number) => x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+  const cell = (samples: Sample[]) => {
+    const note = samples.find((s) => s.note)?.note;
+    if (note) return `n/a: ${note}`;
+    const { min, median, max } = spread(samples);
+    return `${f(median)} (${f(min)}–${f(max)})`;
+  };
+  const loads = (samples: Sample[]) => {
+    const l = samples.map((s) => s.loadAverage);
+    return `${Math.min(...l).toFixed(1)}–${Math.max(...l).toFixed(1)}`;
+  };
+  const lines = [
+    `| case | unit | qsign median (min–max) | OpenSSL 3.5 median (min–max) | ratio | goal | load avg |`,
+    `|---|---|---|---|---|---|---|`,
+  ];
+  for (const r of results) {
+    const ratio = spread(r.samples.qsign).median / spread(r.samples.openssl).median;
+    lines.push(
+      `| ${r.title} | ${r.unit} | ${cell(r.samples.qsign)} | ${cell(r.samples.openssl)} | ` +
+        `${Number.isNaN(ratio) ? "-" : ratio.toFixed(2)} | ≤ ${r.goal.toFixed(2)} | ` +
+        `${loads([...r.samples.qsign, ...r.samples.openssl])} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  const results: Result[] = [];
+  try {
+    for (const c of cases.filter((c) => wanted.includes(c.id))) {
+      const result: Result = {
+        id: c.id,
+        title: c.title,
+        unit: c.unit,
+        goal: c.goal,
+        samples: { qsign: [], openssl: [] },
+      };
+      for (let r = 0; r < REPEAT; r++) {
+        const order: ServerKind[] = r % 2 === 0 ? ["qsign", "openssl"] : ["openssl", "qsign"];
+        for (const kind of order) {
+          const server = await serverFor(kind, c.setup, c.freshServer ?? false);
+          const loadAverage = await oneMinuteLoad();
+          try {
+            result.samples[kind].push({ value: await c.measure(server), loadAverage });
+          } catch (e) {
+            if (e instanceof NotResumed) {
+              result.samples[kind].push({ value: NaN, loadAverage, note: e.message });
+              continue;
+            }
+            throw new Error(`case ${c.id} against ${kind}: ${(e as Error).message}`, { cause: e });
+          } finally {
+            if (c.freshServer) await server[Symbol.asyncDispose]();
+          }
+        }
+      }
+      results.push(result);
+      console.error(`${c.id}: done`);
+    }
+  } finally {
+    for (const server of shared.values()) await (await server)[Symbol.asyncDispose]();
+  }
+
+  console.log(formatTable(results));
+  if (values.json) {
+    await Deno.writeTextFile(
+      values.json,
+      JSON.stringify({ date: new Date(), machine: await machine(), results }, null, 2),
+    );
+  }
+}
+
+await main();

@@ -2,9 +2,13 @@
 // (N connections, C at a time; each TCP connect + handshake, optional data phase, close_notify
 // both ways), reported as the same JSON fields (handshakes, latencyMs, throughput, errors,
 // client). Statistics come from qsign's own src/bench/stats.ts (Node strips its types).
-//   node load.mjs --port P --cert F --key F --ca F [--host 127.0.0.1] [--servername N]
-//     [--group G] [--handshakes 100] [--concurrency 4] [--resume] [--bytes 0]
-//     [--bytes-mode reply|echo|sink] [--duration-limit 60]
+//   node load.mjs --port P --ca F [--cert F --key F | --cert-list FILE] [--host 127.0.0.1]
+//     [--servername N] [--group G] [--cipher SUITE] [--handshakes 100] [--concurrency 4]
+//     [--resume] [--bytes 0] [--bytes-mode reply|echo|sink] [--hold] [--duration-limit 60]
+// --cert-list names a JSON file of [{"cert": PATH, "key": PATH}]: connections take them in turn,
+// so a server sees that many distinct client chains. Without a certificate the client sends none.
+// --hold keeps every connection open after its handshake: the report is printed once all are
+// up, and the connections close when stdin ends.
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -18,7 +22,10 @@ const { values: o } = parseArgs({
     cert: { type: "string" },
     key: { type: "string" },
     ca: { type: "string" },
+    "cert-list": { type: "string" },
     group: { type: "string", default: "SecP384r1MLKEM1024" },
+    cipher: { type: "string" },
+    hold: { type: "boolean", default: false },
     handshakes: { type: "string", default: "100" },
     concurrency: { type: "string", default: "4" },
     resume: { type: "boolean", default: false },
@@ -44,13 +51,23 @@ const baseOptions = {
   host: o.host,
   port: Number(o.port),
   servername: o.servername ?? o.host,
-  cert: readFileSync(o.cert),
-  key: readFileSync(o.key),
   ca: readFileSync(o.ca),
   ecdhCurve: o.group,
   minVersion: "TLSv1.3",
   rejectUnauthorized: true,
+  ...(o.cipher ? { ciphers: o.cipher } : {}),
 };
+const identities = o["cert-list"]
+  ? JSON.parse(readFileSync(o["cert-list"], "utf8")).map(({ cert, key }) => ({
+    cert: readFileSync(cert),
+    key: readFileSync(key),
+  }))
+  : o.cert
+  ? [{ cert: readFileSync(o.cert), key: readFileSync(o.key) }]
+  : [{}];
+let nextIdentity = 0;
+/** Sockets kept open by --hold. */
+const held = [];
 // Node's servername may not be an IP address; then only the certificate check uses it.
 if (/^[\d.]+$|:/.test(baseOptions.servername)) {
   const ip = baseOptions.servername;
@@ -78,7 +95,8 @@ function connection() {
     let phase = "handshake";
     let timer;
     const session = o.resume ? takeTicket() : undefined;
-    const socket = tls.connect({ ...baseOptions, ...(session ? { session } : {}) });
+    const identity = identities[nextIdentity++ % identities.length];
+    const socket = tls.connect({ ...baseOptions, ...identity, ...(session ? { session } : {}) });
     socket.setNoDelay(true); // as qsign bench does: no Nagle wait behind our Finished
     let finished = false;
     const finish = (failure) => {
@@ -116,6 +134,12 @@ function connection() {
     socket.on("secureConnect", () => {
       result.handshakeMs = performance.now() - result.startMs;
       result.resumed = socket.isSessionReused();
+      if (o.hold) {
+        held.push(socket);
+        clearTimeout(timer);
+        finished = true;
+        return resolve(result);
+      }
       if (bytes === 0) return closeGracefully();
       phase = "data";
       const start = performance.now();
@@ -233,3 +257,11 @@ process.stdout.write(
     unclosed: results.filter((r) => r.unclosed).length,
   }) + "\n",
 );
+if (o.hold) {
+  // Hold until the parent closes stdin, then close every connection.
+  process.stdin.resume();
+  process.stdin.on("end", () => {
+    for (const socket of held) socket.destroy();
+    process.exit(0);
+  });
+}

@@ -3,6 +3,7 @@
 // --mode echo, sending every byte back. Prints {"port", "pid"} on stdout once listening; runs
 // until SIGTERM/SIGINT.
 //   node server.mjs --cert F --key F --ca F [--group G] [--port 0] [--mode reply|echo] [--lang ko|en]
+//     [--no-client-auth]
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -17,6 +18,7 @@ const { values: o } = parseArgs({
     port: { type: "string", default: "0" },
     mode: { type: "string", default: "reply" },
     lang: { type: "string", default: "ko" },
+    "no-client-auth": { type: "boolean", default: false },
   },
 });
 
@@ -33,8 +35,8 @@ const server = tls.createServer({
   key: readFileSync(o.key),
   ca: readFileSync(o.ca),
   ecdhCurve: o.group,
-  requestCert: true,
-  rejectUnauthorized: true,
+  requestCert: !o["no-client-auth"],
+  rejectUnauthorized: !o["no-client-auth"],
 }, (socket) => {
   const session = ++sessions;
   socket.on("error", () => socket.destroy());
