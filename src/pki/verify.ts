@@ -1,8 +1,15 @@
 /**
  * RFC 5280 certification path validation, the one verifier behind `qsign pki verify` and every
- * TLS handshake: chain building over all candidate paths (many roots, untrusted intermediates),
- * signatures, validity, basic constraints and path length, key usage, extended key usage,
- * name constraints, unknown critical extensions, CRL revocation, and RFC 6125 host matching.
+ * TLS handshake: bounded path building (many roots, untrusted intermediates), signatures,
+ * validity, basic constraints and path length, key usage, extended key usage, name constraints,
+ * unknown critical extensions, CRL revocation, and RFC 6125 host matching.
+ *
+ * The peer chooses the certificates, so path building is bounded by work, not by hope: at most
+ * `MAX_PRESENTED_CERTIFICATES` distinct presented certificates are considered, every issuer
+ * candidate examined costs one step of `PATH_BUILDING_BUDGET`, a caller's deadline or abort
+ * signal is checked at every step, and the verifier yields to the event loop whenever it has
+ * run `SLICE_MS` without doing so, so that one crafted chain can neither take long nor hold up
+ * other connections.
  *
  * Handshakes call `verifyChain` with a `TrustStore` built once, so trust anchors and CRLs are
  * parsed (and their keys imported) once; the result carries the leaf's SHA-256 fingerprint and
@@ -39,17 +46,34 @@ export type ChainFailureReason =
   | "max depth"
   | "crl invalid"
   | "crl missing"
-  | "malformed certificate";
+  | "malformed certificate"
+  | "budget exceeded";
+
+/** Where a refusal points: the rule broken and the certificate it is about. */
+export interface FailureLocation {
+  /** The standard and section of the rule, e.g. `RFC 5280 §4.2.1.9`. */
+  rule?: string;
+  /** Position of the certificate in the path: 0 is the leaf. */
+  index?: number;
+}
 
 /** A refused chain: `reason` for programs, the message (`reason: detail`) for people. */
 export class ChainVerificationError extends QsignError {
+  /** The standard and section of the rule the chain breaks, e.g. `RFC 5280 §4.2.1.9`. */
+  readonly rule?: string;
+  /** Position in the path of the certificate the failure is about (0: the leaf). */
+  readonly index?: number;
+
   constructor(
     readonly reason: ChainFailureReason,
     detail: string,
     /** The subject of the certificate the failure is about, when there is one. */
     readonly subject?: string,
+    location: FailureLocation = {},
   ) {
     super(`${reason}: ${detail}`, 1);
+    this.rule = location.rule;
+    this.index = location.index;
   }
 }
 
@@ -85,6 +109,10 @@ export interface VerifyOptions {
   at?: Date;
   /** Most intermediate CA certificates a path may have (default 8). */
   maxDepth?: number;
+  /** Give up (`budget exceeded`) once this time (ms since the epoch) has passed. */
+  deadline?: number;
+  /** Give up (`budget exceeded`) once this signal aborts. */
+  signal?: AbortSignal;
 }
 
 export interface VerifiedChain {
@@ -98,8 +126,19 @@ export interface VerifiedChain {
 }
 
 const DEFAULT_MAX_DEPTH = 8;
-/** Bounds the work a peer can cause with many look-alike certificates. */
-const MAX_PATHS_TRIED = 32;
+/**
+ * Presented (untrusted) certificates considered, after duplicates and copies of trust anchors
+ * are dropped; the rest are ignored. Deployed stacks accept about as many.
+ */
+export const MAX_PRESENTED_CERTIFICATES = 10;
+/**
+ * Path-building steps per verification: every issuer candidate examined at any depth costs
+ * one (rustls-webpki allows 200 path-building calls, Go 100 signature checks). A crafted set
+ * of cross-certificates with (m!)² simple paths is refused after this many, quickly.
+ */
+export const PATH_BUILDING_BUDGET = 200;
+/** Longest the verifier runs without yielding to the event loop, in milliseconds. */
+const SLICE_MS = 2;
 /** Parsed certificates kept for reuse, least recently used dropped first. */
 const PARSED_CACHE_SIZE = 512;
 
@@ -227,6 +266,11 @@ class ParsedCrl {
  * one per configuration (and a new one on reload).
  */
 export class TrustStore {
+  /**
+   * Distinct for every store made in this process: a cached verdict keyed on it can never be
+   * served by a store with other anchors or CRLs (a reload, a new CRL).
+   */
+  readonly generation = ++trustStoreGenerations;
   readonly anchors: readonly x509.X509Certificate[];
   readonly #anchors: Candidate[];
   readonly #crls: ParsedCrl[];
@@ -262,6 +306,8 @@ export class TrustStore {
   }
 }
 
+let trustStoreGenerations = 0;
+
 /** SHA-256 of DER bytes, lowercase hex: the key `VerifiedChain.fingerprint` uses. */
 export async function certificateFingerprint(der: Uint8Array): Promise<string> {
   return await sha256Hex(der);
@@ -274,24 +320,33 @@ async function sha256Hex(der: Uint8Array): Promise<string> {
 }
 
 /**
- * Validates `leaf` (DER) up to a trust anchor. Tries every candidate path and returns the first
- * that validates; otherwise throws `ChainVerificationError` for the first complete path's first
- * failure, or `unknown issuer` when no path reaches an anchor.
+ * Validates `leaf` (DER) up to a trust anchor. Builds paths depth first, anchors before
+ * untrusted certificates and issuers whose key identifier matches before the others, checking
+ * each signature as the path grows, and returns the first complete path that validates.
+ * Otherwise throws `ChainVerificationError`: `budget exceeded` when the work budget, deadline or
+ * signal ran out first; else the first complete path's first failure; else the first bad
+ * signature; else `unknown issuer`.
  */
 export async function verifyChain(
   leaf: Uint8Array,
   options: VerifyOptions,
 ): Promise<VerifiedChain> {
+  const work = new Work(options.deadline, options.signal);
   const store = options.trustAnchors instanceof TrustStore
     ? options.trustAnchors
     : await TrustStore.create(options.trustAnchors);
   const leafCandidate = await Candidate.parse(leaf, "leaf certificate");
   const anchorPrints = new Set(store.candidates.map((a) => a.fingerprint));
   const pool: Candidate[] = [];
+  const seen = new Set([leafCandidate.fingerprint]);
   for (const [i, der] of (options.intermediates ?? []).entries()) {
+    if (pool.length >= MAX_PRESENTED_CERTIFICATES) break;
+    await work.pause();
     const c = await Candidate.parse(der, `intermediate certificate #${i + 1}`);
-    // A copy of an anchor among the untrusted certificates adds nothing but more paths.
-    if (!anchorPrints.has(c.fingerprint)) pool.push(c);
+    // Duplicates and copies of an anchor add nothing but more paths.
+    if (seen.has(c.fingerprint) || anchorPrints.has(c.fingerprint)) continue;
+    seen.add(c.fingerprint);
+    pool.push(c);
   }
   const crls = [...store.crls, ...(options.crls ?? []).map((der, i) => ParsedCrl.parse(der, i))];
   const context: PathContext = {
@@ -299,62 +354,159 @@ export async function verifyChain(
     crls,
     at: options.at ?? new Date(),
     maxDepth: options.maxDepth ?? DEFAULT_MAX_DEPTH,
+    work,
   };
-
-  let firstFailure: ChainVerificationError | undefined;
-  let tried = 0;
-  for (const path of candidatePaths(leafCandidate, store.candidates, pool)) {
-    if (++tried > MAX_PATHS_TRIED) break;
-    try {
-      const validUntil = await validatePath(path, context);
-      return {
-        chain: path.map((c) => c.cert),
-        leaf: leafCandidate.cert,
-        fingerprint: leafCandidate.fingerprint,
-        validUntil,
-      };
-    } catch (e) {
-      if (!(e instanceof ChainVerificationError)) throw e;
-      firstFailure ??= e;
-    }
+  const builder = new PathBuilder(store.candidates, pool, context);
+  const validUntil = await builder.build(leafCandidate);
+  if (validUntil) {
+    return {
+      chain: builder.path.map((c) => c.cert),
+      leaf: leafCandidate.cert,
+      fingerprint: leafCandidate.fingerprint,
+      validUntil,
+    };
   }
-  throw firstFailure ?? new ChainVerificationError(
+  throw builder.pathFailure ?? builder.signatureFailure ?? new ChainVerificationError(
     "unknown issuer",
     `no trusted issuer found for ${leafCandidate.subject} (issuer ${leafCandidate.issuer})`,
     leafCandidate.subject,
+    { rule: "RFC 5280 §6.1", index: 0 },
   );
 }
 
 /**
- * Every path from `leaf` to a trust anchor through `pool`, leaf first, anchors tried before
- * untrusted certificates at each step. A certificate appears at most once per path; paths are
- * at most a fixed length so that a loop of cross-signed certificates ends.
+ * The work a verification may do: path-building steps against `PATH_BUILDING_BUDGET`, the
+ * caller's deadline and abort signal, and yields to the event loop every `SLICE_MS`.
  */
-function* candidatePaths(
-  leaf: Candidate,
-  anchors: readonly Candidate[],
-  pool: readonly Candidate[],
-): Generator<Candidate[]> {
-  const MAX_LENGTH = 16;
-  // The leaf itself may be trusted (a pinned certificate).
-  if (anchors.some((a) => a.cert.equal(leaf.cert))) yield [leaf];
-  const path: Candidate[] = [leaf];
-  function* extend(): Generator<Candidate[]> {
-    const last = path[path.length - 1];
-    for (const anchor of anchors) {
-      if (last.issuedBy(anchor) && !path.includes(anchor)) yield [...path, anchor];
+class Work {
+  #steps = 0;
+  #sliceStart = performance.now();
+
+  constructor(readonly deadline?: number, readonly signal?: AbortSignal) {}
+
+  /** One path-building step: counts against the budget, then `pause()`. */
+  async step(): Promise<void> {
+    if (++this.#steps > PATH_BUILDING_BUDGET) {
+      throw new ChainVerificationError(
+        "budget exceeded",
+        `no valid path found within ${PATH_BUILDING_BUDGET} path-building steps`,
+      );
     }
-    if (path.length >= MAX_LENGTH) return;
-    for (const next of pool) {
-      if (!last.issuedBy(next) || path.includes(next)) continue;
-      // A self-signed untrusted certificate cannot lead to an anchor.
-      if (next.selfIssued && next.issuedBy(next)) continue;
-      path.push(next);
-      yield* extend();
-      path.pop();
+    await this.pause();
+  }
+
+  /** Yields to the event loop when this slice has run long; throws once past the deadline. */
+  async pause(): Promise<void> {
+    this.#checkTime();
+    if (performance.now() - this.#sliceStart < SLICE_MS) return;
+    // A macrotask, not a microtask: timers and I/O of other connections run meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#sliceStart = performance.now();
+    this.#checkTime();
+  }
+
+  #checkTime(): void {
+    if (this.signal?.aborted) {
+      throw new ChainVerificationError("budget exceeded", "verification was aborted");
+    }
+    if (this.deadline !== undefined && Date.now() > this.deadline) {
+      throw new ChainVerificationError(
+        "budget exceeded",
+        `verification did not finish before its deadline (${
+          new Date(this.deadline).toISOString()
+        })`,
+      );
     }
   }
-  yield* extend();
+}
+
+/**
+ * Depth-first path building from a leaf. Each certificate appears at most once per path; the
+ * path ends at the first trust anchor; a signature is checked when its issuer joins the path
+ * (once per pair of certificates), so a forged link cuts every path through it.
+ */
+class PathBuilder {
+  /** The path being built, leaf first; after a successful `build`, the validated path. */
+  readonly path: Candidate[] = [];
+  /** The first failure of a path that reached a trust anchor. */
+  pathFailure?: ChainVerificationError;
+  /** The first signature that did not verify. */
+  signatureFailure?: ChainVerificationError;
+  readonly #signatures = new Map<string, Promise<boolean>>();
+
+  constructor(
+    readonly anchors: readonly Candidate[],
+    readonly pool: readonly Candidate[],
+    readonly context: PathContext,
+  ) {}
+
+  /** The validated path's expiry, or undefined when no path validates. */
+  async build(leaf: Candidate): Promise<Date | undefined> {
+    this.path.push(leaf);
+    // The leaf itself may be trusted (a pinned certificate).
+    if (this.anchors.some((a) => a.fingerprint === leaf.fingerprint)) {
+      const until = await this.#complete();
+      if (until) return until;
+    }
+    return await this.#extend();
+  }
+
+  async #extend(): Promise<Date | undefined> {
+    const last = this.path[this.path.length - 1];
+    for (const next of this.#issuersOf(last)) {
+      await this.context.work.step();
+      if (this.path.includes(next)) continue;
+      const anchor = this.anchors.includes(next);
+      // A self-signed untrusted certificate cannot lead to an anchor.
+      if (!anchor && next.selfIssued && next.issuedBy(next)) continue;
+      if (!(await this.#signed(last, next))) continue;
+      this.path.push(next);
+      const until = anchor ? await this.#complete() : await this.#extend();
+      if (until) return until;
+      this.path.pop();
+    }
+    return undefined;
+  }
+
+  /** Anchors first, then untrusted certificates; within each, key identifier matches first. */
+  #issuersOf(c: Candidate): Candidate[] {
+    const byKeyId = (list: readonly Candidate[]) => {
+      const issuers = list.filter((i) => c.issuedBy(i));
+      return [
+        ...issuers.filter((i) => c.authorityKeyId && c.authorityKeyId === i.subjectKeyId),
+        ...issuers.filter((i) => !c.authorityKeyId || c.authorityKeyId !== i.subjectKeyId),
+      ];
+    };
+    return [...byKeyId(this.anchors), ...byKeyId(this.pool)];
+  }
+
+  async #signed(subject: Candidate, issuer: Candidate): Promise<boolean> {
+    const key = `${subject.fingerprint}>${issuer.fingerprint}`;
+    let verdict = this.#signatures.get(key);
+    if (!verdict) {
+      verdict = verifySignature(subject.cert, issuer.cert.publicKey);
+      this.#signatures.set(key, verdict);
+    }
+    if (await verdict) return true;
+    this.signatureFailure ??= new ChainVerificationError(
+      "bad signature",
+      `${subject.subject} is not signed by ${issuer.subject}`,
+      subject.subject,
+      { rule: "RFC 5280 §6.1.3", index: this.path.indexOf(subject) },
+    );
+    return false;
+  }
+
+  async #complete(): Promise<Date | undefined> {
+    await this.context.work.pause();
+    try {
+      return await validatePath(this.path, this.context);
+    } catch (e) {
+      if (!(e instanceof ChainVerificationError) || e.reason === "budget exceeded") throw e;
+      this.pathFailure ??= e;
+      return undefined;
+    }
+  }
 }
 
 interface PathContext {
@@ -362,22 +514,24 @@ interface PathContext {
   crls: ParsedCrl[];
   at: Date;
   maxDepth: number;
+  work: Work;
 }
 
-/** Validates one complete path (leaf first, anchor last); returns when the verdict expires. */
+/**
+ * Validates one complete path (leaf first, anchor last) whose signatures are already checked;
+ * returns when the verdict expires.
+ */
 async function validatePath(path: Candidate[], context: PathContext): Promise<Date> {
   const { options, at } = context;
   const leaf = path[0];
-  const fail = (reason: ChainFailureReason, detail: string, c: Candidate = leaf): never => {
-    throw new ChainVerificationError(reason, detail, c.subject);
+  const fail = (
+    reason: ChainFailureReason,
+    detail: string,
+    c: Candidate = leaf,
+    rule?: string,
+  ): never => {
+    throw new ChainVerificationError(reason, detail, c.subject, { rule, index: path.indexOf(c) });
   };
-
-  // Signatures first: nothing else about a forged certificate is worth reporting.
-  for (let i = 0; i + 1 < path.length; i++) {
-    if (!(await verifySignature(path[i].cert, path[i + 1].cert.publicKey))) {
-      fail("bad signature", `${path[i].subject} is not signed by ${path[i + 1].subject}`, path[i]);
-    }
-  }
 
   for (const c of path) {
     const unknown = c.cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.type));
@@ -453,7 +607,7 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
   return new Date(Math.min(...notAfters, crlUntil ?? Infinity));
 }
 
-type Fail = (reason: ChainFailureReason, detail: string, c?: Candidate) => never;
+type Fail = (reason: ChainFailureReason, detail: string, c?: Candidate, rule?: string) => never;
 
 /** Leaf key usage and extended key usage, and EKU restrictions on the CAs above it. */
 function checkPurpose(path: Candidate[], purpose: Purpose, fail: Fail): void {

@@ -37,6 +37,7 @@ import { decodeKeyUpdate, decodeNewSessionTicket, encodeKeyUpdate } from "./code
 import type { HandshakeInfo, TlsClientConfig, TlsServerConfig } from "./config.ts";
 import { clientHandshake, sessionKey } from "./client.ts";
 import { nextTrafficSecret, resumptionPsk } from "./key_schedule.ts";
+import { withHandshakeDeadline } from "./peer.ts";
 import { type Incoming, RecordLayer } from "./record.ts";
 import { type HandshakeResult, serverHandshake, type ServerProgress } from "./server.ts";
 import { resolveSchemes, type SignatureScheme } from "./sigschemes.ts";
@@ -351,7 +352,8 @@ async function handshake(
       timeoutMs,
     );
   });
-  const running = work();
+  // Peer chain verification gives up at the same deadline (peer.ts).
+  const running = withHandshakeDeadline(Date.now() + timeoutMs, work);
   try {
     return await Promise.race([running, timeout]);
   } catch (e) {
@@ -412,7 +414,7 @@ export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promi
     records,
     config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     peer,
-    () => clientHandshake(records, config, schemes, session),
+    () => clientHandshake(records, config, schemes, session, peer),
   );
   const tickets = config.sessionCache && result.resumptionMasterSecret
     ? { cache: config.sessionCache, key, resumptionMasterSecret: result.resumptionMasterSecret }
