@@ -63,6 +63,7 @@ export async function runDaemon(
     await cleanup.disposeAsync();
     throw e;
   });
+  metrics.initialize(config.services.map((s) => s.name));
   publishCertificateExpiry(holders);
 
   const sessions = new SessionCounter();
@@ -98,7 +99,9 @@ export async function runDaemon(
     cleanup.use(
       await watchMaterialFiles(config.services, (changed, paths) => {
         const changedHolders = holders.filter((h) => changed.includes(h.service));
-        void reloads.run(changedHolders, `file change: ${paths.join(", ")}`);
+        void reloads.run(changedHolders, `file change: ${paths.join(", ")}`, {
+          onlyChanged: true,
+        });
       }),
     );
     cleanup.use(signals.onHangup(() => void reloads.run(holders, "SIGHUP")));
@@ -167,7 +170,10 @@ function certificatesValid(holders: readonly MaterialsHolder[]) {
 
 /**
  * Runs reloads one at a time (a SIGHUP during a file-triggered reload waits for it), wrapped
- * in RELOADING=1 / READY=1 for systemd.
+ * in RELOADING=1 / READY=1 for systemd. One request is one reload in `qtls_reloads_total`,
+ * however many services it reloads (failed when any of them failed). A file-change request
+ * reloads only the services whose files differ from what they last read: a renewal writes the
+ * files and sends SIGHUP, and the watch that sees the same writes then has nothing left to do.
  */
 class ReloadQueue {
   #tail: Promise<void> = Promise.resolve();
@@ -177,10 +183,21 @@ class ReloadQueue {
     readonly notifier: SystemdNotifier,
   ) {}
 
-  run(targets: readonly MaterialsHolder[], trigger: string): Promise<void> {
+  run(
+    targets: readonly MaterialsHolder[],
+    trigger: string,
+    options: { onlyChanged?: boolean } = {},
+  ): Promise<void> {
     this.#tail = this.#tail.then(async () => {
+      const due = options.onlyChanged ? await changedOnly(targets) : targets;
+      if (due.length === 0) {
+        audit.debug("reload_unchanged", { trigger });
+        return;
+      }
       await this.notifier.reloading();
-      for (const holder of targets) await holder.reload(trigger);
+      let ok = true;
+      for (const holder of due) ok = await holder.reload(trigger) && ok;
+      metrics.reloads.inc({ result: ok ? "ok" : "failed" });
       publishCertificateExpiry(this.holders);
       await this.notifier.ready();
     });
@@ -190,4 +207,9 @@ class ReloadQueue {
   idle(): Promise<void> {
     return this.#tail;
   }
+}
+
+async function changedOnly(holders: readonly MaterialsHolder[]): Promise<MaterialsHolder[]> {
+  const changed = await Promise.all(holders.map((h) => h.changedSinceLoad()));
+  return holders.filter((_, i) => changed[i]);
 }

@@ -69,7 +69,7 @@ export const proxyHandler: ConnectionHandler = async (tls, context) => {
   try {
     backend = await Deno.connect({ hostname: target.hostname, port: target.port });
   } catch (e) {
-    metrics.backendErrors.inc();
+    metrics.backendErrors.inc({ service: context.service.name });
     audit.error("backend_connect_failed", {
       ...where,
       target: formatAddress(target),
@@ -92,7 +92,7 @@ export const proxyHandler: ConnectionHandler = async (tls, context) => {
     if (context.closing.aborted) {
       audit.debug("proxy_closed_by_daemon", where);
     } else if (!(e instanceof PipeError) || e.side === "b") {
-      metrics.backendErrors.inc();
+      metrics.backendErrors.inc({ service: context.service.name });
       audit.warn("backend_error", {
         ...where,
         target: formatAddress(target),
@@ -114,7 +114,7 @@ function countingDuplex(inner: Duplex, context: ConnectionContext): Duplex {
       if (chunk) {
         context.idle.touch();
         context.bytes.received += chunk.length;
-        metrics.bytesReceived.inc(chunk.length);
+        metrics.bytesReceived.inc({ service: context.service.name }, chunk.length);
       }
       return chunk;
     },
@@ -122,7 +122,7 @@ function countingDuplex(inner: Duplex, context: ConnectionContext): Duplex {
       context.idle.touch();
       await inner.write(chunk);
       context.bytes.sent += chunk.length;
-      metrics.bytesSent.inc(chunk.length);
+      metrics.bytesSent.inc({ service: context.service.name }, chunk.length);
     },
     closeWrite: () => inner.closeWrite(),
     close: () => inner.close(),

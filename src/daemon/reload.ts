@@ -13,14 +13,22 @@ import { loadServiceMaterials, type ServiceMaterials, watchedFiles } from "./mat
 /** A service's current materials, replaced whole by `reload()`. */
 export class MaterialsHolder {
   #current: ServiceMaterials;
+  /** What each watched file resolved to just before the current set was read. */
+  #identities: string;
 
-  private constructor(readonly service: ServiceConfig, initial: ServiceMaterials) {
+  private constructor(
+    readonly service: ServiceConfig,
+    initial: ServiceMaterials,
+    identities: string,
+  ) {
     this.#current = initial;
+    this.#identities = identities;
   }
 
   /** Loads the service's materials; throws `ConfigError` when they are unusable. */
   static async load(service: ServiceConfig): Promise<MaterialsHolder> {
-    return new MaterialsHolder(service, await loadServiceMaterials(service));
+    const identities = await filesIdentity(service);
+    return new MaterialsHolder(service, await loadServiceMaterials(service), identities);
   }
 
   get current(): ServiceMaterials {
@@ -28,14 +36,23 @@ export class MaterialsHolder {
   }
 
   /**
-   * Loads the files again and swaps them in. Returns false (and logs, and counts) when the new
-   * set is unusable; the old one then stays in use.
+   * Whether a file now resolves to something other than what the current set (or the last
+   * attempt to replace it) was read from: a file-change event for files a SIGHUP has already
+   * loaded is not a reload.
+   */
+  async changedSinceLoad(): Promise<boolean> {
+    return await filesIdentity(this.service) !== this.#identities;
+  }
+
+  /**
+   * Loads the files again and swaps them in. Returns false (and logs) when the new set is
+   * unusable; the old one then stays in use. The caller counts the reload.
    */
   async reload(trigger: string): Promise<boolean> {
+    this.#identities = await filesIdentity(this.service);
     try {
       const next = await loadServiceMaterials(this.service);
       this.#current = next;
-      metrics.reloads.inc({ result: "ok" });
       audit.info("reload_ok", {
         service: this.service.name,
         trigger,
@@ -49,7 +66,6 @@ export class MaterialsHolder {
       });
       return true;
     } catch (e) {
-      metrics.reloads.inc({ result: "failed" });
       audit.error("reload_failed", {
         service: this.service.name,
         trigger,
@@ -61,14 +77,20 @@ export class MaterialsHolder {
   }
 }
 
-/** Updates `qtls_cert_expiry_seconds` to exactly the certificates loaded now. */
+/** Updates `qtls_cert_expiry_seconds` to exactly the certificates each service has loaded now. */
 export function publishCertificateExpiry(holders: readonly MaterialsHolder[]): void {
   metrics.certExpiry.reset();
   for (const holder of holders) {
+    const service = holder.service.name;
     for (const c of holder.current.summaries) {
-      metrics.certExpiry.set({ cert: c.file }, Math.floor(Date.parse(c.notAfter) / 1000));
+      metrics.certExpiry.set({ service, cert: c.file }, Math.floor(Date.parse(c.notAfter) / 1000));
     }
   }
+}
+
+/** What every file of `service` resolves to now, as one comparable string. */
+async function filesIdentity(service: ServiceConfig): Promise<string> {
+  return (await Promise.all(watchedFiles(service).map(fileIdentity))).join("\n");
 }
 
 /**

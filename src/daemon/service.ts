@@ -8,7 +8,7 @@ import { bytesToHex } from "@noble/hashes/utils.js";
 import type { Address, ServiceConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { audit } from "../observe/log.ts";
-import { metrics } from "../observe/metrics.ts";
+import { FAILED_HANDSHAKE, metrics } from "../observe/metrics.ts";
 import { TlsError, TlsHandshakeError } from "../tls/alert.ts";
 import type { TlsServerConfig } from "../tls/config.ts";
 import { GROUPS } from "../tls/groups.ts";
@@ -24,8 +24,8 @@ import { delay } from "./signals.ts";
 /** Numbers sessions across every service of the process, from 1. */
 export class SessionCounter {
   #last = 0;
-  next(): number {
-    metrics.sessions.inc();
+  next(service: string): number {
+    metrics.sessions.inc({ service });
     return ++this.#last;
   }
   get count(): number {
@@ -154,7 +154,7 @@ export class QtlsService {
   }
 
   #refuse(tcp: Deno.TcpConn, reason: RefusalReason): void {
-    metrics.handshakeFailures.inc({ reason });
+    metrics.handshakeFailures.inc({ service: this.config.name, reason });
     this.#refusalLog.record(this.config.name, reason, formatAddress(tcp.remoteAddr));
     try {
       tcp.close();
@@ -180,13 +180,13 @@ export class QtlsService {
       finished: finished.promise,
     };
     this.#live.add(live);
-    metrics.connectionsActive.inc();
+    metrics.connectionsActive.inc({ service: this.config.name });
     audit.debug("accepted", { service: this.config.name, peer });
     let session: number | undefined;
     try {
       tls = await this.#handshake(tcp, peer);
       if (!tls) return;
-      session = this.sessions.next();
+      session = this.sessions.next(this.config.name);
       this.#logHandshake(tls, peer, session);
       using idle = new IdleTimer(this.config.limits.idleTimeoutMs, () => {
         audit.info("idle_timeout", { service: this.config.name, peer, session });
@@ -212,7 +212,7 @@ export class QtlsService {
       await live.close();
     } finally {
       this.#live.delete(live);
-      metrics.connectionsActive.dec();
+      metrics.connectionsActive.dec({ service: this.config.name });
       if (session !== undefined) {
         audit.info("closed", {
           service: this.config.name,
@@ -232,29 +232,30 @@ export class QtlsService {
     try {
       const tls = await acceptTls(tcp, this.#tlsConfig());
       const info = tls.info;
+      const service = this.config.name;
       metrics.handshakes.inc({
+        service,
         role: "server",
         result: "ok",
         group: info.group,
         sigalg: info.signatureScheme ?? "none",
         resumed: String(info.resumed),
       });
-      metrics.handshakeDuration.observe(info.timings.handshakeMs / 1000);
-      if (info.clientOffer) metrics.clientOffers.inc({ pq: String(info.clientOffer.pq) });
+      metrics.handshakeDuration.observe({ service }, info.timings.handshakeMs / 1000);
+      if (info.clientOffer) {
+        metrics.clientOffers.inc({ service, pq: String(info.clientOffer.pq) });
+      }
       return tls;
     } catch (e) {
       const alert = e instanceof TlsError ? e.alert : "internal_error";
       const reason = alert === "timeout" ? "handshake_timeout" : alert;
-      metrics.handshakes.inc({
-        role: "server",
-        result: "failed",
-        group: "none",
-        sigalg: "none",
-        resumed: "false",
-      });
-      metrics.handshakeFailures.inc({ reason });
+      const service = this.config.name;
+      metrics.handshakes.inc({ service, ...FAILED_HANDSHAKE });
+      metrics.handshakeFailures.inc({ service, reason });
       const offer = e instanceof TlsHandshakeError ? e.clientOffer : undefined;
-      if (offer) metrics.clientOffers.inc({ pq: String(offer.groups.some(isPqGroupName)) });
+      if (offer) {
+        metrics.clientOffers.inc({ service, pq: String(offer.groups.some(isPqGroupName)) });
+      }
       audit.warn("handshake_failed", {
         service: this.config.name,
         peer,

@@ -7,6 +7,18 @@ import client from "prom-client";
 
 const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** The labels of a failed server handshake: nothing was chosen yet. */
+export const FAILED_HANDSHAKE = {
+  role: "server",
+  result: "failed",
+  group: "none",
+  sigalg: "none",
+  resumed: "false",
+} as const;
+
+/** Why a connection is refused before or instead of a TLS alert. */
+const REFUSAL_REASONS = ["max_connections", "rate_limited", "handshake_timeout", "access_denied"];
+
 /** One registry with every qsign metric. */
 export class QtlsMetrics {
   readonly registry = new client.Registry();
@@ -15,12 +27,13 @@ export class QtlsMetrics {
   readonly handshakes = new client.Counter({
     name: "qtls_handshakes_total",
     help: "TLS handshakes by role, result, key exchange group, signature scheme and resumption.",
-    labelNames: ["role", "result", "group", "sigalg", "resumed"] as const,
+    labelNames: ["service", "role", "result", "group", "sigalg", "resumed"] as const,
     registers: [this.registry],
   });
   readonly handshakeDuration = new client.Histogram({
     name: "qtls_handshake_duration_seconds",
     help: "Time from the first ClientHello byte to a completed server handshake.",
+    labelNames: ["service"] as const,
     buckets: HANDSHAKE_BUCKETS,
     registers: [this.registry],
   });
@@ -29,33 +42,37 @@ export class QtlsMetrics {
     name: "qtls_handshake_failures_total",
     help: "Failed or refused handshakes by TLS alert or limit (max_connections, rate_limited, " +
       "handshake_timeout, access_denied).",
-    labelNames: ["reason"] as const,
+    labelNames: ["service", "reason"] as const,
     registers: [this.registry],
   });
   readonly connectionsActive = new client.Gauge({
     name: "qtls_connections_active",
     help: "Q-TLS connections open now, handshaking or established.",
+    labelNames: ["service"] as const,
     registers: [this.registry],
   });
   readonly sessions = new client.Counter({
     name: "qtls_sessions_total",
     help: "Authenticated sessions served since start.",
+    labelNames: ["service"] as const,
     registers: [this.registry],
   });
   readonly bytesReceived = new client.Counter({
     name: "qtls_bytes_received_total",
     help: "Application bytes received from Q-TLS peers.",
+    labelNames: ["service"] as const,
     registers: [this.registry],
   });
   readonly bytesSent = new client.Counter({
     name: "qtls_bytes_sent_total",
     help: "Application bytes sent to Q-TLS peers.",
+    labelNames: ["service"] as const,
     registers: [this.registry],
   });
   readonly certExpiry = new client.Gauge({
     name: "qtls_cert_expiry_seconds",
-    help: "Unix time at which each loaded certificate expires (notAfter).",
-    labelNames: ["cert"] as const,
+    help: "Unix time at which each service's loaded certificates expire (notAfter).",
+    labelNames: ["service", "cert"] as const,
     registers: [this.registry],
   });
   /** Registered by the first `setHsmConnected`, so a daemon without HSM does not report 0. */
@@ -66,19 +83,20 @@ export class QtlsMetrics {
   });
   readonly reloads = new client.Counter({
     name: "qtls_reloads_total",
-    help: "Certificate reloads by result (ok, failed).",
+    help: "Reloads (one per SIGHUP or file change that was acted on) by result (ok, failed).",
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
   readonly backendErrors = new client.Counter({
     name: "qtls_backend_errors_total",
     help: "Proxy mode: connections to the target that failed or broke.",
+    labelNames: ["service"] as const,
     registers: [this.registry],
   });
   readonly clientOffers = new client.Counter({
     name: "qtls_client_offers_total",
     help: "ClientHellos by whether they offered a post-quantum key exchange group.",
-    labelNames: ["pq"] as const,
+    labelNames: ["service", "pq"] as const,
     registers: [this.registry],
   });
 
@@ -111,6 +129,28 @@ export class QtlsMetrics {
         this.set(Deno.memoryUsage().heapTotal);
       },
     });
+  }
+
+  /**
+   * Makes every series whose labels are known before traffic exist at 0, so that `rate()` and
+   * `absent()` work from the first scrape: per service the connection, byte and session counts,
+   * the handshake duration, failed handshakes and refusals by limit, offers by kind; and the
+   * reload results. Series keyed by what a handshake chose (group, scheme, alert) appear when
+   * it happens.
+   */
+  initialize(services: readonly string[]): void {
+    for (const result of ["ok", "failed"]) this.reloads.inc({ result }, 0);
+    for (const service of services) {
+      this.connectionsActive.set({ service }, 0);
+      this.sessions.inc({ service }, 0);
+      this.bytesReceived.inc({ service }, 0);
+      this.bytesSent.inc({ service }, 0);
+      this.backendErrors.inc({ service }, 0);
+      this.handshakeDuration.zero({ service });
+      this.handshakes.inc({ service, ...FAILED_HANDSHAKE }, 0);
+      for (const reason of REFUSAL_REASONS) this.handshakeFailures.inc({ service, reason }, 0);
+      for (const pq of ["true", "false"]) this.clientOffers.inc({ service, pq }, 0);
+    }
   }
 
   /** Reports whether the PKCS#11 token answers; the first call makes `qtls_hsm_connected` appear. */

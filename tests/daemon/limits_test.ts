@@ -5,7 +5,6 @@
  * --max-connections and --idle-timeout.
  */
 import { equal, ok } from "node:assert/strict";
-import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { tempDir } from "../support/env.ts";
 import {
   Daemon,
@@ -14,6 +13,7 @@ import {
   PEER_ECHO_CLIENT,
   qsignClient,
   runPeer,
+  scrapeMetrics,
   serveArgs,
 } from "./support.ts";
 
@@ -21,15 +21,14 @@ import {
 const RSS_BOUND_BYTES = 256 * 1024 * 1024;
 
 async function metricValues(daemon: Daemon, name: string): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
-  const family = (parsePrometheusTextFormat(text) as {
-    name: string;
-    metrics: { labels?: Record<string, string>; value: string }[];
-  }[]).find((f) => f.name === name);
-  return Object.fromEntries(
-    family?.metrics.map((m) => [Object.values(m.labels ?? {}).join(",") || "", Number(m.value)]) ??
-      [],
-  );
+  const values: Record<string, number> = {};
+  for (const sample of (await scrapeMetrics(daemon)).filter((s) => s.name === name)) {
+    // Keyed by the labels other than the service's name (one service here): `reason`, or "".
+    const key = Object.entries(sample.labels).filter(([k]) => k !== "service")
+      .map(([, v]) => v).join(",");
+    values[key] = (values[key] ?? 0) + sample.value;
+  }
+  return values;
 }
 
 /** The daemon's resident memory, as it reports it (Deno.memoryUsage, from the kernel). */

@@ -9,22 +9,17 @@ import "reflect-metadata";
 import { X509Certificate } from "@peculiar/x509";
 import { readCertificatesFile } from "../../src/pki/pem.ts";
 import { tempDir } from "../support/env.ts";
-import { Daemon, exchange, httpGet, issue, makePki, qsignClient, serveArgs } from "./support.ts";
-
-interface Family {
-  name: string;
-  type: string;
-  metrics: { labels?: Record<string, string>; value?: string; count?: string }[];
-}
-
-/** The value of the sample of `name` whose labels include `labels` (undefined when absent). */
-function sample(families: Family[], name: string, labels: Record<string, string> = {}) {
-  const family = families.find((f) => f.name === name);
-  const found = family?.metrics.find((m) =>
-    Object.entries(labels).every(([k, v]) => m.labels?.[k] === v)
-  );
-  return found === undefined ? undefined : Number(found.value ?? found.count);
-}
+import {
+  Daemon,
+  exchange,
+  httpGet,
+  issue,
+  makePki,
+  parseSamples,
+  qsignClient,
+  sampleValue as sample,
+  serveArgs,
+} from "./support.ts";
 
 async function promtoolCheck(exposition: string): Promise<{ code: number; output: string }> {
   const child = new Deno.Command("promtool", {
@@ -68,10 +63,13 @@ Deno.test("/metrics counts real handshakes, failures and bytes, and passes promt
   equal(response.status, 200);
   match(response.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
   const exposition = await response.text();
-  const families = parsePrometheusTextFormat(exposition) as Family[];
+  // An independent parser must read the whole exposition; the assertions read its samples.
+  const families = parsePrometheusTextFormat(exposition) as { name: string }[];
+  ok(families.some((f) => f.name === "qtls_handshakes_total"));
+  const samples = parseSamples(exposition);
 
   equal(
-    sample(families, "qtls_handshakes_total", {
+    sample(samples, "qtls_handshakes_total", {
       role: "server",
       result: "ok",
       group: "SecP384r1MLKEM1024",
@@ -80,28 +78,31 @@ Deno.test("/metrics counts real handshakes, failures and bytes, and passes promt
     }),
     handshakes,
   );
-  equal(sample(families, "qtls_handshakes_total", { result: "failed" }), 1);
+  equal(sample(samples, "qtls_handshakes_total", { result: "failed" }), 1);
   const failure = daemon.events.find((e) => e.event === "handshake_failed")!;
-  equal(sample(families, "qtls_handshake_failures_total", { reason: String(failure.alert) }), 1);
-  equal(sample(families, "qtls_handshake_duration_seconds"), handshakes);
-  equal(sample(families, "qtls_sessions_total"), handshakes);
-  equal(sample(families, "qtls_connections_active"), 0);
-  equal(sample(families, "qtls_bytes_received_total"), 9 * handshakes);
-  ok(sample(families, "qtls_bytes_sent_total")! > 60 * handshakes);
-  equal(sample(families, "qtls_client_offers_total", { pq: "true" }), handshakes + 1);
-  equal(sample(families, "qtls_reloads_total"), undefined);
-  equal(sample(families, "qtls_backend_errors_total"), 0);
+  equal(sample(samples, "qtls_handshake_failures_total", { reason: String(failure.alert) }), 1);
+  equal(sample(samples, "qtls_handshake_duration_seconds_count"), handshakes);
+  equal(sample(samples, "qtls_sessions_total"), handshakes);
+  equal(sample(samples, "qtls_connections_active"), 0);
+  equal(sample(samples, "qtls_bytes_received_total"), 9 * handshakes);
+  ok(sample(samples, "qtls_bytes_sent_total")! > 60 * handshakes);
+  equal(sample(samples, "qtls_client_offers_total", { pq: "true" }), handshakes + 1);
+  // Nothing reloaded yet: both results are there, at 0.
+  equal(sample(samples, "qtls_reloads_total", { result: "ok" }), 0);
+  equal(sample(samples, "qtls_reloads_total", { result: "failed" }), 0);
+  equal(sample(samples, "qtls_backend_errors_total"), 0);
   // No HSM configured: the HSM gauge is absent rather than a misleading 0.
   equal(families.find((f) => f.name === "qtls_hsm_connected"), undefined);
+  equal(sample(samples, "qtls_hsm_connected"), undefined);
   const leaf = new X509Certificate(
     (await readCertificatesFile(pki.serverCert))[0] as Uint8Array<ArrayBuffer>,
   );
   equal(
-    sample(families, "qtls_cert_expiry_seconds", { cert: pki.serverCert }),
+    sample(samples, "qtls_cert_expiry_seconds", { service: "default", cert: pki.serverCert }),
     Math.floor(leaf.notAfter.getTime() / 1000),
   );
-  ok(sample(families, "process_resident_memory_bytes")! > 0);
-  ok(sample(families, "process_cpu_seconds_total")! > 0);
+  ok(sample(samples, "process_resident_memory_bytes")! > 0);
+  ok(sample(samples, "process_cpu_seconds_total")! > 0);
 
   const check = await promtoolCheck(exposition);
   equal(check.code, 0, check.output);

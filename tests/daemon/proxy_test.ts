@@ -98,7 +98,7 @@ Deno.test("proxy mode: an OpenSSL client gets byte-exact HTTP responses, 50 MB i
     );
     ok((closed.bytes_sent as number) > BIG);
     const metrics = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
-    match(metrics, /^qtls_backend_errors_total 0$/m);
+    match(metrics, /^qtls_backend_errors_total\{service="default"\} 0$/m);
   } finally {
     await backend.server.shutdown();
   }
@@ -130,7 +130,7 @@ Deno.test("proxy mode: an unreachable target is counted as a backend error", asy
   const failure = await daemon.waitFor((e) => e.event === "backend_connect_failed");
   equal(failure.target, `127.0.0.1:${closedPort}`);
   const metrics = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
-  match(metrics, /^qtls_backend_errors_total 1$/m);
+  match(metrics, /^qtls_backend_errors_total\{service="default"\} 1$/m);
 });
 
 /** Decodes a PROXY v2 header (independently of src/daemon/proxy_protocol.ts). */
@@ -293,7 +293,7 @@ Deno.test("--idle-timeout ends an idle proxied session and its backend connectio
     await daemon.waitFor((e) => e.event === "idle_timeout");
     await daemon.waitFor((e) => e.event === "closed");
     const metrics = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
-    match(metrics, /^qtls_backend_errors_total 0$/m);
+    match(metrics, /^qtls_backend_errors_total\{service="default"\} 0$/m);
   } finally {
     backend.close();
   }

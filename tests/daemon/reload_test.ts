@@ -56,7 +56,7 @@ Deno.test("a certificate swap reaches new handshakes only; a broken one leaves t
   const expiry = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
   ok(
     expiry.includes(
-      `qtls_cert_expiry_seconds{cert="${live.cert}"} ${
+      `qtls_cert_expiry_seconds{service="default",cert="${live.cert}"} ${
         Math.floor(renewed.notAfter.getTime() / 1000)
       }`,
     ),

@@ -296,6 +296,45 @@ export async function runPeer(
   }
 }
 
+/** One sample line of a Prometheus text exposition (a histogram's are `_bucket`/`_sum`/`_count`). */
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * The sample lines of a text exposition (version 0.0.4). parse-prometheus-text-format, which
+ * the observability test also runs over the whole text, drops the labels of labelled histograms.
+ */
+export function parseSamples(exposition: string): MetricSample[] {
+  return exposition.split("\n").filter((line) => line && !line.startsWith("#")).map((line) => {
+    const parsed = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/);
+    if (!parsed) throw new Error(`not a sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const [, key, value] of (parsed[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[key] = value.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+    }
+    return { name: parsed[1], labels, value: Number(parsed[3]) };
+  });
+}
+
+/** The daemon's `/metrics`, as samples. */
+export async function scrapeMetrics(daemon: Daemon): Promise<MetricSample[]> {
+  return parseSamples((await httpGet(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).body);
+}
+
+/** The value of the first sample of `name` whose labels include `labels`; undefined if none. */
+export function sampleValue(
+  samples: MetricSample[],
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  return samples.find((s) =>
+    s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+  )?.value;
+}
+
 /** Fetches a URL and returns status and body text. */
 export async function httpGet(url: string): Promise<{ status: number; body: string }> {
   const response = await fetch(url);

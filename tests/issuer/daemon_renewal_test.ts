@@ -175,7 +175,9 @@ Deno.test("local issuer end to end: a due 2-minute certificate is renewed under 
   const metrics = await httpGet(`http://127.0.0.1:${daemon.metricsPort}/metrics`);
   const expiry = Math.floor(Date.parse(line.not_after) / 1000);
   ok(
-    metrics.body.includes(`qtls_cert_expiry_seconds{cert="${setup.cert}"} ${expiry}\n`),
+    metrics.body.includes(
+      `qtls_cert_expiry_seconds{service="demo",cert="${setup.cert}"} ${expiry}\n`,
+    ),
     metrics.body.split("\n").filter((l) => l.startsWith("qtls_cert_expiry")).join("\n"),
   );
 
