@@ -90,3 +90,16 @@ async function promptSecret(options: SecretOptions): Promise<string> {
   }
   return new TextDecoder().decode(new Uint8Array(chars));
 }
+
+/**
+ * A secret looked up once, when first needed: an unencrypted key never asks for a passphrase,
+ * and a `prompt` is shown at most once however many files share it.
+ */
+export function lazySecret(ref: string, options: SecretOptions): () => Promise<string> {
+  let value: Promise<string> | undefined;
+  return () => {
+    value ??= readSecret(ref, options);
+    value.catch(() => value = undefined);
+    return value;
+  };
+}

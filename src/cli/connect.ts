@@ -5,8 +5,8 @@
  */
 import { type Args, type CommandSpec, type OptionSpec, parseCommand } from "./args.ts";
 import type { Address, Origin } from "../config/types.ts";
-import { coerce, parseAddress, parseDurationMs } from "../config/values.ts";
-import { UsageError } from "../errors.ts";
+import { coerce, formatAddress, parseAddress, parseDurationMs } from "../config/values.ts";
+import { isOsError, OsError, UsageError } from "../errors.ts";
 import type { HsmOptions } from "../hsm/options.ts";
 import { HSM_OPTIONS, hsmOptionsFromArgs } from "./hsm_options.ts";
 import { setLogSink } from "../observe/log.ts";
@@ -29,8 +29,22 @@ import {
  * and revocation checks for the server's chain, and the handshake's policy.
  */
 export const CLIENT_TLS_OPTIONS: Record<string, OptionSpec> = {
-  cert: { type: "string", value: "FILE", help: "client certificate chain PEM (leaf first)" },
-  key: { type: "string", value: "FILE", help: "client private key PEM" },
+  cert: {
+    type: "string",
+    value: "FILE",
+    help: "client certificate chain PEM (leaf first), or a PKCS#12 bundle",
+  },
+  key: {
+    type: "string",
+    value: "FILE",
+    help: "client private key: PKCS#8, SEC1, PKCS#1, ENCRYPTED PRIVATE KEY or PKCS#12",
+  },
+  "key-passphrase": {
+    type: "string",
+    value: "REF",
+    help: "passphrase of an encrypted --key or PKCS#12: file:///path, env:NAME, " +
+      "credential:NAME or prompt",
+  },
   ca: {
     type: "string",
     value: "FILE",
@@ -156,6 +170,7 @@ export function clientSettingsFromArgs(
   const origins = {
     cert: origin("cert"),
     key: origin("key"),
+    key_passphrase: origin("key-passphrase"),
     ca: origin("ca"),
     crl: origin("crl"),
     "hsm.pin": origin("hsm-pin"),
@@ -164,7 +179,13 @@ export function clientSettingsFromArgs(
   return {
     server,
     serverName: args.string("servername"),
-    credentials: { cert: cert ? [cert] : [], key: key ? [key] : [], hsm, origins },
+    credentials: {
+      cert: cert ? [cert] : [],
+      key: key ? [key] : [],
+      keyPassphrase: args.string("key-passphrase"),
+      hsm,
+      origins,
+    },
     ca,
     crl: args.list("crl", { splitCommas: true }),
     crlCheck: args.choice("crl-check", CRL_CHECKS),
@@ -214,13 +235,17 @@ async function connect(
       listen,
       origin("listen"),
     ) as Address;
-    await runForwarder(address, server, config, processSignals());
+    await runForwarder(address, server, config, processSignals()).catch((e) => {
+      throw isOsError(e) ? new OsError(`connect: cannot listen on ${listen}`, e) : e;
+    });
     return 0;
   }
 
   // The conversation owns stdout; connection events of the engine stay off it.
   setLogSink((line) => console.error(line));
-  const tls = await openConnection(server, config);
+  const tls = await openConnection(server, config).catch((e) => {
+    throw isOsError(e) ? new OsError(`cannot connect to ${formatAddress(server)}`, e) : e;
+  });
   console.log(describeHandshake(tls, server));
   const send = args.string("send");
   const encoder = new TextEncoder();

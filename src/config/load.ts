@@ -203,6 +203,7 @@ function buildService(
     proxyProtocol: typed.proxy_protocol === true,
     cert,
     key,
+    keyPassphrase: typed.key_passphrase as string | undefined,
     hsm,
     ca,
     crl: list("crl"),

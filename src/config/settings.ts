@@ -119,9 +119,22 @@ export const SETTINGS: readonly Setting[] = [
   setting("cert", "service", PATHS, "certificate chain PEM (leaf first); repeat for more chains", {
     value: "FILE",
   }),
-  setting("key", "service", PATHS, "private key PEM for the --cert at the same position", {
-    value: "FILE",
-  }),
+  setting(
+    "key",
+    "service",
+    PATHS,
+    "private key for the --cert at the same position: PKCS#8, SEC1 (EC PRIVATE KEY), PKCS#1 " +
+      "(RSA PRIVATE KEY), ENCRYPTED PRIVATE KEY, or a PKCS#12 bundle (then --cert may name it too)",
+    { value: "FILE" },
+  ),
+  setting(
+    "key_passphrase",
+    "service",
+    { type: "string" },
+    "passphrase of encrypted keys and PKCS#12 bundles, as a reference: file:///path, env:NAME, " +
+      "credential:NAME or prompt",
+    { value: "REF" },
+  ),
   setting("ca", "service", PATHS, "trusted root certificates for client chains", {
     value: "FILE",
   }),

@@ -61,6 +61,8 @@ export interface ServiceConfig {
   cert: string[];
   /** Private key files, paired with `cert` in order; empty when the key is in an HSM. */
   key: string[];
+  /** Secret reference (src/secrets.ts) of encrypted keys' and PKCS#12 bundles' passphrase. */
+  keyPassphrase?: string;
   hsm?: HsmSettings;
   ca: string[];
   crl: string[];

@@ -12,7 +12,8 @@ import { readCertificatesFile, readDerObjects } from "../pki/pem.ts";
 import type { CertifiedKey } from "../tls/config.ts";
 import { schemeName, verifySignature } from "../tls/sigschemes.ts";
 import { type TicketIssuer, TicketKeys } from "../tls/tickets.ts";
-import { type KeySource, resolveSigner } from "./signer.ts";
+import { readCertificateChainFile } from "../pki/key_formats.ts";
+import { keyPassphraseOf, type KeySource, resolveSigner } from "./signer.ts";
 
 /** What `/status`, the banner and `qtls_cert_expiry_seconds` say about a loaded chain. */
 export interface CertificateSummary {
@@ -52,7 +53,10 @@ export async function loadCertifiedKeys(
   const certificates: CertifiedKey[] = [];
   const summaries: CertificateSummary[] = [];
   for (const [index, path] of source.cert.entries()) {
-    const chain = await withField(source.origins.cert, () => readCertificatesFile(path));
+    const chain = await withField(
+      source.origins.cert,
+      () => readCertificateChainFile(path, keyPassphraseOf(source)),
+    );
     const leaf = new X509Certificate(chain[0] as Uint8Array<ArrayBuffer>);
     checkValidity(leaf, path, source.origins.cert, now);
     const signer = await resolveSigner(source, index, leaf);

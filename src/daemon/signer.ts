@@ -9,14 +9,43 @@ import type { X509Certificate } from "@peculiar/x509";
 import type { ServiceConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { audit } from "../observe/log.ts";
-import { readDerObjects } from "../pki/pem.ts";
+import { noPassphrase, type PassphraseSource, readKeyFile } from "../pki/key_formats.ts";
+import { lazySecret } from "../secrets.ts";
 import { FileSigner } from "../tls/signers.ts";
 import { type KeyKind, keyKind, type Signer } from "../tls/sigschemes.ts";
 import type { HsmOptions } from "../hsm/options.ts";
 import type { Pkcs11Signer } from "../hsm/signer.ts";
 
 /** Where a service's (or `qsign connect`'s) certificates and keys come from. */
-export type KeySource = Pick<ServiceConfig, "cert" | "key" | "origins"> & { hsm?: HsmOptions };
+export type KeySource =
+  & Pick<ServiceConfig, "cert" | "key" | "origins">
+  & Partial<Pick<ServiceConfig, "keyPassphrase">>
+  & { hsm?: HsmOptions };
+
+const passphrases = new WeakMap<KeySource, PassphraseSource>();
+
+/**
+ * The passphrase of `source`'s encrypted key files and PKCS#12 bundles, looked up when the
+ * first one needs it and then kept for the other files of the same load.
+ */
+export function keyPassphraseOf(source: KeySource): PassphraseSource {
+  if (source.keyPassphrase === undefined) {
+    return noPassphrase(
+      "give its passphrase with key_passphrase (--key-passphrase REF): file:///path, env:NAME, " +
+        "credential:NAME or prompt",
+    );
+  }
+  let passphrase = passphrases.get(source);
+  if (!passphrase) {
+    passphrase = lazySecret(source.keyPassphrase, {
+      label: "key passphrase",
+      field: source.origins.key_passphrase?.field ?? "key_passphrase",
+      warn: (message) => audit.warn("literal_secret", { message }),
+    });
+    passphrases.set(source, passphrase);
+  }
+  return passphrase;
+}
 
 const COMPOSITE_MLDSA_KEY_FIELD = "hsm.composite_mldsa_key";
 
@@ -45,7 +74,7 @@ export async function resolveSigner(
   const path = source.key[index];
   const keyOrigin = source.origins.key ?? { field: "key" };
   try {
-    const [pkcs8] = await readDerObjects(path, "PRIVATE KEY");
+    const { pkcs8 } = await readKeyFile(path, keyPassphraseOf(source));
     return await FileSigner.fromPkcs8(pkcs8, kind, `file:${path}`);
   } catch (e) {
     const problem = e instanceof Error ? e.message : String(e);

@@ -1,10 +1,11 @@
 /**
- * Private keys of the QSIGN PKI: generation, PKCS#8 PEM files (mode 0600, written atomically)
- * and the WebCrypto keys that sign certificates, CRLs and CSRs.
+ * Private keys of the QSIGN PKI: generation, key files (read in every format of key_formats.ts,
+ * written as PKCS#8 PEM, encrypted with a passphrase or not, mode 0600, atomically) and the
+ * WebCrypto keys that sign certificates, CRLs and CSRs.
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { InputError, QsignError } from "../errors.ts";
+import { QsignError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import {
   COMPOSITE_MLDSA65_ECDSA_P384_OID,
@@ -31,7 +32,15 @@ import {
   tlvBytes,
   tlvContent,
 } from "./der.ts";
-import { pemDecodeAll, pemEncode, readInputFile } from "./pem.ts";
+import {
+  decodeKeyFile,
+  encryptPrivateKeyInfo,
+  KeyFileError,
+  type PassphraseSource,
+} from "./key_formats.ts";
+import { pemEncode, readInputFile } from "./pem.ts";
+
+export { KeyFileError, type PassphraseSource };
 
 /** Key algorithms of `qsign pki --alg`. */
 export const KEY_ALGORITHMS = [
@@ -87,9 +96,6 @@ export interface CompositeLoadedKey extends LoadedKeyBase {
  * WebCrypto key(s), and a `sign` over X.509 to-be-signed bytes.
  */
 export type LoadedPrivateKey = SingleLoadedKey | CompositeLoadedKey;
-
-/** Raised for a key file that cannot be used. */
-export class KeyFileError extends InputError {}
 
 interface SingleSpec {
   generate: AlgorithmIdentifier | RsaHashedKeyGenParams | EcKeyGenParams;
@@ -159,15 +165,21 @@ export async function generateKeyPair(alg: KeyAlgorithm): Promise<LoadedPrivateK
 }
 
 /**
- * Parses a PKCS#8 private key (DER, or PEM text with a `PRIVATE KEY` block). `source` names the
- * key in errors.
+ * Parses a private key in any format key_formats.ts reads (PKCS#8, SEC1, PKCS#1, encrypted
+ * PKCS#8, PKCS#12; PEM or DER). `source` names the key in errors; `passphrase` is asked only
+ * for an encrypted file.
  */
 export async function parsePrivateKey(
   input: Uint8Array | string,
   source = "private key",
+  passphrase?: PassphraseSource,
 ): Promise<LoadedPrivateKey> {
-  const der = typeof input === "string" ? pemDecodeAll(input, "PRIVATE KEY")[0] : input;
-  if (!der) throw new KeyFileError(source, "no PRIVATE KEY block (PKCS#8 PEM expected)");
+  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
+  return await importPkcs8((await decodeKeyFile(bytes, source, passphrase)).pkcs8, source);
+}
+
+/** Imports PKCS#8 PrivateKeyInfo DER. */
+async function importPkcs8(der: Uint8Array, source: string): Promise<LoadedPrivateKey> {
   const oid = privateKeyAlgorithmOid(der, source);
   if (oid === COMPOSITE_MLDSA65_ECDSA_P384_OID) {
     try {
@@ -312,11 +324,12 @@ async function compositeKey(parts: CompositePrivateKeyParts): Promise<CompositeL
   };
 }
 
-/** Reads a PKCS#8 PEM (or DER) private key file. Throws `KeyFileError` naming the file. */
-export async function readPrivateKeyFile(path: string): Promise<LoadedPrivateKey> {
-  const bytes = await readInputFile(path);
-  const input = bytes[0] === 0x30 ? bytes : new TextDecoder().decode(bytes);
-  return await parsePrivateKey(input, path);
+/** Reads a private key file (see `parsePrivateKey`). Throws `KeyFileError` naming the file. */
+export async function readPrivateKeyFile(
+  path: string,
+  passphrase?: PassphraseSource,
+): Promise<LoadedPrivateKey> {
+  return await parsePrivateKey(await readInputFile(path), path, passphrase);
 }
 
 /** The PKCS#8 PEM text of a key. */
@@ -324,10 +337,28 @@ export function privateKeyPem(key: LoadedPrivateKey): string {
   return pemEncode("PRIVATE KEY", key.pkcs8);
 }
 
-/** Writes a key as PKCS#8 PEM, mode 0600, atomically. */
-export async function writePrivateKeyFile(path: string, key: LoadedPrivateKey): Promise<void> {
+/** The `ENCRYPTED PRIVATE KEY` PEM text of a key (PBES2, see key_formats.ts). */
+export async function encryptedPrivateKeyPem(
+  key: LoadedPrivateKey,
+  passphrase: string,
+): Promise<string> {
+  return pemEncode("ENCRYPTED PRIVATE KEY", await encryptPrivateKeyInfo(key.pkcs8, passphrase));
+}
+
+/**
+ * Writes a key as PKCS#8 PEM, mode 0600, atomically; encrypted (PBES2, see key_formats.ts) when
+ * a passphrase is given.
+ */
+export async function writePrivateKeyFile(
+  path: string,
+  key: LoadedPrivateKey,
+  passphrase?: string,
+): Promise<void> {
+  const pem = passphrase === undefined
+    ? privateKeyPem(key)
+    : await encryptedPrivateKeyPem(key, passphrase);
   try {
-    await writeFileAtomic(path, privateKeyPem(key), { mode: 0o600 });
+    await writeFileAtomic(path, pem, { mode: 0o600 });
   } catch (e) {
     throw new QsignError(`${path}: cannot write private key (${(e as Error).message})`, 1, {
       cause: e,
