@@ -5,9 +5,13 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { type Args, type CommandSpec, parseCommand } from "./args.ts";
-import { InputError, UsageError } from "../errors.ts";
+import { dirname } from "node:path";
+import { InputError, osErrorText, QsignError, UsageError } from "../errors.ts";
+import { lazySecret, readSecret } from "../secrets.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import {
+  CA_PASSPHRASE_ENV,
+  type CaKeyOptions,
   certificateSerial,
   generateCrl,
   initPki,
@@ -38,6 +42,17 @@ const algOption = {
   default: DEFAULT_KEY_ALGORITHM,
 } as const;
 const dirOption = { type: "string", value: "DIR", help: "PKI directory" } as const;
+const passphraseOption = {
+  type: "string",
+  value: "REF",
+  help: `passphrase of the CA keys: file:///path, env:NAME, credential:NAME or prompt ` +
+    `(default: the reference in ${CA_PASSPHRASE_ENV})`,
+} as const;
+const rootDirOption = {
+  type: "string",
+  value: "DIR",
+  help: "where the Root CA's key is kept, when not in --dir (offline media)",
+} as const;
 
 const SPECS = {
   init: {
@@ -53,6 +68,17 @@ const SPECS = {
         default: "QSIGN",
       },
       force: { type: "boolean", help: "replace an existing PKI in DIR" },
+      passphrase: {
+        ...passphraseOption,
+        help: "encrypt the CA keys (PKCS#8 PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC) with this " +
+          `passphrase: file:///path, env:NAME, credential:NAME or prompt (default: the ` +
+          `reference in ${CA_PASSPHRASE_ENV}; without one the keys are written unencrypted)`,
+      },
+      "root-dir": {
+        ...rootDirOption,
+        help: "keep the Root CA offline: write its key (and certificate) to DIR, not --dir; " +
+          "when DIR already holds a Root CA, it signs the new intermediates",
+      },
     },
   },
   issue: {
@@ -66,6 +92,19 @@ const SPECS = {
         value: "NAME",
         help: "subject common name (with --csr: optional, and must match the request's)",
       },
+      subject: {
+        type: "string",
+        value: "DN",
+        help: 'the whole subject, e.g. "CN=gw.example, OU=payments, O=ACME" (instead of --cn)',
+      },
+      ou: {
+        type: "string",
+        value: "UNIT",
+        multiple: true,
+        help: "organizational unit (OU) of the subject, as allow_ou checks it",
+      },
+      force: { type: "boolean", help: "overwrite existing PREFIX.crt and PREFIX.key" },
+      passphrase: passphraseOption,
       san: {
         type: "string",
         value: "TYPE:VALUE",
@@ -114,6 +153,8 @@ const SPECS = {
       },
       out: { type: "string", value: "FILE", help: "where to write the CRL (PEM)" },
       days: { type: "string", value: "N", help: "days until nextUpdate", default: "7" },
+      passphrase: passphraseOption,
+      "root-dir": rootDirOption,
     },
   },
   show: {
@@ -198,22 +239,62 @@ export async function run(argv: string[]): Promise<number> {
 
 async function runInit(args: Args): Promise<number> {
   const dir = args.requireString("dir");
+  const passphrase = await newPassphrase(args);
+  if (passphrase === undefined) {
+    console.error(
+      "qsign pki init: the CA keys are written unencrypted (development); for production give " +
+        "--passphrase and keep the root offline with --root-dir (see docs/production.md)",
+    );
+  }
   const files = await initPki({
     dir,
     alg: args.choice("alg", KEY_ALGORITHMS),
     org: args.string("org"),
     force: args.boolean("force"),
+    passphrase,
+    rootDir: args.string("root-dir"),
   });
   for (const file of files) console.log(`wrote ${file}`);
   return 0;
+}
+
+/** The passphrase that encrypts new CA keys: asked twice when prompted, so a typo is caught. */
+async function newPassphrase(args: Args): Promise<string | undefined> {
+  const ref = args.string("passphrase") ?? Deno.env.get(CA_PASSPHRASE_ENV);
+  if (ref === undefined) return undefined;
+  const field = args.has("passphrase") ? "--passphrase" : CA_PASSPHRASE_ENV;
+  const options = { label: "CA key passphrase", field, warn };
+  const value = await readSecret(ref, options);
+  if (ref === "prompt" && value !== await readSecret(ref, { ...options, label: "again" })) {
+    throw new UsageError("pki init: the two passphrases differ");
+  }
+  if (value.length < 8) {
+    throw new UsageError(`pki init: ${field}: a CA key passphrase needs 8 characters or more`);
+  }
+  return value;
+}
+
+/** How the CA keys of `args` are opened: --passphrase (else QSIGN_CA_PASSPHRASE), --root-dir. */
+function caKeyOptions(args: Args): CaKeyOptions {
+  const ref = args.string("passphrase");
+  return {
+    passphrase: ref === undefined
+      ? undefined
+      : lazySecret(ref, { label: "CA key passphrase", field: "--passphrase", warn }),
+    rootDir: args.string("root-dir"),
+  };
+}
+
+function warn(message: string): void {
+  console.error(`qsign: ${message}`);
 }
 
 async function runIssue(args: Args): Promise<number> {
   const dir = args.requireString("dir");
   const profile = requireChoice(args, "profile", PROFILES);
   const csrPath = args.string("csr");
-  // With a CSR the request names its subject; --cn then only has to agree with it.
-  const cn = csrPath ? args.string("cn") : args.requireString("cn");
+  // With a CSR (or --subject) the subject is named; --cn then only has to agree with it.
+  const cn = csrPath || args.has("subject") ? args.string("cn") : args.requireString("cn");
   const out = args.requireString("out");
   if (args.has("ttl") && args.has("days")) {
     throw new UsageError("pki issue: give --ttl or --days, not both");
@@ -227,18 +308,27 @@ async function runIssue(args: Args): Promise<number> {
   if (csrPath && args.has("alg")) {
     throw new UsageError("pki issue: --alg does not apply with --csr");
   }
+  const outputs = [`${out}.crt`, ...(csrDer ? [] : [`${out}.key`])];
+  await checkOutputs(outputs, args.boolean("force"));
   const issued = await issueLeaf({
     dir,
     profile,
     cn,
+    subject: args.string("subject"),
+    ou: args.list("ou"),
     sans: args.list("san", { splitCommas: true }),
     ttlSeconds,
     alg: args.choice("alg", KEY_ALGORITHMS),
     csrDer,
+    caKey: caKeyOptions(args),
+    // Written before the index records the serial: a failed write leaves no record behind.
+    deliver: async (leaf) => {
+      // The key first: a certificate without its key is useless, a key without a certificate
+      // harmless.
+      if (leaf.key) await writePrivateKeyFile(`${out}.key`, leaf.key);
+      await writeOutput(`${out}.crt`, leaf.certPem);
+    },
   });
-  // The key first: a certificate without its key is useless, a key without a certificate harmless.
-  if (issued.key) await writePrivateKeyFile(`${out}.key`, issued.key);
-  await writeFileAtomic(`${out}.crt`, issued.certPem);
   console.log(`issued serial ${issued.serial}, valid until ${issued.notAfter.toISOString()}`);
   console.log(`wrote ${out}.crt${issued.key ? ` and ${out}.key` : ""}`);
   return 0;
@@ -261,8 +351,8 @@ async function runCrl(args: Args): Promise<number> {
   const profile = requireChoice(args, "ca", CAS);
   const out = args.requireString("out");
   const days = args.integer("days", { min: 1, max: 3650 });
-  const der = await generateCrl({ dir, profile, days });
-  await writeFileAtomic(out, pemEncode("X509 CRL", der));
+  const der = await generateCrl({ dir, profile, days, caKey: caKeyOptions(args) });
+  await writeOutput(out, pemEncode("X509 CRL", der));
   const crl = new x509.X509Crl(bufferSource(der));
   console.log(
     `wrote ${out}: ${crl.entries.length} revoked, next update ${crl.nextUpdate?.toISOString()}`,
@@ -331,6 +421,33 @@ async function readCrlFile(path: string): Promise<Uint8Array[]> {
     }
   }
   return ders;
+}
+
+/**
+ * Refuses to replace existing output files without `--force`, and names a directory that is
+ * missing or not writable before anything is issued.
+ */
+async function checkOutputs(paths: string[], force: boolean): Promise<void> {
+  for (const path of paths) {
+    const existing = await Deno.lstat(path).catch(() => undefined);
+    if (existing && !force) {
+      throw new UsageError(`pki issue: ${path} exists; use --force to replace it`);
+    }
+    const dir = dirname(path);
+    const info = await Deno.stat(dir).catch(() => undefined);
+    if (!info?.isDirectory) {
+      throw new InputError(dir, `no such directory (for ${path})`);
+    }
+  }
+}
+
+/** Writes an output file atomically; a failure names the file. */
+async function writeOutput(path: string, content: string): Promise<void> {
+  try {
+    await writeFileAtomic(path, content);
+  } catch (e) {
+    throw new QsignError(`${path}: cannot write (${osErrorText(e)})`, 1, { cause: e });
+  }
 }
 
 function requireChoice<T extends string>(args: Args, name: string, choices: readonly T[]): T {

@@ -15,6 +15,7 @@ import {
   generateKeyPair,
   type KeyAlgorithm,
   type LoadedPrivateKey,
+  type PassphraseSource,
   privateKeyPem,
   readPrivateKeyFile,
   type TbsSigner,
@@ -23,6 +24,8 @@ import {
 import { bufferSource } from "./der.ts";
 import { pemEncode, readCertificatesFile } from "./pem.ts";
 import { verifySignature } from "./signatures.ts";
+import { lazySecret } from "../secrets.ts";
+import { noPassphrase } from "./key_formats.ts";
 
 export type CaProfile = "server" | "client";
 /** Every CA of a PKI directory: the Root CA and the two intermediates. */
@@ -110,16 +113,64 @@ const CA_FILES: Record<CaName, { cert: string; key: string }> = {
   client: { cert: PKI_FILES.clientCaCert, key: PKI_FILES.clientCaKey },
 };
 
+/** How a CA's key is found and opened. */
+export interface CaKeyOptions {
+  /**
+   * The passphrase of encrypted CA keys; default: the secret reference in QSIGN_CA_PASSPHRASE
+   * (`file:///path`, `env:NAME`, `credential:NAME`, `prompt`), looked up only for an
+   * encrypted key.
+   */
+  passphrase?: PassphraseSource;
+  /** Where the Root CA's key is kept when it is not in the PKI directory (offline media). */
+  rootDir?: string;
+}
+
+/** The passphrase source named by QSIGN_CA_PASSPHRASE, if set. */
+export function caPassphraseFromEnv(): PassphraseSource | undefined {
+  const ref = Deno.env.get(CA_PASSPHRASE_ENV);
+  return ref
+    ? lazySecret(ref, { label: "CA key passphrase", field: CA_PASSPHRASE_ENV })
+    : undefined;
+}
+
+/** The environment variable naming the CA keys' passphrase (a secret reference). */
+export const CA_PASSPHRASE_ENV = "QSIGN_CA_PASSPHRASE";
+const CA_PASSPHRASE_HINT =
+  `give its passphrase with --passphrase REF or ${CA_PASSPHRASE_ENV}=REF ` +
+  "(file:///path, env:NAME, credential:NAME or prompt)";
+
 /** Loads the Root CA or the Server or Client intermediate CA of a PKI directory. */
-export async function openCa(dir: string, profile: CaName): Promise<OpenCa> {
+export async function openCa(
+  dir: string,
+  profile: CaName,
+  options: CaKeyOptions = {},
+): Promise<OpenCa> {
   const files = CA_FILES[profile];
   const [der] = await readCertificatesFile(join(dir, files.cert));
-  const key = await readPrivateKeyFile(join(dir, files.key));
+  const keyPath = await caKeyPath(dir, profile, options.rootDir);
+  const key = await readPrivateKeyFile(
+    keyPath,
+    options.passphrase ?? caPassphraseFromEnv() ?? noPassphrase(CA_PASSPHRASE_HINT),
+  );
   const cert = new x509.X509Certificate(bufferSource(der));
   if (toHex(key.spki) !== toHex(new Uint8Array(cert.publicKey.rawData))) {
-    throw new PkiError(`${join(dir, files.key)} is not the key of ${join(dir, files.cert)}`);
+    throw new PkiError(`${keyPath} is not the key of ${join(dir, files.cert)}`);
   }
   return { dir, profile, cert, der, key };
+}
+
+/** The CA's key file: in `dir`, or for the Root CA kept offline, in `rootDir`. */
+async function caKeyPath(dir: string, profile: CaName, rootDir?: string): Promise<string> {
+  const inDir = join(dir, CA_FILES[profile].key);
+  if (profile !== "root") return inDir;
+  if (rootDir !== undefined) return join(rootDir, PKI_FILES.rootKey);
+  if (!(await exists(inDir))) {
+    throw new PkiError(
+      `${inDir}: the Root CA's key is not in ${dir} (kept offline by pki init --root-dir?): ` +
+        "give --root-dir with the directory that holds it",
+    );
+  }
+  return inDir;
 }
 
 /** Options of `qsign pki init`. */
@@ -129,17 +180,28 @@ export interface InitOptions {
   org?: string;
   /** Replace an existing PKI. */
   force?: boolean;
+  /** Encrypt the CA keys (Root and intermediates) with this passphrase (PBES2, key_formats.ts). */
+  passphrase?: string;
+  /**
+   * Keep the Root CA offline: its key (and a copy of its certificate) is written to `rootDir`,
+   * not to `dir`, which gets the certificate only. When `rootDir` already holds a Root CA, it
+   * signs the new intermediates and no root is made.
+   */
+  rootDir?: string;
   /** Issue time (tests); default now. */
   now?: Date;
 }
 
 /** Creates the whole tree; returns the files written. Refuses to overwrite without `force`. */
 export async function initPki(options: InitOptions): Promise<string[]> {
-  const { dir } = options;
+  const { dir, rootDir } = options;
   const alg = options.alg ?? DEFAULT_KEY_ALGORITHM;
   const org = options.org ?? "QSIGN";
   const now = options.now ?? new Date();
-  const files = Object.values(PKI_FILES).map((f) => join(dir, f));
+  const existingRoot = rootDir !== undefined && await exists(join(rootDir, PKI_FILES.rootKey));
+  const files = Object.values(PKI_FILES)
+    .filter((f) => rootDir === undefined || f !== PKI_FILES.rootKey)
+    .map((f) => join(dir, f));
   if (!options.force) {
     const existing = [];
     for (const f of files) if (await exists(f)) existing.push(f);
@@ -151,15 +213,21 @@ export async function initPki(options: InitOptions): Promise<string[]> {
       );
     }
   }
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdirs(dir);
+  if (rootDir !== undefined) {
+    await mkdirs(rootDir);
+    // Replacing a PKI whose root was kept here: the new root lives offline only.
+    await Deno.remove(join(dir, PKI_FILES.rootKey)).catch(() => {});
+  }
 
   const notBefore = new Date(now.getTime() - BACKDATE_MS);
   const years = (n: number) => new Date(now.getTime() + n * YEAR_MS);
   const caUsage = x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign;
   const entries: IndexEntry[] = [];
 
-  const rootKey = await generateKeyPair(alg);
-  const root = await createCertificate({
+  const offline = existingRoot ? await openRootIn(rootDir!, options.passphrase) : undefined;
+  const rootKey = offline?.key ?? await generateKeyPair(alg);
+  const root = offline?.cert ?? await createCertificate({
     subject: distinguishedName(`${org} Root CA`, org),
     spki: rootKey.spki,
     signer: rootKey,
@@ -211,7 +279,7 @@ export async function initPki(options: InitOptions): Promise<string[]> {
 
   const pem = (c: x509.X509Certificate) => pemEncode("CERTIFICATE", new Uint8Array(c.rawData));
   const writes: [string, string | LoadedPrivateKey][] = [
-    [PKI_FILES.rootKey, rootKey],
+    ...(rootDir === undefined ? [[PKI_FILES.rootKey, rootKey] as [string, LoadedPrivateKey]] : []),
     [PKI_FILES.rootCert, pem(root)],
     [PKI_FILES.serverCaKey, intermediates.server.key],
     [PKI_FILES.serverCaCert, pem(intermediates.server.cert)],
@@ -222,19 +290,62 @@ export async function initPki(options: InitOptions): Promise<string[]> {
     [PKI_FILES.clientKey, leaves.client.key],
     [PKI_FILES.clientCert, pem(leaves.client.cert) + pem(intermediates.client.cert)],
   ];
+  // CA keys are encrypted when a passphrase is given; the leaves' keys are the daemon's and
+  // stay plain (mode 0600), as a service reads them unattended.
+  const caKeys = new Set<LoadedPrivateKey>([
+    rootKey,
+    intermediates.server.key,
+    intermediates.client.key,
+  ]);
   for (const [name, content] of writes) {
     const path = join(dir, name);
     if (typeof content === "string") await writeFileAtomic(path, content);
-    else await writePrivateKeyFile(path, content);
+    else {await writePrivateKeyFile(
+        path,
+        content,
+        caKeys.has(content) ? options.passphrase : undefined,
+      );}
+  }
+  if (rootDir !== undefined && !existingRoot) {
+    await writePrivateKeyFile(join(rootDir, PKI_FILES.rootKey), rootKey, options.passphrase);
+    await writeFileAtomic(join(rootDir, PKI_FILES.rootCert), pem(root));
+    files.push(join(rootDir, PKI_FILES.rootKey), join(rootDir, PKI_FILES.rootCert));
   }
   await writeIndex(dir, { version: 1, crlNumbers: {}, certificates: entries });
   return files;
 }
 
-/** `CN=…, O=…` with the characters RFC 4514 needs escaped. */
-function distinguishedName(cn: string, org: string): string {
+async function mkdirs(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new PkiError(`${dir}: cannot create the PKI directory (${(e as Error).message})`, 1, {
+      cause: e,
+    });
+  }
+}
+
+/** The Root CA kept in `rootDir` (its certificate and key), to sign new intermediates. */
+async function openRootIn(rootDir: string, passphrase: string | undefined) {
+  const [der] = await readCertificatesFile(join(rootDir, PKI_FILES.rootCert));
+  const keyPath = join(rootDir, PKI_FILES.rootKey);
+  const key = await readPrivateKeyFile(
+    keyPath,
+    passphrase === undefined
+      ? caPassphraseFromEnv() ?? noPassphrase(CA_PASSPHRASE_HINT)
+      : () => Promise.resolve(passphrase),
+  );
+  const cert = new x509.X509Certificate(bufferSource(der));
+  if (toHex(key.spki) !== toHex(new Uint8Array(cert.publicKey.rawData))) {
+    throw new PkiError(`${keyPath} is not the key of ${join(rootDir, PKI_FILES.rootCert)}`);
+  }
+  return { cert, key };
+}
+
+/** `CN=…, OU=…, O=…` with the characters RFC 4514 needs escaped. */
+function distinguishedName(cn: string, org: string, ou: string[] = []): string {
   const escape = (v: string) => v.replace(/([,+"\\<>;=])/g, "\\$1").replace(/^([ #])/, "\\$1");
-  return `CN=${escape(cn)}, O=${escape(org)}`;
+  return [`CN=${escape(cn)}`, ...ou.map((u) => `OU=${escape(u)}`), `O=${escape(org)}`].join(", ");
 }
 
 async function createLeafCertificate(options: {
@@ -281,6 +392,20 @@ export interface IssueLeafOptions {
   csrDer?: Uint8Array;
   /** Subject O of a generated key's certificate; default: the CA's. */
   org?: string;
+  /**
+   * The whole subject of a generated key's certificate (RFC 4514, e.g. `CN=gw, OU=payments,
+   * O=ACME`), with exactly one CN; instead of `cn`/`org`/`ou`. Not with `csrDer`.
+   */
+  subject?: string;
+  /** Organizational units (OU) of a generated key's subject, e.g. for `allow_ou`. */
+  ou?: string[];
+  /** How the intermediate's (encrypted) key is opened. */
+  caKey?: CaKeyOptions;
+  /**
+   * Hands the issued leaf over (writes its files) before it is recorded in the index: when this
+   * fails, nothing is recorded, so the index lists only certificates someone received.
+   */
+  deliver?: (issued: IssuedLeaf) => Promise<void>;
   /** Issue time (tests); default now. */
   now?: Date;
 }
@@ -313,7 +438,7 @@ export class CsrError extends QsignError {}
  * no single CN. A CSR with an empty subject gets `CN=<cn>, O=<org>` as a generated key does.
  */
 export async function issueLeaf(options: IssueLeafOptions): Promise<IssuedLeaf> {
-  const ca = await openCa(options.dir, options.profile);
+  const ca = await openCa(options.dir, options.profile, options.caKey);
   const now = options.now ?? new Date();
   const ttlMs = (options.ttlSeconds ?? YEAR_MS / 1000) * 1000;
   if (ttlMs <= 0) throw new UsageError("certificate lifetime must be positive");
@@ -324,13 +449,20 @@ export async function issueLeaf(options: IssueLeafOptions): Promise<IssuedLeaf> 
   let key: LoadedPrivateKey | undefined;
   if (!csr) key = await generateKeyPair(options.alg ?? ca.key.keyAlgorithm);
   const org = options.org ?? ca.cert.subjectName.getField("O")[0] ?? "QSIGN";
-  const names = csr?.subject ? requestedNames(csr, options.cn) : undefined;
+  if (csr && (options.subject !== undefined || options.ou?.length)) {
+    throw new UsageError("a CSR names its own subject: --subject and --ou do not apply with --csr");
+  }
+  const names = csr?.subject
+    ? requestedNames(csr, options.cn)
+    : options.subject !== undefined
+    ? givenSubject(options.subject, options.cn)
+    : undefined;
   const cn = names?.cn ?? options.cn;
   if (cn === undefined) throw new UsageError("a subject CN is required");
   const cert = await createLeafCertificate({
     ca: { cert: ca.cert, signer: ca.key },
     profile: options.profile,
-    subject: names?.subject ?? distinguishedName(cn, org),
+    subject: names?.subject ?? distinguishedName(cn, org, options.ou),
     spki: csr ? new Uint8Array(csr.publicKey.rawData) : key!.spki,
     subjectAltNames: options.sans?.length
       ? options.sans.map(parseSubjectAltName)
@@ -339,9 +471,8 @@ export async function issueLeaf(options: IssueLeafOptions): Promise<IssuedLeaf> 
     notAfter,
   });
   const entry = await indexEntry(cert, options.profile);
-  await updateIndex(options.dir, (index) => index.certificates.push(entry));
   const leafDer = new Uint8Array(cert.rawData);
-  return {
+  const issued: IssuedLeaf = {
     certPem: pemEncode("CERTIFICATE", leafDer) + pemEncode("CERTIFICATE", ca.der),
     keyPem: key ? privateKeyPem(key) : undefined,
     key,
@@ -350,6 +481,30 @@ export async function issueLeaf(options: IssueLeafOptions): Promise<IssuedLeaf> 
     notAfter,
     chain: [leafDer, ca.der],
   };
+  await options.deliver?.(issued);
+  await updateIndex(options.dir, (index) => index.certificates.push(entry));
+  return issued;
+}
+
+/** An operator's `--subject`: parsed, with exactly one CN (agreeing with `cn` when given). */
+function givenSubject(subject: string, expectedCn: string | undefined) {
+  let name: x509.Name;
+  try {
+    name = new x509.Name(subject);
+  } catch (e) {
+    throw new UsageError(
+      `--subject "${subject}" is not a distinguished name like "CN=gw.example, OU=payments, ` +
+        `O=ACME" (${(e as Error).message})`,
+    );
+  }
+  const cns = name.getField("CN");
+  if (cns.length !== 1) {
+    throw new UsageError(`--subject "${subject}" must hold exactly one CN, not ${cns.length}`);
+  }
+  if (expectedCn !== undefined && expectedCn.toLowerCase() !== cns[0].toLowerCase()) {
+    throw new UsageError(`--cn ${expectedCn} disagrees with the CN of --subject "${subject}"`);
+  }
+  return { cn: cns[0], subject: name.toString() };
 }
 
 /** `DNS:<cn>` when the CN is a host name (dotted, or localhost), so host checks can pass. */
@@ -463,9 +618,11 @@ export async function generateCrl(options: {
   dir: string;
   profile: CaName;
   days?: number;
+  /** How the signing CA's key is opened (the Root CA's may be offline). */
+  caKey?: CaKeyOptions;
   now?: Date;
 }): Promise<Uint8Array> {
-  const ca = await openCa(options.dir, options.profile);
+  const ca = await openCa(options.dir, options.profile, options.caKey);
   const now = options.now ?? new Date();
   let crlNumber = 0;
   let revoked: IndexEntry[] = [];

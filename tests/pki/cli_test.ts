@@ -3,7 +3,7 @@ import { equal, match, ok } from "node:assert/strict";
 import { createCertificateRequest } from "../../src/pki/certificate.ts";
 import { generateKeyPair } from "../../src/pki/keys.ts";
 import { pemEncode } from "../../src/pki/pem.ts";
-import { runQsign, tempDir } from "../support/env.ts";
+import { PEER_NODE, runQsign, tempDir } from "../support/env.ts";
 
 Deno.test("qsign pki --help lists the subcommands; each has its own --help", async () => {
   const help = await runQsign(["pki", "--help"]);
@@ -333,3 +333,186 @@ Deno.test("qsign pki: init, issue, show, verify, revoke, crl", async (t) => {
     equal(badMode.code, 2);
   });
 });
+
+Deno.test("pki init --passphrase --root-dir: CA keys encrypted, the root key only offline", async () => {
+  await using dir = await tempDir();
+  const pki = `${dir.path}/pki`;
+  const offline = `${dir.path}/offline`;
+  const env = { CA_PASS: "a long CA passphrase" };
+  const init = await runQsign(
+    ["pki", "init", "--dir", pki, "--root-dir", offline, "--passphrase", "env:CA_PASS"],
+    { env },
+  );
+  equal(init.code, 0, init.stderr);
+  // The root key is on the offline medium only; the PKI keeps the root certificate.
+  equal(await exists(`${pki}/root-ca.key`), false);
+  ok(await exists(`${pki}/root-ca.crt`));
+  for (const key of [`${offline}/root-ca.key`, `${pki}/server-ca.key`, `${pki}/client-ca.key`]) {
+    match(await Deno.readTextFile(key), /^-----BEGIN ENCRYPTED PRIVATE KEY-----\n/, key);
+    equal((await Deno.stat(key)).mode! & 0o777, 0o600);
+  }
+  // The leaves the daemon serves unattended stay plain.
+  match(await Deno.readTextFile(`${pki}/server.key`), /^-----BEGIN PRIVATE KEY-----\n/);
+
+  // Issuing needs the intermediate's passphrase: from --passphrase or QSIGN_CA_PASSPHRASE.
+  const issue = ["pki", "issue", "--dir", pki, "--profile", "client", "--cn", "c.qsign.local"];
+  const without = await runQsign([...issue, "--out", `${dir.path}/c`]);
+  equal(without.code, 2);
+  match(
+    without.stderr,
+    /client-ca\.key: is an encrypted private key: give its passphrase with --passphrase REF or QSIGN_CA_PASSPHRASE/,
+  );
+  const wrong = await runQsign([...issue, "--out", `${dir.path}/c`], {
+    env: { QSIGN_CA_PASSPHRASE: "env:WRONG", WRONG: "not the passphrase" },
+  });
+  equal(wrong.code, 2);
+  match(wrong.stderr, /wrong passphrase/);
+  const issued = await runQsign([...issue, "--out", `${dir.path}/c`], {
+    env: { ...env, QSIGN_CA_PASSPHRASE: "env:CA_PASS" },
+  });
+  equal(issued.code, 0, issued.stderr);
+
+  // The Root CA's CRL needs the offline key: named, then given with --root-dir.
+  const crl = ["pki", "crl", "--dir", pki, "--ca", "root", "--out", `${dir.path}/root.crl`];
+  const offlineMissing = await runQsign([...crl, "--passphrase", "env:CA_PASS"], { env });
+  equal(offlineMissing.code, 1);
+  match(offlineMissing.stderr, /Root CA's key is not in .* give --root-dir/);
+  const rootCrl = await runQsign([...crl, "--passphrase", "env:CA_PASS", "--root-dir", offline], {
+    env,
+  });
+  equal(rootCrl.code, 0, rootCrl.stderr);
+
+  // New intermediates signed by the kept root: a second PKI from the same offline root.
+  const second = await runQsign(
+    [
+      "pki",
+      "init",
+      "--dir",
+      `${dir.path}/pki2`,
+      "--root-dir",
+      offline,
+      "--passphrase",
+      "env:CA_PASS",
+    ],
+    { env },
+  );
+  equal(second.code, 0, second.stderr);
+  equal(
+    await Deno.readTextFile(`${dir.path}/pki2/root-ca.crt`),
+    await Deno.readTextFile(`${pki}/root-ca.crt`),
+  );
+  const verified = await runQsign([
+    "pki",
+    "verify",
+    "--trust",
+    `${pki}/root-ca.crt`,
+    `${dir.path}/pki2/server.crt`,
+  ]);
+  equal(verified.code, 0, verified.stderr);
+
+  // OpenSSL 3.5 (Node 26) reads the encrypted ML-DSA CA key with the passphrase.
+  const node = await new Deno.Command(PEER_NODE, {
+    args: [
+      "-e",
+      `const c=require("node:crypto");const k=c.createPrivateKey({key:require("node:fs")` +
+      `.readFileSync(process.argv[1]),passphrase:process.env.CA_PASS});console.log(k.asymmetricKeyType)`,
+      `${pki}/server-ca.key`,
+    ],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  equal(
+    new TextDecoder().decode(node.stdout).trim(),
+    "ml-dsa-65",
+    new TextDecoder().decode(node.stderr),
+  );
+});
+
+Deno.test("pki issue: --force to overwrite, no serial recorded for a failed issue, --subject/--ou", async () => {
+  await using dir = await tempDir();
+  const pki = `${dir.path}/pki`;
+  equal((await runQsign(["pki", "init", "--dir", pki, "--alg", "ecdsa-p256"])).code, 0);
+  const serials = async () =>
+    (JSON.parse(await Deno.readTextFile(`${pki}/index.json`)).certificates as unknown[]).length;
+  const before = await serials();
+  const issue = ["pki", "issue", "--dir", pki, "--profile", "server", "--cn", "a.qsign.local"];
+  const out = `${dir.path}/a`;
+  equal((await runQsign([...issue, "--out", out])).code, 0);
+  const first = await Deno.readTextFile(`${out}.crt`);
+  const again = await runQsign([...issue, "--out", out]);
+  equal(again.code, 2);
+  match(again.stderr, /a\.crt exists; use --force to replace it/);
+  equal(await Deno.readTextFile(`${out}.crt`), first);
+  equal(await serials(), before + 1);
+  const forced = await runQsign([...issue, "--out", out, "--force"]);
+  equal(forced.code, 0, forced.stderr);
+  ok((await Deno.readTextFile(`${out}.crt`)) !== first);
+  equal(await serials(), before + 2);
+
+  // An output that cannot be written: one line naming it, and nothing recorded.
+  const missing = await runQsign([...issue, "--out", `${dir.path}/no/such/dir/a`]);
+  equal(missing.code, 2);
+  match(missing.stderr, /^qsign: .*no\/such\/dir: no such directory/);
+  await Deno.mkdir(`${dir.path}/ro`, { mode: 0o500 });
+  await Deno.writeTextFile(`${dir.path}/blocker.crt`, "");
+  await Deno.mkdir(`${dir.path}/blocker.key`);
+  const unwritable = await runQsign([...issue, "--out", `${dir.path}/blocker`, "--force"]);
+  equal(unwritable.code, 1, unwritable.stderr);
+  match(unwritable.stderr, /^qsign: .*blocker\.key: cannot write private key/);
+  equal(await serials(), before + 2);
+
+  // --subject and --ou shape the subject as allow_ou and the verifier see it.
+  const subject = await runQsign([
+    "pki",
+    "issue",
+    "--dir",
+    pki,
+    "--profile",
+    "client",
+    "--subject",
+    "CN=gw.example, OU=payments, O=ACME",
+    "--san",
+    "DNS:gw.example,URI:spiffe://example/gw",
+    "--out",
+    `${dir.path}/gw`,
+  ]);
+  equal(subject.code, 0, subject.stderr);
+  const shown = await runQsign(["pki", "show", `${dir.path}/gw.crt`]);
+  match(shown.stdout, /subject: +CN=gw\.example, OU=payments, O=ACME/);
+  match(shown.stdout, /spiffe:\/\/example\/gw/);
+  const ou = await runQsign([
+    "pki",
+    "issue",
+    "--dir",
+    pki,
+    "--profile",
+    "client",
+    "--cn",
+    "c.example",
+    "--ou",
+    "payments",
+    "--ou",
+    "ops",
+    "--out",
+    `${dir.path}/c`,
+  ]);
+  equal(ou.code, 0, ou.stderr);
+  match(
+    (await runQsign(["pki", "show", `${dir.path}/c.crt`])).stdout,
+    /subject: +CN=c\.example, OU=payments, OU=ops, O=QSIGN/,
+  );
+  const badSubject = await runQsign([
+    ...issue.slice(0, 6),
+    "--subject",
+    "OU=x",
+    "--out",
+    `${dir.path}/x`,
+  ]);
+  equal(badSubject.code, 2);
+  match(badSubject.stderr, /exactly one CN/);
+});
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
