@@ -215,6 +215,7 @@ function buildService(
     requirePqAuth: typed.require_pq_auth === true,
     alpn: list("alpn"),
     ticketKeyFile: typed.ticket_key_file as string | undefined,
+    resumptionMaxAgeMs: typed.resumption_max_age as number,
     limits: {
       maxConnections: typed["limits.max_connections"] as number,
       handshakeTimeoutMs: typed["limits.handshake_timeout"] as number,

@@ -154,7 +154,8 @@ export const SETTINGS: readonly Setting[] = [
     "client_auth",
     "service",
     { type: "choice", choices: ["require", "request", "none"] },
-    "whether clients must present a certificate",
+    "whether clients must present a certificate (with request and an allow_* policy, a " +
+      "client without one is refused: certificate_required)",
     { value: "MODE", default: "require" },
   ),
   setting("allow_cn", "service", STRINGS, "admit clients whose subject CN is this", {
@@ -197,6 +198,14 @@ export const SETTINGS: readonly Setting[] = [
     { type: "path" },
     "session-ticket keys shared between nodes (default: random keys per process)",
     { value: "FILE" },
+  ),
+  setting(
+    "resumption_max_age",
+    "service",
+    { type: "duration" },
+    "how long after a full handshake its session may be resumed (each resumption re-checks " +
+      "the client chain, CRLs and access policy; tickets issued then keep the original time)",
+    { value: "DURATION", default: "24h" },
   ),
   setting(
     "limits.max_connections",

@@ -76,6 +76,8 @@ export interface ServiceConfig {
   requirePqAuth: boolean;
   alpn: string[];
   ticketKeyFile?: string;
+  /** How long after a full handshake its session may be resumed. */
+  resumptionMaxAgeMs: number;
   limits: Limits;
   /** Where each setting came from, keyed by its config-file name (`cert`, `limits.idle_timeout`). */
   origins: Record<string, Origin>;

@@ -3,8 +3,6 @@
  * the handler (echo or proxy) for each authenticated connection. A failing connection ends
  * alone: every error of one connection is caught, logged and counted there.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
 import type { Address, ServiceConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { audit } from "../observe/log.ts";
@@ -14,7 +12,7 @@ import type { TlsServerConfig } from "../tls/config.ts";
 import { GROUPS } from "../tls/groups.ts";
 import { acceptTls, type TlsConnection } from "../tls/conn.ts";
 import type { TicketIssuer } from "../tls/tickets.ts";
-import { accessPolicy } from "./access.ts";
+import { accessPolicy, describeAccessPolicy } from "./access.ts";
 import { type ConnectionHandler, handlerFor } from "./handlers.ts";
 import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
 import type { ServiceMaterials } from "./materials.ts";
@@ -295,13 +293,19 @@ export class QtlsService {
       requirePqAuth: this.config.requirePqAuth,
       alpn: this.config.alpn.length ? this.config.alpn : undefined,
       tickets: current.tickets ?? this.tickets,
+      // Tickets of this service resume on this service only, under the same access policy.
+      sessionBinding: JSON.stringify({
+        service: this.config.name,
+        allow: describeAccessPolicy(this.config.allow),
+      }),
+      resumptionMaxAgeSeconds: this.config.resumptionMaxAgeMs / 1000,
       handshakeTimeoutMs: this.config.limits.handshakeTimeoutMs,
     };
   }
 
   #logHandshake(tls: TlsConnection, peer: string, session: number): void {
     const info = tls.info;
-    const leaf = info.peerLeaf;
+    const client = info.peerIdentity;
     audit.info("handshake_ok", {
       service: this.config.name,
       peer,
@@ -313,11 +317,10 @@ export class QtlsService {
       resumed: info.resumed,
       alpn: info.alpn,
       server_name: info.serverName,
-      client_subject: leaf?.subject,
-      client_serial: leaf?.serialNumber,
-      client_fingerprint: info.peerCertificates[0]
-        ? sha256Hex(info.peerCertificates[0])
-        : undefined,
+      resumption_declined: info.resumptionDeclined,
+      client_subject: client?.subject,
+      client_serial: client?.serial,
+      client_fingerprint: client?.fingerprint,
       handshake_ms: Math.round(info.timings.handshakeMs * 10) / 10,
     });
   }
@@ -335,14 +338,10 @@ function isPqGroupName(name: string): boolean {
   return GROUPS.some((g) => g.pq && g.name === name);
 }
 
-function sha256Hex(der: Uint8Array): string {
-  return bytesToHex(sha256(der));
-}
-
 /** The facts for a PROXY v2 header. */
 function proxyHeaderInfo(tls: TlsConnection, tcp: Deno.TcpConn) {
   const info = tls.info;
-  const leaf = info.peerLeaf;
+  const client = info.peerIdentity;
   return {
     client: tcp.remoteAddr,
     local: tcp.localAddr,
@@ -354,11 +353,12 @@ function proxyHeaderInfo(tls: TlsConnection, tcp: Deno.TcpConn) {
       serverName: info.serverName,
       alpn: info.alpn,
     },
-    clientIdentity: leaf
+    clientIdentity: client
       ? {
-        commonName: leaf.subjectName.getField("CN")[0],
-        subject: leaf.subject,
-        fingerprint: sha256Hex(info.peerCertificates[0]),
+        // The CN sub-TLV only when the subject has a single CN (see access.ts).
+        commonName: client.cn.length === 1 ? client.cn[0] : undefined,
+        subject: client.subject,
+        fingerprint: client.fingerprint,
       }
       : undefined,
   };

@@ -73,10 +73,40 @@ export interface TlsServerConfig extends CommonConfig {
   /** The server's chains; the function form lets the daemon reload without touching live conns. */
   certificates: CertifiedKey[] | (() => CertifiedKey[]);
   clientAuth: "require" | "request" | "none";
-  /** Access policy on the verified client leaf: true admits; false or a reason refuses. */
-  accessPolicy?: (leaf: X509Certificate) => boolean | string;
+  /**
+   * Access policy on the verified client's identity (on a full handshake and again on every
+   * resumption): true admits; false or a reason refuses. With a policy, a client that sends no
+   * certificate is refused (certificate_required), whatever `clientAuth` says.
+   */
+  accessPolicy?: (peer: PeerIdentity) => boolean | string;
   /** Issues and opens session tickets; no tickets without it. */
   tickets?: TicketIssuer;
+  /**
+   * What this server's tickets are bound to besides its trust configuration (resumption.ts):
+   * the daemon gives the service name and access policy, so a ticket resumes on no other
+   * service. Default: empty.
+   */
+  sessionBinding?: string;
+  /**
+   * How long after the full handshake a session may still be resumed, in seconds (tickets
+   * issued on resumed connections keep the original authentication time). Default 24 h.
+   */
+  resumptionMaxAgeSeconds?: number;
+}
+
+/** Who the peer's leaf certificate names: what access policies and logs use. */
+export interface PeerIdentity {
+  subject: string;
+  /** Serial number, lowercase hex. */
+  serial: string;
+  /** SHA-256 of the leaf's DER, lowercase hex. */
+  fingerprint: string;
+  /** Subject common names and organizational units, in the order of the subject. */
+  cn: string[];
+  ou: string[];
+  /** DNS and URI subjectAltNames. */
+  dns: string[];
+  uri: string[];
 }
 
 export interface TlsClientConfig extends CommonConfig {
@@ -110,9 +140,20 @@ export interface HandshakeInfo {
   helloRetry: boolean;
   alpn?: string;
   serverName?: string;
-  /** The peer's certificates as sent (DER, leaf first); on resumption, the leaf from the ticket. */
+  /**
+   * The peer's certificates as sent (DER, leaf first). A resumed server has none (the ticket
+   * holds the client's identity, not its certificates); a resumed client, the server's chain
+   * from its ticket cache.
+   */
   peerCertificates: Uint8Array[];
   peerLeaf?: X509Certificate;
+  /**
+   * Server side: the client's identity, from its certificate or, on resumption, from the
+   * ticket once re-checked. Absent when the client sent no certificate.
+   */
+  peerIdentity?: PeerIdentity;
+  /** Server side: why an offered ticket was declined for a full handshake. */
+  resumptionDeclined?: string;
   timings: { startMs: number; handshakeMs: number };
   /** Server side: what the client offered. */
   clientOffer?: ClientOffer;

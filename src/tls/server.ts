@@ -9,7 +9,6 @@
  * Every problem with the client's input throws `TlsAlert`; conn.ts sends it and closes.
  */
 import "reflect-metadata";
-import type { X509Certificate } from "@peculiar/x509";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { TlsAlert } from "./alert.ts";
 import { type ChosenCertificate, parseCertificate, selectCertificate } from "./auth.ts";
@@ -52,7 +51,7 @@ import {
   encodeServerHello,
   type HandshakeMessage,
 } from "./codec/messages.ts";
-import type { HandshakeInfo, TlsServerConfig } from "./config.ts";
+import type { HandshakeInfo, PeerIdentity, TlsServerConfig } from "./config.ts";
 import type { ClientOffer } from "./offer.ts";
 import { groupById, groupName, type KeyExchangeGroup, resolveGroups } from "./groups.ts";
 import { KeySchedule, resumptionPsk } from "./key_schedule.ts";
@@ -70,9 +69,16 @@ import {
   readPeerAuthentication,
 } from "./steps.ts";
 import {
+  encodeAuthentication,
+  fullHandshakeAuthentication,
+  peerIdentity,
+  resumedAuthentication,
+  type SessionAuthentication,
+  ticketLifetimeSeconds,
+} from "./resumption.ts";
+import {
   decodeServerSession,
   encodeServerSession,
-  peerLeafStore,
   type ServerSession,
   ticketAgeAcceptable,
 } from "./tickets.ts";
@@ -182,12 +188,15 @@ interface ServerState {
   group: KeyExchangeGroup;
   helloRetry: boolean;
   session?: ServerSession;
-  /** On resumption: the client leaf the ticket stands for. */
-  sessionLeaf?: Uint8Array;
+  /** On resumption: the authentication the ticket stands for, re-checked. */
+  resumed?: SessionAuthentication;
+  /** Why an offered ticket was declined. */
+  resumptionDeclined?: string;
   certificate?: ChosenCertificate;
   alpn?: string;
-  /** The client's authentication, when it sent a certificate. */
+  /** The client's authentication, when it sent a certificate, and who its leaf names. */
   client?: PeerAuthentication;
+  clientIdentity?: PeerIdentity;
 }
 
 /**
@@ -236,7 +245,6 @@ export async function serverHandshake(
   // 3. Resumption (the binder covers the transcript before this hello), certificate and ALPN
   // choices, all before anything is encrypted.
   hs.session = await acceptPsk(hs);
-  if (hs.sessionLeaf) checkAccess(config, parseCertificate(hs.sessionLeaf));
   transcript.add(ch.message.raw);
   if (!hs.session) {
     if (!ch.schemes) throw new TlsAlert("missing_extension", "no signature_algorithms");
@@ -297,8 +305,6 @@ export async function serverHandshake(
     await sendTicket(hs, rms);
   }
 
-  const peerLeaf = hs.client?.peer.leaf ??
-    (hs.sessionLeaf ? parseCertificate(hs.sessionLeaf) : undefined);
   return {
     suite,
     readSecret: apSecrets.client,
@@ -314,8 +320,10 @@ export async function serverHandshake(
       helloRetry: hs.helloRetry,
       alpn: hs.alpn,
       serverName: ch.serverName,
-      peerCertificates: hs.client?.chain ?? (hs.sessionLeaf ? [hs.sessionLeaf] : []),
-      peerLeaf,
+      peerCertificates: hs.client?.chain ?? [],
+      peerLeaf: hs.client?.peer.leaf,
+      peerIdentity: hs.clientIdentity ?? hs.resumed?.client?.identity,
+      resumptionDeclined: hs.resumptionDeclined,
       timings: { startMs, handshakeMs: Date.now() - startMs },
       clientOffer: progress.clientOffer,
     },
@@ -404,7 +412,9 @@ async function helloRetry(hs: ServerState): Promise<ClientHelloView> {
 
 /**
  * Checks the first offered PSK: a ticket we can open, for this suite's hash, fresh enough, with
- * a binder that verifies (decrypt_error otherwise). Anything else falls back to a full handshake.
+ * a binder that verifies (decrypt_error otherwise), whose authentication still holds here
+ * (resumption.ts). Only then is anything the ticket says about the client used. Any other
+ * outcome declines the PSK: a full handshake, with the reason in `hs.resumptionDeclined`.
  */
 async function acceptPsk(hs: ServerState): Promise<ServerSession | undefined> {
   const { ch, config, suite, transcript } = hs;
@@ -413,20 +423,20 @@ async function acceptPsk(hs: ServerState): Promise<ServerSession | undefined> {
     throw new TlsAlert("missing_extension", "pre_shared_key without psk_key_exchange_modes");
   }
   if (!config.tickets || !ch.pskModes.includes(PSK_DHE_KE)) return undefined;
+  const decline = (reason: string): undefined => {
+    hs.resumptionDeclined = reason;
+    return undefined;
+  };
   const { identities, binders, bindersLength } = ch.psks;
   const opened = await config.tickets.open(identities[0].identity);
   const session = opened && decodeServerSession(opened);
-  if (!session || suiteById(session.suite)?.hash !== suite.hash) return undefined;
-  if (!ticketAgeAcceptable(session, identities[0].obfuscatedTicketAge, Date.now())) {
-    return undefined;
+  if (!session) return decline("ticket not sealed by a current ticket key");
+  if (suiteById(session.suite)?.hash !== suite.hash) {
+    return decline("ticket for a cipher suite of another hash");
   }
-  if (session.peerLeafHash) {
-    hs.sessionLeaf = peerLeafStore(config.tickets).recall(session.peerLeafHash);
-    if (!hs.sessionLeaf) return undefined;
-    const leaf = parseCertificate(hs.sessionLeaf);
-    if (leaf.notAfter.getTime() < Date.now()) return undefined;
-  } else if (config.clientAuth === "require") {
-    return undefined;
+  const nowMs = Date.now();
+  if (!ticketAgeAcceptable(session, identities[0].obfuscatedTicketAge, nowMs)) {
+    return decline("ticket expired or its age does not match");
   }
 
   // The binder covers the transcript so far plus this ClientHello without its binders list.
@@ -436,6 +446,9 @@ async function acceptPsk(hs: ServerState): Promise<ServerSession | undefined> {
   if (!equalBytes(binders[0], expected)) {
     throw new TlsAlert("decrypt_error", "PSK binder does not verify");
   }
+  const verdict = await resumedAuthentication(config, session.authentication, nowMs);
+  if ("declined" in verdict) return decline(verdict.declined);
+  hs.resumed = verdict.accepted;
   return session;
 }
 
@@ -490,7 +503,12 @@ function certificateRequest(config: TlsServerConfig): Uint8Array {
   return message;
 }
 
-/** Reads and checks the client's Certificate and CertificateVerify, then the access policy. */
+/**
+ * Reads and checks the client's Certificate and CertificateVerify, then the access policy. A
+ * client without a certificate is refused where one is required, and where an access policy
+ * applies: no policy can admit a client it cannot name (`clientAuth: "request"` with a policy
+ * would otherwise let anonymous clients past it).
+ */
 async function readClientCertificate(hs: ServerState, ctx: HandshakeContext): Promise<void> {
   const { config } = hs;
   const certificate = await readMessage(hs.records, HandshakeType.certificate);
@@ -505,47 +523,59 @@ async function readClientCertificate(hs: ServerState, ctx: HandshakeContext): Pr
     if (config.clientAuth === "require") {
       throw new TlsAlert("certificate_required", "client sent no certificate");
     }
+    if (config.accessPolicy) {
+      throw new TlsAlert(
+        "certificate_required",
+        "client sent no certificate and an access policy applies",
+      );
+    }
     return;
   }
-  checkAccess(config, client.peer.leaf);
-  hs.client = client;
-}
-
-/** The access policy on the client leaf (also on resumption: the policy may have changed). */
-function checkAccess(config: TlsServerConfig, leaf: X509Certificate): void {
-  const verdict = config.accessPolicy?.(leaf) ?? true;
+  const identity = await peerIdentity(client.peer.leaf, client.chain[0]);
+  const verdict = config.accessPolicy?.(identity) ?? true;
   if (verdict !== true) {
     throw new TlsAlert(
       "access_denied",
-      typeof verdict === "string" ? verdict : `${leaf.subject} is not allowed`,
+      typeof verdict === "string" ? verdict : `${identity.subject} is not allowed`,
     );
   }
+  hs.client = client;
+  hs.clientIdentity = identity;
 }
 
+/**
+ * A NewSessionTicket standing for this connection's authentication: the full handshake's, or,
+ * on a resumed connection, the original one (its authentication time kept), announced for no
+ * longer than the resumption maximum age leaves.
+ */
 async function sendTicket(hs: ServerState, resumptionMasterSecret: Uint8Array): Promise<void> {
-  const tickets = hs.config.tickets!;
+  const { config } = hs;
+  const tickets = config.tickets!;
+  const nowMs = Date.now();
+  const authentication = hs.resumed ??
+    await fullHandshakeAuthentication(config, hs.client, hs.clientIdentity, nowMs);
+  const lifetimeSeconds = ticketLifetimeSeconds(
+    config,
+    tickets.lifetimeSeconds,
+    authentication,
+    nowMs,
+  );
+  if (lifetimeSeconds === 0) return;
   const p = getCryptoProvider();
   const nonce = p.randomBytes(8);
   const ageAdd = new DataView(p.randomBytes(4).buffer).getUint32(0);
-  const leaf = hs.client?.chain[0] ?? hs.sessionLeaf;
   const state = encodeServerSession({
     suite: hs.suite.id,
     psk: await resumptionPsk(hs.suite, resumptionMasterSecret, nonce),
-    createdMs: Date.now(),
+    createdMs: nowMs,
     ageAdd,
-    lifetimeSeconds: tickets.lifetimeSeconds,
+    lifetimeSeconds,
     alpn: hs.alpn,
-    peerLeafHash: leaf && await peerLeafStore(tickets).remember(leaf),
+    authentication: encodeAuthentication(authentication),
   });
   const ticket = await tickets.seal(state);
   await hs.records.write(
     ContentType.handshake,
-    encodeNewSessionTicket({
-      lifetimeSeconds: tickets.lifetimeSeconds,
-      ageAdd,
-      nonce,
-      ticket,
-      extensions: [],
-    }),
+    encodeNewSessionTicket({ lifetimeSeconds, ageAdd, nonce, ticket, extensions: [] }),
   );
 }

@@ -159,17 +159,16 @@ export interface ServerSession {
   lifetimeSeconds: number;
   alpn?: string;
   /**
-   * SHA-256 of the client's leaf certificate when it authenticated. The leaf itself stays in
-   * the issuing process (see `PeerLeafStore`): an ML-DSA leaf would make tickets larger than
-   * clients keep (OpenSSL via Node drops sessions over 10 KB).
+   * What the session's authentication was (resumption.ts `encodeAuthentication`): kept sealed
+   * and opaque here, and read only once the PSK binder has verified.
    */
-  peerLeafHash?: Uint8Array;
+  authentication: Uint8Array;
 }
 
-const STATE_VERSION = 2;
+const STATE_VERSION = 3;
 
 export function encodeServerSession(s: ServerSession): Uint8Array {
-  return new ByteWriter(512)
+  return new ByteWriter(512 + s.authentication.length)
     .u8(STATE_VERSION)
     .u16(s.suite)
     .opaque(1, s.psk)
@@ -178,7 +177,7 @@ export function encodeServerSession(s: ServerSession): Uint8Array {
     .u32(s.ageAdd)
     .u32(s.lifetimeSeconds)
     .opaque(1, encoder.encode(s.alpn ?? ""))
-    .opaque(1, s.peerLeafHash ?? new Uint8Array(0))
+    .opaque(2, s.authentication)
     .finish();
 }
 
@@ -193,7 +192,7 @@ export function decodeServerSession(bytes: Uint8Array): ServerSession | undefine
     const ageAdd = r.u32();
     const lifetimeSeconds = r.u32();
     const alpn = new TextDecoder().decode(r.vector(1));
-    const leafHash = r.vector(1);
+    const authentication = r.vector(2).slice();
     r.end();
     return {
       suite,
@@ -202,48 +201,12 @@ export function decodeServerSession(bytes: Uint8Array): ServerSession | undefine
       ageAdd,
       lifetimeSeconds,
       alpn: alpn || undefined,
-      peerLeafHash: leafHash.length ? leafHash.slice() : undefined,
+      authentication,
     };
   } catch (e) {
     if (e instanceof TlsAlert) return undefined;
     throw e;
   }
-}
-
-/**
- * The client leaves of sessions this process issued tickets for, by SHA-256, so a resumed
- * session knows its client (and the access policy can run again). Bounded; a ticket whose leaf
- * is gone (another node, a restart, eviction) gets a full handshake instead.
- */
-export class PeerLeafStore {
-  readonly #leaves = new Map<string, Uint8Array>();
-  constructor(readonly limit = 4096) {}
-
-  async remember(der: Uint8Array): Promise<Uint8Array> {
-    const hash = await getCryptoProvider().hash("SHA-256", der);
-    const key = toHexKey(hash);
-    this.#leaves.delete(key);
-    this.#leaves.set(key, der);
-    if (this.#leaves.size > this.limit) this.#leaves.delete(this.#leaves.keys().next().value!);
-    return hash;
-  }
-
-  recall(hash: Uint8Array): Uint8Array | undefined {
-    return this.#leaves.get(toHexKey(hash));
-  }
-}
-
-function toHexKey(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-const stores = new WeakMap<TicketIssuer, PeerLeafStore>();
-
-/** The leaf store that goes with a ticket issuer. */
-export function peerLeafStore(issuer: TicketIssuer): PeerLeafStore {
-  let store = stores.get(issuer);
-  if (!store) stores.set(issuer, store = new PeerLeafStore());
-  return store;
 }
 
 /** How far the client's idea of a ticket's age may be from the server's (RFC 8446 §8.3). */
