@@ -1,29 +1,93 @@
 /**
- * The crypto provider qsign runs on: `QSIGN_CRYPTO=native` (the default: Deno's WebCrypto) or
- * `QSIGN_CRYPTO=noble` (the portable @noble/* implementation). Both are exported for cross-tests.
+ * The crypto provider qsign runs on, chosen by `QSIGN_CRYPTO`:
+ *
+ * - `auto` (the default, also when unset or empty): `libcrypto` where the system's OpenSSL 3.x
+ *   libcrypto loads, else `native`;
+ * - `libcrypto`: the system's OpenSSL over FFI (`QSIGN_LIBCRYPTO` names another file), an error
+ *   where it does not load;
+ * - `native`: Deno's WebCrypto and node:crypto; `noble`: the portable @noble/* implementation.
+ *
+ * All are exported for cross-tests; `describeCryptoProvider` says which serves what.
  */
 import { ConfigError } from "../errors.ts";
+import { createLibcryptoProvider } from "./libcrypto.ts";
+import { loadLibcrypto } from "./libcrypto_ffi.ts";
 import { nativeProvider } from "./native.ts";
 import { nobleProvider } from "./noble.ts";
-import type { CryptoProvider } from "./provider.ts";
+import {
+  type CryptoProvider,
+  PRIMITIVE_FAMILIES,
+  type PrimitiveBackend,
+  type PrimitiveFamily,
+  type ProviderName,
+} from "./provider.ts";
 
 export * from "./provider.ts";
+export { LibcryptoError, LibcryptoLengthError } from "./libcrypto_ffi.ts";
 export { nativeProvider, nobleProvider };
 
-const PROVIDERS: Record<string, CryptoProvider> = { native: nativeProvider, noble: nobleProvider };
+let libcrypto: { provider?: CryptoProvider; reason?: string } | undefined;
 
 /**
- * The provider `QSIGN_CRYPTO` selects (native when unset or empty). Throws `ConfigError` naming
- * QSIGN_CRYPTO for any other value. Without permission to read the environment, native.
+ * The libcrypto provider, made once per isolate, or undefined where libcrypto does not load (no
+ * libcrypto.so.3, not OpenSSL 3.x, or no FFI permission); `libcryptoUnavailableReason` says why.
+ */
+export function libcryptoProvider(): CryptoProvider | undefined {
+  return resolveLibcrypto().provider;
+}
+
+/** Why `libcryptoProvider()` is undefined, or undefined when it is not. */
+export function libcryptoUnavailableReason(): string | undefined {
+  return resolveLibcrypto().reason;
+}
+
+function resolveLibcrypto(): { provider?: CryptoProvider; reason?: string } {
+  if (libcrypto) return libcrypto;
+  const load = loadLibcrypto();
+  return libcrypto = load.ok
+    ? { provider: createLibcryptoProvider(load.lib) }
+    : { reason: load.reason };
+}
+
+const CHOICES = "auto, libcrypto, native or noble";
+let chosen: { selection: string; provider: CryptoProvider } | undefined;
+
+/**
+ * The provider `QSIGN_CRYPTO` selects (see the top of this file), resolved once per value.
+ * Throws `ConfigError` naming QSIGN_CRYPTO for an unknown value, or for `libcrypto` where it
+ * does not load. Without permission to read the environment, `auto`.
  */
 export function getCryptoProvider(): CryptoProvider {
-  const choice = readSelection();
-  if (!choice) return nativeProvider;
-  const provider = Object.hasOwn(PROVIDERS, choice) ? PROVIDERS[choice] : undefined;
-  if (!provider) {
-    throw new ConfigError("QSIGN_CRYPTO", `unknown crypto provider "${choice}" (native or noble)`);
-  }
+  const selection = readSelection() || "auto";
+  if (chosen?.selection === selection) return chosen.provider;
+  const provider = select(selection);
+  chosen = { selection, provider };
   return provider;
+}
+
+function select(selection: string): CryptoProvider {
+  switch (selection) {
+    case "auto":
+      return libcryptoProvider() ?? nativeProvider;
+    case "libcrypto": {
+      const provider = libcryptoProvider();
+      if (!provider) {
+        throw new ConfigError(
+          "QSIGN_CRYPTO",
+          `the libcrypto provider is unavailable: ${libcryptoUnavailableReason()} ` +
+            "(install OpenSSL 3's libcrypto, e.g. the libssl3 package, set QSIGN_LIBCRYPTO to " +
+            "its path, or choose QSIGN_CRYPTO=native)",
+        );
+      }
+      return provider;
+    }
+    case "native":
+      return nativeProvider;
+    case "noble":
+      return nobleProvider;
+    default:
+      throw new ConfigError("QSIGN_CRYPTO", `unknown crypto provider "${selection}" (${CHOICES})`);
+  }
 }
 
 function readSelection(): string | undefined {
@@ -33,4 +97,50 @@ function readSelection(): string | undefined {
     if (error instanceof Deno.errors.NotCapable) return undefined;
     throw error;
   }
+}
+
+/** What the banner, /status and the metrics say about the crypto in use. */
+export interface CryptoProviderDescription {
+  readonly provider: ProviderName;
+  /** The library behind it (e.g. "OpenSSL 3.0.19 27 Jan 2026"), where there is one. */
+  readonly library?: string;
+  /** What computes each primitive family. */
+  readonly primitives: Readonly<Record<PrimitiveFamily, PrimitiveBackend>>;
+  /** Under `auto` without libcrypto: why it was not used. */
+  readonly libcryptoUnavailable?: string;
+}
+
+/**
+ * Which provider serves which primitive, for the banner (`formatCryptoProvider`), /status (this
+ * object as JSON) and a metric (one `qsign_crypto_primitive_info{primitive,backend}` sample per
+ * entry of `primitives`, value 1).
+ */
+export function describeCryptoProvider(
+  provider: CryptoProvider = getCryptoProvider(),
+): CryptoProviderDescription {
+  const reason = provider.name === "libcrypto" ? undefined : libcryptoUnavailableReason();
+  return {
+    provider: provider.name,
+    ...(provider.library ? { library: provider.library } : {}),
+    primitives: Object.fromEntries(
+      PRIMITIVE_FAMILIES.map((family) => [family, provider.primitives[family]]),
+    ) as Record<PrimitiveFamily, PrimitiveBackend>,
+    ...(reason ? { libcryptoUnavailable: reason } : {}),
+  };
+}
+
+/**
+ * One line for a banner: the provider, its library, and the families served by something else,
+ * e.g. `libcrypto (OpenSSL 3.0.19 27 Jan 2026); ML-KEM, ML-DSA: webcrypto`.
+ */
+export function formatCryptoProvider(provider: CryptoProvider = getCryptoProvider()): string {
+  const { library, primitives } = describeCryptoProvider(provider);
+  const byBackend = new Map<PrimitiveBackend, PrimitiveFamily[]>();
+  for (const family of PRIMITIVE_FAMILIES) {
+    const backend = primitives[family];
+    if (backend === provider.name) continue;
+    byBackend.set(backend, [...(byBackend.get(backend) ?? []), family]);
+  }
+  const others = [...byBackend].map(([backend, families]) => `${families.join(", ")}: ${backend}`);
+  return [`${provider.name}${library ? ` (${library})` : ""}`, ...others].join("; ");
 }

@@ -107,6 +107,10 @@ function createHash(alg: HashName): IncrementalHash {
   return new NativeHash(nodeCreateHash(NODE_HASH_NAMES[alg]));
 }
 
+function hashSync(alg: HashName, data: Uint8Array): Uint8Array {
+  return createHash(alg).update(data).digest();
+}
+
 /**
  * node:crypto's name of each AEAD. ChaCha20-Poly1305 takes the GCM modes' options and has their
  * methods, but the typings give it an overload of its own: hence its one cast.
@@ -126,12 +130,14 @@ const WEBCRYPTO_AES_MIN_BYTES = 4096;
 
 /**
  * An AEAD over one key, reused for every record: held by node:crypto (a KeyObject) and, for
- * AES-GCM, also by WebCrypto (non-extractable), each used for the sizes it is faster at.
+ * AES-GCM made by `aead()`, also by WebCrypto (non-extractable), each used for the sizes it is
+ * faster at. The `…Sync` operations (and every operation of a key from `aeadSync()`) use
+ * node:crypto alone.
  */
 class NativeAead implements Aead {
   readonly tagLength = AEAD_TAG_LENGTH;
   readonly #cipher: CipherGCMTypes;
-  readonly #key: KeyObject;
+  #key?: KeyObject;
   readonly #bulkKey?: CryptoKey;
 
   constructor(alg: AeadName, key: KeyObject, bulkKey: CryptoKey | undefined) {
@@ -146,6 +152,12 @@ class NativeAead implements Aead {
     return out;
   }
 
+  sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+    const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
+    this.sealIntoSync(nonce, [plaintext], aad, out);
+    return out;
+  }
+
   async sealInto(
     nonce: Uint8Array,
     parts: readonly Uint8Array[],
@@ -155,12 +167,24 @@ class NativeAead implements Aead {
     checkNonce(nonce);
     const length = sealedLength(parts, out);
     if (this.#bulkKey && length >= WEBCRYPTO_AES_MIN_BYTES) {
+      this.#keyObject();
       const params = { name: "AES-GCM", iv: source(nonce), additionalData: source(aad) };
       const plaintext = parts.length === 1 ? parts[0] : concat(parts, length);
       out.set(new Uint8Array(await subtle.encrypt(params, this.#bulkKey, source(plaintext))));
       return;
     }
-    const cipher = createCipheriv(this.#cipher, this.#key, nonce, {
+    this.sealIntoSync(nonce, parts, aad, out);
+  }
+
+  sealIntoSync(
+    nonce: Uint8Array,
+    parts: readonly Uint8Array[],
+    aad: Uint8Array,
+    out: Uint8Array,
+  ): void {
+    checkNonce(nonce);
+    sealedLength(parts, out);
+    const cipher = createCipheriv(this.#cipher, this.#keyObject(), nonce, {
       authTagLength: AEAD_TAG_LENGTH,
     });
     cipher.setAAD(aad);
@@ -175,8 +199,8 @@ class NativeAead implements Aead {
   async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     checkNonce(nonce);
     const length = ciphertext.length - AEAD_TAG_LENGTH;
-    if (length < 0) throw new AeadAuthError();
     if (this.#bulkKey && length >= WEBCRYPTO_AES_MIN_BYTES) {
+      this.#keyObject();
       const params = { name: "AES-GCM", iv: source(nonce), additionalData: source(aad) };
       try {
         return new Uint8Array(await subtle.decrypt(params, this.#bulkKey, source(ciphertext)));
@@ -184,7 +208,14 @@ class NativeAead implements Aead {
         throw new AeadAuthError();
       }
     }
-    const decipher = createDecipheriv(this.#cipher, this.#key, nonce, {
+    return this.openSync(nonce, ciphertext, aad);
+  }
+
+  openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
+    checkNonce(nonce);
+    const length = ciphertext.length - AEAD_TAG_LENGTH;
+    if (length < 0) throw new AeadAuthError();
+    const decipher = createDecipheriv(this.#cipher, this.#keyObject(), nonce, {
       authTagLength: AEAD_TAG_LENGTH,
     });
     decipher.setAAD(aad);
@@ -197,6 +228,15 @@ class NativeAead implements Aead {
       throw new AeadAuthError();
     }
     return bytesOf(plaintext);
+  }
+
+  dispose(): void {
+    this.#key = undefined;
+  }
+
+  #keyObject(): KeyObject {
+    if (!this.#key) throw new TypeError("AEAD key used after dispose()");
+    return this.#key;
   }
 }
 
@@ -220,6 +260,11 @@ async function aead(alg: AeadName, key: Uint8Array): Promise<Aead> {
       "decrypt",
     ]);
   return new NativeAead(alg, createSecretKey(key), bulkKey);
+}
+
+function aeadSync(alg: AeadName, key: Uint8Array): Aead {
+  checkAeadKey(alg, key);
+  return new NativeAead(alg, createSecretKey(key), undefined);
 }
 
 function kem(name: KemName): Kem {
@@ -353,17 +398,36 @@ function keyAgreement(name: EcdhName): KeyAgreement {
 /** Deno's native crypto, arranged as described above. */
 export const nativeProvider: CryptoProvider = {
   name: "native",
+  primitives: {
+    "random": "webcrypto",
+    "SHA-2": "node:crypto",
+    "HMAC/HKDF": "noble",
+    "AES-GCM": "node:crypto",
+    "ChaCha20-Poly1305": "node:crypto",
+    "X25519": "webcrypto",
+    "ECDH P-256/P-384": "webcrypto",
+    "ECDSA": "webcrypto",
+    "Ed25519": "webcrypto",
+    "RSA": "webcrypto",
+    "ML-KEM": "webcrypto",
+    "ML-DSA": "webcrypto",
+  },
   randomBytes,
   // `async` turns a throw into a rejection, as callers of an async API expect.
   // deno-lint-ignore require-await
   async hash(alg, data) {
-    return createHash(alg).update(data).digest();
+    return hashSync(alg, data);
   },
+  hashSync,
   createHash,
   hmac: nobleProvider.hmac,
+  hmacSync: nobleProvider.hmacSync,
   hkdfExtract: nobleProvider.hkdfExtract,
+  hkdfExtractSync: nobleProvider.hkdfExtractSync,
   hkdfExpand: nobleProvider.hkdfExpand,
+  hkdfExpandSync: nobleProvider.hkdfExpandSync,
   aead,
+  aeadSync,
   kem: memoize(kem),
   keyAgreement: memoize(keyAgreement),
   signature: memoize((name: SignatureAlgorithmName): SignatureAlgorithm =>

@@ -49,6 +49,7 @@ import {
   type AeadName,
   type CryptoProvider,
   type EcdhName,
+  type HashName,
   InvalidPrivateKeyError,
   InvalidPublicValueError,
   type Kem,
@@ -73,7 +74,7 @@ const NIST_CURVES = { "P-256": p256, "P-384": p384 };
 class NobleAead implements Aead {
   readonly tagLength = AEAD_TAG_LENGTH;
   readonly #cipher: typeof gcm | typeof chacha20poly1305;
-  readonly #key: Uint8Array;
+  #key?: Uint8Array;
 
   constructor(alg: AeadName, key: Uint8Array) {
     this.#cipher = alg === "ChaCha20-Poly1305" ? chacha20poly1305 : gcm;
@@ -81,8 +82,12 @@ class NobleAead implements Aead {
   }
 
   async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    return this.sealSync(nonce, plaintext, aad);
+  }
+
+  sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
     checkNonce(nonce);
-    return this.#cipher(this.#key, nonce, aad).encrypt(plaintext);
+    return this.#cipher(this.#secret(), nonce, aad).encrypt(plaintext);
   }
 
   async sealInto(
@@ -91,18 +96,42 @@ class NobleAead implements Aead {
     aad: Uint8Array,
     out: Uint8Array,
   ): Promise<void> {
+    this.sealIntoSync(nonce, parts, aad, out);
+  }
+
+  sealIntoSync(
+    nonce: Uint8Array,
+    parts: readonly Uint8Array[],
+    aad: Uint8Array,
+    out: Uint8Array,
+  ): void {
     checkNonce(nonce);
     sealedLength(parts, out);
-    out.set(this.#cipher(this.#key, nonce, aad).encrypt(concatBytes(...parts)));
+    out.set(this.#cipher(this.#secret(), nonce, aad).encrypt(concatBytes(...parts)));
   }
 
   async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    return this.openSync(nonce, ciphertext, aad);
+  }
+
+  openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
     checkNonce(nonce);
+    const cipher = this.#cipher(this.#secret(), nonce, aad);
     try {
-      return this.#cipher(this.#key, nonce, aad).decrypt(ciphertext);
+      return cipher.decrypt(ciphertext);
     } catch {
       throw new AeadAuthError();
     }
+  }
+
+  dispose(): void {
+    this.#key?.fill(0);
+    this.#key = undefined;
+  }
+
+  #secret(): Uint8Array {
+    if (!this.#key) throw new TypeError("AEAD key used after dispose()");
+    return this.#key;
   }
 }
 
@@ -299,22 +328,45 @@ function signature(name: SignatureAlgorithmName): SignatureAlgorithm {
   return "keyType" in params ? new NobleSignature(name, params) : new WebCryptoSignature(name);
 }
 
+function hkdfExpandSync(alg: HashName, prk: Uint8Array, info: Uint8Array, length: number) {
+  checkExpandLength(alg, length);
+  return expand(HASHES[alg], prk, info, length);
+}
+
+function aeadSync(alg: AeadName, key: Uint8Array): Aead {
+  checkAeadKey(alg, key);
+  return new NobleAead(alg, key);
+}
+
 /** The @noble/* implementation (RSA through WebCrypto, as noted above). */
 export const nobleProvider: CryptoProvider = {
   name: "noble",
+  primitives: {
+    "random": "webcrypto",
+    "SHA-2": "noble",
+    "HMAC/HKDF": "noble",
+    "AES-GCM": "noble",
+    "ChaCha20-Poly1305": "noble",
+    "X25519": "noble",
+    "ECDH P-256/P-384": "noble",
+    "ECDSA": "noble",
+    "Ed25519": "noble",
+    "RSA": "webcrypto",
+    "ML-KEM": "noble",
+    "ML-DSA": "noble",
+  },
   randomBytes,
   hash: async (alg, data) => HASHES[alg](data),
+  hashSync: (alg, data) => HASHES[alg](data),
   createHash: (alg) => HASHES[alg].create(),
   hmac: async (alg, key, data) => hmac(HASHES[alg], key, data),
+  hmacSync: (alg, key, data) => hmac(HASHES[alg], key, data),
   hkdfExtract: async (alg, salt, ikm) => extract(HASHES[alg], ikm, salt),
-  async hkdfExpand(alg, prk, info, length) {
-    checkExpandLength(alg, length);
-    return expand(HASHES[alg], prk, info, length);
-  },
-  async aead(alg, key) {
-    checkAeadKey(alg, key);
-    return new NobleAead(alg, key);
-  },
+  hkdfExtractSync: (alg, salt, ikm) => extract(HASHES[alg], ikm, salt),
+  hkdfExpand: async (alg, prk, info, length) => hkdfExpandSync(alg, prk, info, length),
+  hkdfExpandSync,
+  aead: async (alg, key) => aeadSync(alg, key),
+  aeadSync,
   kem: memoize(kem),
   keyAgreement: memoize(keyAgreement),
   signature: memoize(signature),

@@ -60,6 +60,7 @@ export const SIGNATURES: Record<SignatureAlgorithmName, SignatureParams> = {
   "Ed25519": { family: "Ed25519", keyType: "Ed25519" },
   "RSA-PSS-SHA256": { family: "RSA-PSS", hash: "SHA-256" },
   "RSA-PSS-SHA384": { family: "RSA-PSS", hash: "SHA-384" },
+  "RSA-PSS-SHA512": { family: "RSA-PSS", hash: "SHA-512" },
   "RSA-PKCS1-SHA256": { family: "RSA-PKCS1", hash: "SHA-256" },
   "RSA-PKCS1-SHA384": { family: "RSA-PKCS1", hash: "SHA-384" },
 };

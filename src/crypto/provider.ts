@@ -1,7 +1,8 @@
 /**
  * The crypto provider seam: every primitive qsign uses, behind one interface, so the TLS engine,
  * the PKI and the tests do not care whether an algorithm runs in Deno's native WebCrypto or in
- * the portable @noble/* implementation. Select with `QSIGN_CRYPTO=native|noble` (see index.ts).
+ * the portable @noble/* implementation or the system's OpenSSL libcrypto. Select with
+ * `QSIGN_CRYPTO=auto|libcrypto|native|noble` (see index.ts).
  *
  * Byte conventions: all inputs and outputs are `Uint8Array`; public keys are in their TLS wire
  * form (ML-KEM encapsulation key, X25519 raw 32 bytes, P-256/P-384 uncompressed points) for key
@@ -22,6 +23,7 @@ export type SignatureAlgorithmName =
   | "Ed25519"
   | "RSA-PSS-SHA256"
   | "RSA-PSS-SHA384"
+  | "RSA-PSS-SHA512"
   | "RSA-PKCS1-SHA256"
   | "RSA-PKCS1-SHA384";
 
@@ -61,11 +63,16 @@ export interface IncrementalHash {
   digest(): Uint8Array;
 }
 
-/** An AEAD bound to one key. */
+/**
+ * An AEAD bound to one key. Each operation comes twice: async (which may use an asynchronous
+ * backend, such as WebCrypto's AES-GCM for bulk records) and `…Sync`, which computes on the spot
+ * and is what a record layer should call (no promise hop per record). Both give the same bytes.
+ */
 export interface Aead {
   readonly tagLength: number;
   /** Returns ciphertext || tag. */
   seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+  sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   /**
    * Seals the concatenation of `parts` into `out`, which must be exactly their length plus
    * `tagLength` long (ciphertext, then tag): a caller can seal straight into a larger buffer,
@@ -79,8 +86,22 @@ export interface Aead {
     aad: Uint8Array,
     out: Uint8Array,
   ): Promise<void>;
+  sealIntoSync(
+    nonce: Uint8Array,
+    parts: readonly Uint8Array[],
+    aad: Uint8Array,
+    out: Uint8Array,
+  ): void;
   /** Throws `AeadAuthError` when the tag does not verify. */
   open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
+  openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array;
+  /**
+   * Frees what the key holds outside the JavaScript heap (libcrypto's cipher contexts) at once;
+   * call it when the traffic key is dropped. Any later use throws TypeError. Idempotent; for
+   * providers with nothing to free it only marks the key spent. (A key never disposed is freed
+   * when it is garbage-collected.)
+   */
+  dispose(): void;
 }
 
 /** An ephemeral ML-KEM key pair whose secret stays inside the provider. */
@@ -168,16 +189,51 @@ export interface SignatureAlgorithm {
   ): Promise<boolean>;
 }
 
+export type ProviderName = "native" | "noble" | "libcrypto";
+
+/** The primitive families a provider reports on (what serves each: see `primitives`). */
+export const PRIMITIVE_FAMILIES = [
+  "random",
+  "SHA-2",
+  "HMAC/HKDF",
+  "AES-GCM",
+  "ChaCha20-Poly1305",
+  "X25519",
+  "ECDH P-256/P-384",
+  "ECDSA",
+  "Ed25519",
+  "RSA",
+  "ML-KEM",
+  "ML-DSA",
+] as const;
+export type PrimitiveFamily = (typeof PRIMITIVE_FAMILIES)[number];
+
+/**
+ * What computes a primitive family: libcrypto (OpenSSL over FFI), webcrypto or node:crypto
+ * (Deno's Rust implementations), or noble (@noble/*, JavaScript).
+ */
+export type PrimitiveBackend = "libcrypto" | "webcrypto" | "node:crypto" | "noble";
+
 /** Every primitive qsign uses. */
 export interface CryptoProvider {
-  readonly name: "native" | "noble";
+  readonly name: ProviderName;
+  /** What computes each primitive family in this provider. */
+  readonly primitives: Readonly<Record<PrimitiveFamily, PrimitiveBackend>>;
+  /** The library behind it, where there is one to name (e.g. "OpenSSL 3.0.19 27 Jan 2026"). */
+  readonly library?: string;
   randomBytes(length: number): Uint8Array;
   hash(alg: HashName, data: Uint8Array): Promise<Uint8Array>;
+  hashSync(alg: HashName, data: Uint8Array): Uint8Array;
   createHash(alg: HashName): IncrementalHash;
   hmac(alg: HashName, key: Uint8Array, data: Uint8Array): Promise<Uint8Array>;
+  hmacSync(alg: HashName, key: Uint8Array, data: Uint8Array): Uint8Array;
   hkdfExtract(alg: HashName, salt: Uint8Array, ikm: Uint8Array): Promise<Uint8Array>;
+  hkdfExtractSync(alg: HashName, salt: Uint8Array, ikm: Uint8Array): Uint8Array;
   hkdfExpand(alg: HashName, prk: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array>;
+  hkdfExpandSync(alg: HashName, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array;
   aead(alg: AeadName, key: Uint8Array): Promise<Aead>;
+  /** The key schedule done now; the AEAD's async and sync operations give the same bytes. */
+  aeadSync(alg: AeadName, key: Uint8Array): Aead;
   kem(alg: KemName): Kem;
   keyAgreement(alg: EcdhName): KeyAgreement;
   signature(alg: SignatureAlgorithmName): SignatureAlgorithm;

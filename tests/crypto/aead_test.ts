@@ -1,11 +1,12 @@
 /**
- * AES-GCM and ChaCha20-Poly1305 on both providers against Wycheproof. Only the groups TLS 1.3
+ * AES-GCM and ChaCha20-Poly1305 on every provider, async and sync, against Wycheproof. Only the groups TLS 1.3
  * can produce are used: 96-bit nonces, 128-bit tags, AES-128/256 keys (the provider refuses
  * other nonce lengths with a RangeError, tested in peer_input_test.ts).
  */
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { type Aead, AeadAuthError, type AeadName } from "../../src/crypto/index.ts";
-import { hexField, label, PROVIDERS, thrown, wycheproof } from "./vectors.ts";
+import { ALL_PROVIDERS } from "./providers.ts";
+import { hexField, label, thrown, wycheproof } from "./vectors.ts";
 
 const FILES: {
   file: string;
@@ -20,7 +21,7 @@ const FILES: {
   { file: "chacha20_poly1305_test", algorithm: () => "ChaCha20-Poly1305", expected: 316 },
 ];
 
-for (const provider of PROVIDERS) {
+for (const provider of ALL_PROVIDERS) {
   for (const { file, algorithm, expected } of FILES) {
     Deno.test(`${provider.name}: ${file} (Wycheproof)`, async () => {
       let checked = 0;
@@ -29,23 +30,23 @@ for (const provider of PROVIDERS) {
         if (!name || group.ivSize !== 96 || group.tagSize !== 128) continue;
         for (const test of group.tests) {
           const aead = await provider.aead(name, hexField(test, "key"));
+          const aeadSync = provider.aeadSync(name, hexField(test, "key"));
           const [nonce, aad] = [hexField(test, "iv"), hexField(test, "aad")];
           const sealed = new Uint8Array([...hexField(test, "ct"), ...hexField(test, "tag")]);
           if (test.result === "valid") {
-            deepEqual(
-              await aead.seal(nonce, hexField(test, "msg"), aad),
-              sealed,
-              label(file, test),
-            );
-            deepEqual(
-              await aead.open(nonce, sealed, aad),
-              hexField(test, "msg"),
-              label(file, test),
-            );
+            const msg = hexField(test, "msg");
+            deepEqual(await aead.seal(nonce, msg, aad), sealed, label(file, test));
+            deepEqual(await aead.open(nonce, sealed, aad), msg, label(file, test));
+            deepEqual(aead.sealSync(nonce, msg, aad), sealed, label(file, test));
+            deepEqual(aeadSync.openSync(nonce, sealed, aad), msg, label(file, test));
+            deepEqual(aeadSync.sealSync(nonce, msg, aad), sealed, label(file, test));
           } else {
             const error = await thrown(() => aead.open(nonce, sealed, aad));
             ok(error instanceof AeadAuthError, label(file, test));
+            throws(() => aeadSync.openSync(nonce, sealed, aad), AeadAuthError, label(file, test));
           }
+          aead.dispose();
+          aeadSync.dispose();
           checked++;
         }
       }
@@ -54,7 +55,7 @@ for (const provider of PROVIDERS) {
   }
 }
 
-for (const provider of PROVIDERS) {
+for (const provider of ALL_PROVIDERS) {
   Deno.test(`${provider.name}: sealInto writes what seal returns, into a larger buffer`, async () => {
     for (const name of ["AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305"] as AeadName[]) {
       const aead = await provider.aead(
@@ -79,6 +80,10 @@ async function sealIntoRecord(aead: Aead, nonce: Uint8Array, payload: Uint8Array
   await aead.sealInto(nonce, [payload, trailer], header, record.subarray(5));
   const expected = await aead.seal(nonce, new Uint8Array([...payload, 23]), header);
   deepEqual(record.subarray(5), expected);
+  const again = record.slice();
+  aead.sealIntoSync(nonce, [payload, trailer], again.subarray(0, 5), again.subarray(5));
+  deepEqual(again, record);
+  deepEqual(aead.openSync(nonce, record.subarray(5), header), new Uint8Array([...payload, 23]));
   deepEqual(
     await aead.open(nonce, record.subarray(5), header),
     new Uint8Array([...payload, 23]),
@@ -87,4 +92,5 @@ async function sealIntoRecord(aead: Aead, nonce: Uint8Array, payload: Uint8Array
   const short = new Uint8Array(payload.length + aead.tagLength);
   const error = await thrown(() => aead.sealInto(nonce, [payload, trailer], header, short));
   ok(error instanceof RangeError, String(error));
+  throws(() => aead.sealIntoSync(nonce, [payload, trailer], header, short), RangeError);
 }

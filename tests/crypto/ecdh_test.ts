@@ -1,5 +1,5 @@
 /**
- * ECDH P-256/P-384 and X25519 on both providers against Wycheproof. Key shares are raw points
+ * ECDH P-256/P-384 and X25519 on every provider against Wycheproof. Key shares are raw points
  * (the TLS form): the "ecpoint" files feed them as they are; the ASN files wrap them in a
  * SubjectPublicKeyInfo, unwrapped here by the providers' own SPKI parser, so their malformed
  * encodings must be refused there or by the provider. The ASN files repeat the ecpoint files'
@@ -13,14 +13,8 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { type EcdhName, InvalidPublicValueError } from "../../src/crypto/index.ts";
 import { decodeSpki } from "../../src/crypto/keys.ts";
-import {
-  fromHex,
-  hexField,
-  label,
-  PROVIDERS,
-  type WycheproofTest,
-  wycheproofTests,
-} from "./vectors.ts";
+import { fromHex, hexField, label, type WycheproofTest, wycheproofTests } from "./vectors.ts";
+import { ALL_PROVIDERS } from "./providers.ts";
 
 /** Wycheproof writes scalars as ASN.1 integers (maybe a leading 00); the provider wants fixed width. */
 function fixedWidthScalar(hex: string, length: number): Uint8Array {
@@ -44,7 +38,7 @@ function selected(spki: boolean, test: WycheproofTest, index: number): boolean {
   return !spki || index % 8 === 0 || !test.flags.some((flag) => ARITHMETIC_FLAGS.includes(flag));
 }
 
-for (const provider of PROVIDERS) {
+for (const provider of ALL_PROVIDERS) {
   for (const { file, curve, spki } of FILES) {
     Deno.test(`${provider.name}: ${file} (Wycheproof)`, async () => {
       const agreement = provider.keyAgreement(curve);

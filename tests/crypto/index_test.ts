@@ -1,7 +1,19 @@
-/** QSIGN_CRYPTO picks the provider; anything else is a configuration error naming it. */
-import { equal, ok, throws } from "node:assert/strict";
-import { getCryptoProvider, nativeProvider, nobleProvider } from "../../src/crypto/index.ts";
+/**
+ * QSIGN_CRYPTO picks the provider: auto (the default) takes libcrypto where it loads and native
+ * otherwise; anything else unknown is a configuration error naming the variable. What serves
+ * which primitive is reported for the banner, /status and the metrics.
+ */
+import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
+import {
+  describeCryptoProvider,
+  formatCryptoProvider,
+  getCryptoProvider,
+  nativeProvider,
+  nobleProvider,
+  PRIMITIVE_FAMILIES,
+} from "../../src/crypto/index.ts";
 import { ConfigError } from "../../src/errors.ts";
+import { libcrypto } from "./providers.ts";
 
 async function withSelection(value: string | undefined, check: () => void | Promise<void>) {
   const saved = Deno.env.get("QSIGN_CRYPTO");
@@ -15,13 +27,16 @@ async function withSelection(value: string | undefined, check: () => void | Prom
   }
 }
 
-Deno.test("QSIGN_CRYPTO: native by default, noble or native on request", async () => {
-  await withSelection(undefined, () => equal(getCryptoProvider(), nativeProvider));
-  await withSelection("", () => equal(getCryptoProvider(), nativeProvider));
+Deno.test("QSIGN_CRYPTO: auto (libcrypto here) by default, each provider on request", async () => {
+  await withSelection(undefined, () => equal(getCryptoProvider(), libcrypto));
+  await withSelection("", () => equal(getCryptoProvider(), libcrypto));
+  await withSelection("auto", () => equal(getCryptoProvider(), libcrypto));
+  await withSelection("libcrypto", () => equal(getCryptoProvider(), libcrypto));
   await withSelection("native", () => equal(getCryptoProvider(), nativeProvider));
   await withSelection("noble", () => equal(getCryptoProvider(), nobleProvider));
   equal(nativeProvider.name, "native");
   equal(nobleProvider.name, "noble");
+  equal(libcrypto.name, "libcrypto");
 });
 
 Deno.test("QSIGN_CRYPTO: an unknown value is a ConfigError naming the variable", async () => {
@@ -36,4 +51,62 @@ Deno.test("QSIGN_CRYPTO: an unknown value is a ConfigError naming the variable",
       });
     });
   }
+});
+
+Deno.test("the provider report: every primitive family, libcrypto's library version", () => {
+  const report = describeCryptoProvider(libcrypto);
+  equal(report.provider, "libcrypto");
+  match(report.library ?? "", /^OpenSSL 3\./);
+  deepEqual(Object.keys(report.primitives), [...PRIMITIVE_FAMILIES]);
+  equal(report.primitives["AES-GCM"], "libcrypto");
+  equal(report.primitives["ECDSA"], "libcrypto");
+  // This host's OpenSSL 3.0 has no ML-KEM/ML-DSA: WebCrypto serves them, and the banner says so.
+  equal(report.primitives["ML-KEM"], "webcrypto");
+  match(
+    formatCryptoProvider(libcrypto),
+    /^libcrypto \(OpenSSL 3\.[^)]*\); ML-KEM, ML-DSA: webcrypto$/,
+  );
+  equal(describeCryptoProvider(nativeProvider).primitives["HMAC/HKDF"], "noble");
+  match(formatCryptoProvider(nativeProvider), /^native; .*HMAC\/HKDF: noble/);
+});
+
+/** Runs a small program in a fresh process (libcrypto is loaded once per isolate). */
+async function probe(env: Record<string, string>, flags: string[]): Promise<string> {
+  const program = `
+    import { getCryptoProvider, describeCryptoProvider } from ${
+    JSON.stringify(new URL("../../src/crypto/index.ts", import.meta.url).href)
+  };
+    try {
+      const provider = getCryptoProvider();
+      console.log(provider.name, describeCryptoProvider(provider).libcryptoUnavailable ?? "-");
+    } catch (error) {
+      console.log(error.name, error.message);
+    }`;
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(script, program);
+  const root = new URL("../..", import.meta.url).pathname;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", `--config=${root}deno.json`, "--allow-read", ...flags, script],
+    cwd: root,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output().finally(() => Deno.remove(script));
+  return new TextDecoder().decode(output.stdout).trim() +
+    new TextDecoder().decode(output.stderr).trim();
+}
+
+Deno.test("auto falls back to native where libcrypto does not load; libcrypto then says why", async () => {
+  const missing = { QSIGN_LIBCRYPTO: "/nonexistent/libcrypto.so.3" };
+  const all = ["--allow-env", "--allow-ffi"];
+  match(await probe({ ...missing, QSIGN_CRYPTO: "auto" }, all), /^native cannot load/);
+  match(
+    await probe({ ...missing, QSIGN_CRYPTO: "libcrypto" }, all),
+    /^ConfigError .*libcrypto provider is unavailable: cannot load \/nonexistent.*QSIGN_CRYPTO=native/,
+  );
+  // Not OpenSSL 3 (libc is a loadable library without its symbols).
+  match(await probe({ QSIGN_LIBCRYPTO: "libc.so.6" }, all), /^native cannot load libc\.so\.6/);
+  // No FFI permission: native.
+  match(await probe({}, ["--allow-env"]), /^native cannot load libcrypto\.so\.3/);
+  match(await probe({}, all), /^libcrypto -$/);
 });

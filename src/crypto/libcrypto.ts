@@ -1,0 +1,933 @@
+/**
+ * The libcrypto provider: the system's OpenSSL 3.x through Deno FFI and the EVP API, computing
+ * synchronously (its async methods only wrap the sync work in a resolved promise). The FFI rules
+ * are in libcrypto_ffi.ts; what this file adds:
+ *
+ * - AEADs keep one EVP_CIPHER_CTX per direction per key, keyed once (the AES key schedule, the
+ *   ChaCha20 key) and re-initialised with only the nonce for each record; `dispose()` frees
+ *   them, a FinalizationRegistry backstops a key that is never disposed.
+ * - HMAC runs on one EVP_MAC_CTX per hash made at start-up, re-keyed per call; HKDF (RFC 5869)
+ *   is Extract = one HMAC and Expand = the HMAC chain, over it.
+ * - Ephemeral (EC)DH key pairs keep their secret as bytes; the EVP_PKEYs of an agreement are
+ *   built, used and freed inside `deriveSharedSecret`. Imported signing keys hold their EVP_PKEY
+ *   for the handle's lifetime (freed when the handle is collected; keys are few and long-lived).
+ * - Key containers of raw key types are parsed by keys.ts first, so this provider accepts and
+ *   refuses exactly the encodings the others do; ECDSA signatures must be strict DER here too.
+ * - ML-KEM and ML-DSA come from the native provider: OpenSSL has them from 3.5 on, detected at
+ *   load (`Libcrypto.hasMlKem`/`hasMlDsa`) and reported, but not yet called through here.
+ */
+// The provider computes synchronously behind the async interface; `async` without `await` is
+// deliberate: it turns every throw into a rejection, as callers of an async API expect.
+// deno-lint-ignore-file require-await
+import { ecdsaDerToRaw, readChildren, readSingle, Tag } from "./der.ts";
+import {
+  addressOf,
+  cBuffer,
+  cellPointer,
+  checkCInt,
+  checkLength,
+  clearErrors,
+  cString,
+  fail,
+  input,
+  type Libcrypto,
+  octetParam,
+  paramArray,
+  pointerCell,
+  unsignedParam,
+  utf8Param,
+} from "./libcrypto_ffi.ts";
+import {
+  checkRawPublicKey,
+  decodePkcs8,
+  decodeSpki,
+  type EcCurve,
+  encodePkcs8,
+  encodeSpki,
+  PRIVATE_KEY_LENGTHS,
+  PUBLIC_KEY_LENGTHS,
+} from "./keys.ts";
+import { nativeProvider } from "./native.ts";
+import {
+  AEAD_TAG_LENGTH,
+  checkAeadKey,
+  checkExpandLength,
+  checkNonce,
+  ECDH_SECRET_LENGTHS,
+  HASH_LENGTHS,
+  memoize,
+  RSA_MODULUS_BITS,
+  sealedLength,
+  type SignatureParams,
+  SIGNATURES,
+  signingContext,
+} from "./params.ts";
+import {
+  type Aead,
+  AeadAuthError,
+  type AeadName,
+  type CryptoProvider,
+  type EcdhName,
+  type HashName,
+  type IncrementalHash,
+  InvalidPrivateKeyError,
+  InvalidPublicValueError,
+  type KeyAgreement,
+  type KeyAgreementKeyPair,
+  type PrivateKey,
+  type SignatureAlgorithm,
+  type SignatureAlgorithmName,
+  type SignatureOptions,
+} from "./provider.ts";
+import { PrivateKeys } from "./private_keys.ts";
+
+type Pointer = NonNullable<Deno.PointerValue>;
+
+/** OpenSSL's numeric key types (obj_mac.h) and control codes (evp.h, rsa.h). */
+const EVP_PKEY_RSA = 6;
+const EVP_PKEY_RSA_PSS = 912;
+const EVP_PKEY_X25519 = 1034;
+const EVP_PKEY_ED25519 = 1087;
+const EVP_CTRL_AEAD_GET_TAG = 0x10;
+const EVP_CTRL_AEAD_SET_TAG = 0x11;
+const RSA_PKCS1_PADDING = 1;
+const RSA_PKCS1_PSS_PADDING = 6;
+/** EVP_PKEY_fromdata selections: public key (with its parameters), and key pair. */
+const EVP_PKEY_PUBLIC_KEY = 0x86;
+const EVP_PKEY_KEYPAIR = 0x87;
+
+const MD_NAMES: Record<HashName, string> = {
+  "SHA-256": "SHA2-256",
+  "SHA-384": "SHA2-384",
+  "SHA-512": "SHA2-512",
+};
+const CIPHER_NAMES: Record<AeadName, string> = {
+  "AES-128-GCM": "AES-128-GCM",
+  "AES-256-GCM": "AES-256-GCM",
+  "ChaCha20-Poly1305": "ChaCha20-Poly1305",
+};
+
+/** The group orders of the NIST curves (SEC 2), big-endian: private scalars lie in [1, n). */
+const CURVE_ORDERS: Record<EcCurve, Uint8Array> = {
+  "P-256": hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"),
+  "P-384": hex(
+    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+  ),
+};
+
+function hex(text: string): Uint8Array {
+  return Uint8Array.from(text.match(/../g)!, (byte) => parseInt(byte, 16));
+}
+
+/** Whether a big-endian scalar is in [1, n) for `curve`. */
+function scalarInRange(curve: EcCurve, scalar: Uint8Array): boolean {
+  const order = CURVE_ORDERS[curve];
+  if (scalar.length !== order.length || scalar.every((byte) => byte === 0)) return false;
+  for (let i = 0; i < order.length; i++) {
+    if (scalar[i] !== order[i]) return scalar[i] < order[i];
+  }
+  return false;
+}
+
+/** Makes the libcrypto provider over a loaded library. */
+export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
+  const f = lib.symbols;
+  /** One scratch cell for `int`/`size_t` out-lengths: each call reads it back at once. */
+  const intOut = new Int32Array(new ArrayBuffer(4));
+  const sizeOut = new BigUint64Array(new ArrayBuffer(8));
+  const finalScratch = cBuffer(32);
+
+  const check = (result: number, operation: string) => {
+    if (result !== 1) throw fail(lib, operation);
+  };
+  const fetched = (pointer: Deno.PointerValue, what: string): Pointer => {
+    if (!pointer) throw fail(lib, `fetching ${what}`);
+    return pointer;
+  };
+
+  const digests = Object.fromEntries(
+    Object.entries(MD_NAMES).map((
+      [name, mdName],
+    ) => [name, fetched(f.EVP_MD_fetch(null, cString(mdName), null), mdName)]),
+  ) as Record<HashName, Pointer>;
+  const ciphers = Object.fromEntries(
+    Object.entries(CIPHER_NAMES).map((
+      [name, cipherName],
+    ) => [name, fetched(f.EVP_CIPHER_fetch(null, cString(cipherName), null), cipherName)]),
+  ) as Record<AeadName, Pointer>;
+
+  // ---- Random bytes.
+
+  function randomBytes(length: number): Uint8Array {
+    checkCInt("random length", length);
+    const bytes = new Uint8Array(length);
+    for (let at = 0; at < length; at += 1 << 20) {
+      const chunk = bytes.subarray(at, at + (1 << 20));
+      check(f.RAND_bytes(chunk, chunk.length), "RAND_bytes");
+    }
+    return bytes;
+  }
+
+  // ---- Hashes.
+
+  function hashSync(alg: HashName, data: Uint8Array): Uint8Array {
+    const out = new Uint8Array(HASH_LENGTHS[alg]);
+    check(
+      f.EVP_Digest(input(data), BigInt(data.length), out, null, digests[alg], null),
+      "EVP_Digest",
+    );
+    return out;
+  }
+
+  const mdContexts = new FinalizationRegistry<Pointer>((ctx) => f.EVP_MD_CTX_free(ctx));
+
+  /** A running hash over its own EVP_MD_CTX, freed when the digest is read. */
+  class LibcryptoHash implements IncrementalHash {
+    #ctx: Pointer | null;
+
+    constructor(ctx: Pointer, readonly length: number) {
+      this.#ctx = ctx;
+      mdContexts.register(this, ctx, this);
+    }
+
+    update(data: Uint8Array): IncrementalHash {
+      if (data.length) check(f.EVP_DigestUpdate(this.#live(), data, BigInt(data.length)), "digest");
+      return this;
+    }
+
+    clone(): IncrementalHash {
+      const copy = newMdContext();
+      if (f.EVP_MD_CTX_copy_ex(copy, this.#live()) !== 1) {
+        f.EVP_MD_CTX_free(copy);
+        throw fail(lib, "EVP_MD_CTX_copy_ex");
+      }
+      return new LibcryptoHash(copy, this.length);
+    }
+
+    digest(): Uint8Array {
+      const ctx = this.#live();
+      const out = new Uint8Array(this.length);
+      const result = f.EVP_DigestFinal_ex(ctx, out, null);
+      this.#ctx = null;
+      mdContexts.unregister(this);
+      f.EVP_MD_CTX_free(ctx);
+      check(result, "EVP_DigestFinal_ex");
+      return out;
+    }
+
+    #live(): Pointer {
+      if (!this.#ctx) throw new TypeError("hash already digested (clone it to go on)");
+      return this.#ctx;
+    }
+  }
+
+  function newMdContext(): Pointer {
+    return fetched(f.EVP_MD_CTX_new(), "EVP_MD_CTX");
+  }
+
+  function createHash(alg: HashName): IncrementalHash {
+    const ctx = newMdContext();
+    if (f.EVP_DigestInit_ex2(ctx, digests[alg], null) !== 1) {
+      f.EVP_MD_CTX_free(ctx);
+      throw fail(lib, "EVP_DigestInit_ex2");
+    }
+    return new LibcryptoHash(ctx, HASH_LENGTHS[alg]);
+  }
+
+  // ---- HMAC and HKDF.
+
+  const hmacAlgorithm = fetched(f.EVP_MAC_fetch(null, cString("HMAC"), null), "HMAC");
+  const macContexts = Object.fromEntries(
+    (Object.keys(MD_NAMES) as HashName[]).map((name) => {
+      const ctx = fetched(f.EVP_MAC_CTX_new(hmacAlgorithm), "EVP_MAC_CTX");
+      check(
+        f.EVP_MAC_CTX_set_params(ctx, paramArray([utf8Param("digest", MD_NAMES[name])])),
+        "EVP_MAC_CTX_set_params",
+      );
+      return [name, ctx];
+    }),
+  ) as Record<HashName, Pointer>;
+
+  /** HMAC of the concatenation of `data` (no copy to join them). */
+  function hmacParts(alg: HashName, key: Uint8Array, ...data: Uint8Array[]): Uint8Array {
+    const ctx = macContexts[alg];
+    // A non-NULL key even when empty: a NULL one would keep the previous call's key.
+    check(f.EVP_MAC_init(ctx, input(key), BigInt(key.length), null), "EVP_MAC_init");
+    for (const part of data) {
+      if (part.length) check(f.EVP_MAC_update(ctx, part, BigInt(part.length)), "EVP_MAC_update");
+    }
+    const out = new Uint8Array(HASH_LENGTHS[alg]);
+    check(f.EVP_MAC_final(ctx, out, sizeOut, BigInt(out.length)), "EVP_MAC_final");
+    if (Number(sizeOut[0]) !== out.length) throw fail(lib, "EVP_MAC_final length");
+    return out;
+  }
+
+  const hmacSync = (alg: HashName, key: Uint8Array, data: Uint8Array) => hmacParts(alg, key, data);
+
+  function hkdfExpandSync(
+    alg: HashName,
+    prk: Uint8Array,
+    info: Uint8Array,
+    length: number,
+  ): Uint8Array {
+    checkExpandLength(alg, length);
+    const hashLength = HASH_LENGTHS[alg];
+    const okm = new Uint8Array(length);
+    let block: Uint8Array = new Uint8Array(0);
+    const counter = new Uint8Array(1);
+    for (let at = 0, i = 1; at < length; at += hashLength, i++) {
+      counter[0] = i;
+      block = hmacParts(alg, prk, block, info, counter);
+      okm.set(block.subarray(0, Math.min(hashLength, length - at)), at);
+    }
+    return okm;
+  }
+
+  // ---- AEADs.
+
+  const cipherContexts = new FinalizationRegistry<Pointer[]>((contexts) => {
+    for (const ctx of contexts) f.EVP_CIPHER_CTX_free(ctx);
+  });
+
+  /** One traffic key: an encrypting and a decrypting context, each keyed on first use. */
+  class LibcryptoAead implements Aead {
+    readonly tagLength = AEAD_TAG_LENGTH;
+    readonly #cipher: Pointer;
+    #key: Uint8Array | null;
+    /** [encrypt, decrypt]; the same array is the registry's held value, so freeing sees both. */
+    readonly #contexts: Pointer[] = [];
+    #encrypt: Pointer | null = null;
+    #decrypt: Pointer | null = null;
+
+    constructor(alg: AeadName, key: Uint8Array) {
+      this.#cipher = ciphers[alg];
+      this.#key = key.slice();
+      cipherContexts.register(this, this.#contexts, this);
+    }
+
+    async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+      return this.sealSync(nonce, plaintext, aad);
+    }
+
+    sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+      const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
+      this.sealIntoSync(nonce, [plaintext], aad, out);
+      return out;
+    }
+
+    async sealInto(
+      nonce: Uint8Array,
+      parts: readonly Uint8Array[],
+      aad: Uint8Array,
+      out: Uint8Array,
+    ): Promise<void> {
+      this.sealIntoSync(nonce, parts, aad, out);
+    }
+
+    sealIntoSync(
+      nonce: Uint8Array,
+      parts: readonly Uint8Array[],
+      aad: Uint8Array,
+      out: Uint8Array,
+    ): void {
+      checkNonce(nonce);
+      const length = sealedLength(parts, out);
+      checkCInt("AEAD plaintext", length);
+      checkCInt("AEAD additional data", aad.length);
+      const ctx = this.#encrypt ??= this.#newContext(1);
+      check(f.EVP_CipherInit_ex2(ctx, null, null, nonce, 1, null), "AEAD nonce");
+      if (aad.length) this.#update(ctx, null, aad);
+      let at = 0;
+      for (const part of parts) {
+        if (!part.length) continue;
+        // OpenSSL encrypts in place only when input and output start together.
+        const source = overlapsElsewhere(part, out, at) ? part.slice() : part;
+        this.#update(ctx, out.subarray(at, at + part.length), source);
+        at += part.length;
+      }
+      check(f.EVP_CipherFinal_ex(ctx, finalScratch, intOut), "AEAD seal");
+      const tag = out.subarray(at, at + AEAD_TAG_LENGTH);
+      check(f.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, tag.length, tag), "AEAD tag");
+    }
+
+    async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+      return this.openSync(nonce, ciphertext, aad);
+    }
+
+    openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
+      checkNonce(nonce);
+      const length = ciphertext.length - AEAD_TAG_LENGTH;
+      if (length < 0) throw new AeadAuthError();
+      checkCInt("AEAD ciphertext", length);
+      checkCInt("AEAD additional data", aad.length);
+      const ctx = this.#decrypt ??= this.#newContext(0);
+      check(f.EVP_CipherInit_ex2(ctx, null, null, nonce, 0, null), "AEAD nonce");
+      if (aad.length) this.#update(ctx, null, aad);
+      const plaintext = new Uint8Array(length);
+      if (length) this.#update(ctx, plaintext, ciphertext.subarray(0, length));
+      // OpenSSL copies the expected tag; the final call compares it in constant time.
+      const tag = ciphertext.subarray(length);
+      check(f.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, tag.length, tag), "AEAD tag");
+      if (f.EVP_CipherFinal_ex(ctx, finalScratch, intOut) !== 1) {
+        clearErrors(lib);
+        plaintext.fill(0);
+        throw new AeadAuthError();
+      }
+      return plaintext;
+    }
+
+    dispose(): void {
+      cipherContexts.unregister(this);
+      for (const ctx of this.#contexts.splice(0)) f.EVP_CIPHER_CTX_free(ctx);
+      this.#encrypt = this.#decrypt = null;
+      this.#key?.fill(0);
+      this.#key = null;
+    }
+
+    /** EVP_CipherUpdate of all of `data` into `out` (or into the AAD, for a null `out`). */
+    #update(ctx: Pointer, out: Uint8Array | null, data: Uint8Array): void {
+      if (out) checkLength("AEAD output", out, data.length);
+      check(f.EVP_CipherUpdate(ctx, out, intOut, data, data.length), "AEAD update");
+      // The AAD (no output) reports its own length or nothing, depending on the cipher.
+      if (out && intOut[0] !== data.length) throw fail(lib, "AEAD update length");
+    }
+
+    #newContext(encrypt: 0 | 1): Pointer {
+      if (!this.#key) throw new TypeError("AEAD key used after dispose()");
+      const ctx = fetched(f.EVP_CIPHER_CTX_new(), "EVP_CIPHER_CTX");
+      this.#contexts.push(ctx);
+      check(f.EVP_CipherInit_ex2(ctx, this.#cipher, this.#key, null, encrypt, null), "AEAD key");
+      return ctx;
+    }
+  }
+
+  function aeadSync(alg: AeadName, key: Uint8Array): Aead {
+    checkAeadKey(alg, key);
+    return new LibcryptoAead(alg, key);
+  }
+
+  // ---- Keys: helpers shared by key agreement and signatures.
+
+  /** Runs `use` on a new EVP_PKEY_CTX for `name`, freeing it after. */
+  function withNamedContext<T>(name: string, use: (ctx: Pointer) => T): T {
+    const ctx = fetched(f.EVP_PKEY_CTX_new_from_name(null, cString(name), null), name);
+    try {
+      return use(ctx);
+    } finally {
+      f.EVP_PKEY_CTX_free(ctx);
+    }
+  }
+
+  /** An EVP_PKEY from OSSL_PARAMs (EC keys: group, pub, priv); null when OpenSSL refuses it. */
+  function ecKeyFromData(
+    curve: EcCurve,
+    publicKey: Uint8Array,
+    scalar?: Uint8Array,
+  ): Pointer | null {
+    return withNamedContext("EC", (ctx) => {
+      check(f.EVP_PKEY_fromdata_init(ctx), "EVP_PKEY_fromdata_init");
+      const params = [utf8Param("group", curve), octetParam("pub", publicKey)];
+      if (scalar) params.push(unsignedParam("priv", scalar));
+      const cell = pointerCell();
+      const selection = scalar ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY;
+      if (f.EVP_PKEY_fromdata(ctx, cell, selection, paramArray(params)) !== 1) {
+        clearErrors(lib);
+        return null;
+      }
+      return cellPointer(cell);
+    });
+  }
+
+  /** `length` bytes of the octet-string parameter `name` of a key (the EC point, say). */
+  function octetStringParam(pkey: Pointer, name: string, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    check(
+      f.EVP_PKEY_get_octet_string_param(pkey, cString(name), out, BigInt(out.length), sizeOut),
+      `EVP_PKEY_get_octet_string_param ${name}`,
+    );
+    if (Number(sizeOut[0]) !== length) throw fail(lib, `${name} length`);
+    return out;
+  }
+
+  /** A raw public or private key of an X25519/Ed25519 EVP_PKEY. */
+  function rawKey(pkey: Pointer, which: "public" | "private", length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    sizeOut[0] = BigInt(length);
+    const get = which === "public" ? f.EVP_PKEY_get_raw_public_key : f.EVP_PKEY_get_raw_private_key;
+    check(get(pkey, out, sizeOut), `EVP_PKEY_get_raw_${which}_key`);
+    if (Number(sizeOut[0]) !== length) throw fail(lib, `raw ${which} key length`);
+    return out;
+  }
+
+  /** An EC key's private scalar, big-endian in `length` bytes. */
+  function ecScalar(pkey: Pointer, length: number): Uint8Array {
+    const cell = pointerCell();
+    check(f.EVP_PKEY_get_bn_param(pkey, cString("priv"), cell), "EVP_PKEY_get_bn_param");
+    const bn = cellPointer(cell)!;
+    try {
+      const out = new Uint8Array(length);
+      if (f.BN_bn2binpad(bn, out, length) !== length) throw fail(lib, "BN_bn2binpad");
+      return out;
+    } finally {
+      f.BN_clear_free(bn);
+    }
+  }
+
+  /**
+   * Decodes DER with a d2i function: null unless it parses and consumes exactly `der`. The DER is
+   * copied into a buffer of its own, whose address goes into the `const unsigned char **` cell.
+   */
+  function d2i(
+    decode: (a: null, pp: BigUint64Array<ArrayBuffer>, length: bigint) => Deno.PointerValue,
+    der: Uint8Array,
+  ): Pointer | null {
+    checkCInt("DER input", der.length);
+    if (!der.length) return null;
+    const copy = cBuffer(der.length);
+    copy.set(der);
+    const cell = pointerCell();
+    const start = addressOf(copy);
+    cell[0] = start;
+    const pkey = decode(null, cell, BigInt(der.length));
+    if (!pkey) {
+      clearErrors(lib);
+      return null;
+    }
+    if (cell[0] - start !== BigInt(der.length)) {
+      f.EVP_PKEY_free(pkey);
+      return null;
+    }
+    return pkey;
+  }
+
+  /** Encodes with an i2d function (length first, then into a buffer of that size). */
+  function i2d(
+    encode: (a: Pointer, pp: BigUint64Array<ArrayBuffer> | null) => number,
+    object: Pointer,
+    what: string,
+  ): Uint8Array {
+    const length = encode(object, null);
+    if (length <= 0) throw fail(lib, what);
+    const out = cBuffer(length);
+    const cell = pointerCell();
+    cell[0] = addressOf(out);
+    if (encode(object, cell) !== length) throw fail(lib, what);
+    return out;
+  }
+
+  /** Runs `use` on `pkey` and frees it after. */
+  function using<T>(pkey: Pointer, use: (pkey: Pointer) => T): T {
+    try {
+      return use(pkey);
+    } finally {
+      f.EVP_PKEY_free(pkey);
+    }
+  }
+
+  // ---- Key agreement.
+
+  /** Key generation contexts, one per curve, initialised once and reused. */
+  const keygenContexts = memoize((name: EcdhName): Pointer => {
+    const ctx = fetched(
+      f.EVP_PKEY_CTX_new_from_name(null, cString(name === "X25519" ? "X25519" : "EC"), null),
+      name,
+    );
+    check(f.EVP_PKEY_keygen_init(ctx), "EVP_PKEY_keygen_init");
+    if (name !== "X25519") check(f.EVP_PKEY_CTX_set_group_name(ctx, cString(name)), "group");
+    return ctx;
+  });
+
+  function generate(ctx: Pointer): Pointer {
+    const cell = pointerCell();
+    check(f.EVP_PKEY_keygen(ctx, cell), "EVP_PKEY_keygen");
+    return cellPointer(cell)!;
+  }
+
+  function keyAgreement(name: EcdhName): KeyAgreement {
+    const publicKeyLength = PUBLIC_KEY_LENGTHS[name];
+    const privateKeyLength = PRIVATE_KEY_LENGTHS[name];
+
+    /** Our key pair and the peer's key as EVP_PKEYs, for one derivation; freed after. */
+    function derive(privateKey: Uint8Array, publicKey: Uint8Array, peer: Uint8Array) {
+      const own = name === "X25519"
+        ? f.EVP_PKEY_new_raw_private_key(
+          EVP_PKEY_X25519,
+          null,
+          privateKey,
+          BigInt(privateKey.length),
+        )
+        : ecKeyFromData(name, publicKey, privateKey);
+      if (!own) throw fail(lib, `${name} private key`);
+      return using(own, () => {
+        const theirs = name === "X25519"
+          ? f.EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, null, peer, BigInt(peer.length))
+          : ecKeyFromData(name, peer);
+        if (!theirs) {
+          clearErrors(lib);
+          throw new InvalidPublicValueError(`${name} public key`);
+        }
+        return using(theirs, () => {
+          const ctx = fetched(f.EVP_PKEY_CTX_new_from_pkey(null, own, null), "derive");
+          try {
+            check(f.EVP_PKEY_derive_init(ctx), "EVP_PKEY_derive_init");
+            // Checks the peer's point (on the curve, in the group) before using it.
+            if (f.EVP_PKEY_derive_set_peer(ctx, theirs) !== 1) {
+              clearErrors(lib);
+              throw new InvalidPublicValueError(`${name} public key`);
+            }
+            const secret = new Uint8Array(ECDH_SECRET_LENGTHS[name]);
+            sizeOut[0] = BigInt(secret.length);
+            if (f.EVP_PKEY_derive(ctx, secret, sizeOut) !== 1) {
+              clearErrors(lib);
+              // X25519: OpenSSL refuses the all-zero result of a low-order point (RFC 7748 §6.1).
+              throw new InvalidPublicValueError(`${name} public key`);
+            }
+            if (Number(sizeOut[0]) !== secret.length) throw fail(lib, "derived length");
+            return secret;
+          } finally {
+            f.EVP_PKEY_CTX_free(ctx);
+          }
+        });
+      });
+    }
+
+    function keyPair(privateKey: Uint8Array, publicKey: Uint8Array): KeyAgreementKeyPair {
+      return {
+        publicKey,
+        async deriveSharedSecret(peerPublicKey) {
+          checkRawPublicKey(name, peerPublicKey);
+          const secret = derive(privateKey, publicKey, peerPublicKey);
+          if (name === "X25519" && secret.every((byte) => byte === 0)) {
+            throw new InvalidPublicValueError("X25519 public key (all-zero shared secret)");
+          }
+          return secret;
+        },
+      };
+    }
+
+    /** A key pair from a new EVP_PKEY, which is freed once its halves are read. */
+    function fromPkey(pkey: Pointer): KeyAgreementKeyPair {
+      return using(pkey, () =>
+        name === "X25519"
+          ? keyPair(
+            rawKey(pkey, "private", privateKeyLength),
+            rawKey(pkey, "public", publicKeyLength),
+          )
+          : keyPair(
+            ecScalar(pkey, privateKeyLength),
+            octetStringParam(pkey, "encoded-pub-key", publicKeyLength),
+          ));
+    }
+
+    return {
+      name,
+      publicKeyLength,
+      async generateKeyPair() {
+        return fromPkey(generate(keygenContexts(name)));
+      },
+      async keyPairFromPrivateKey(privateKey) {
+        if (privateKey.length !== privateKeyLength) {
+          throw new InvalidPrivateKeyError(`${name} private key of ${privateKey.length} bytes`);
+        }
+        if (name === "X25519") {
+          const pkey = f.EVP_PKEY_new_raw_private_key(
+            EVP_PKEY_X25519,
+            null,
+            privateKey,
+            BigInt(privateKey.length),
+          );
+          if (!pkey) throw fail(lib, "X25519 private key");
+          return fromPkey(pkey);
+        }
+        if (!scalarInRange(name, privateKey)) {
+          throw new InvalidPrivateKeyError(`${name} scalar out of range`);
+        }
+        // OpenSSL derives the public point when it decodes an ECPrivateKey without one.
+        const pkey = d2i(f.d2i_AutoPrivateKey, encodePkcs8(name, privateKey));
+        if (!pkey) throw fail(lib, `${name} private key`);
+        return fromPkey(pkey);
+      },
+    };
+  }
+
+  // ---- Signatures.
+
+  /** Imported signing keys: the EVP_PKEY, freed when the handle is collected. */
+  const signingKeys = new PrivateKeys<Pointer>("libcrypto");
+  const pkeys = new FinalizationRegistry<Pointer>((pkey) => f.EVP_PKEY_free(pkey));
+
+  type LibcryptoParams = Exclude<SignatureParams, { family: "ML-DSA" }>;
+
+  /** A fresh private scalar or key of a raw key type, from OpenSSL's DRBG. */
+  function randomPrivateKey(params: Extract<LibcryptoParams, { keyType: unknown }>): Uint8Array {
+    for (;;) {
+      const candidate = randomBytes(PRIVATE_KEY_LENGTHS[params.keyType]);
+      if (params.family !== "ECDSA" || scalarInRange(params.keyType, candidate)) return candidate;
+    }
+  }
+
+  /** Whether `der` is a PKCS#8 PrivateKeyInfo at all (d2i_AutoPrivateKey also takes others). */
+  function isPkcs8(der: Uint8Array): boolean {
+    try {
+      const [version, algorithm, key] = readChildren(readSingle(der, Tag.sequence));
+      return version?.tag === Tag.integer && algorithm?.tag === Tag.sequence &&
+        key?.tag === Tag.octetString;
+    } catch {
+      return false;
+    }
+  }
+
+  class LibcryptoSignature implements SignatureAlgorithm {
+    readonly #params: LibcryptoParams;
+    readonly #mdName: Uint8Array | null;
+
+    constructor(readonly name: SignatureAlgorithmName, params: LibcryptoParams) {
+      this.#params = params;
+      this.#mdName = "hash" in params ? cString(MD_NAMES[params.hash]) : null;
+    }
+
+    async generateKeyPair() {
+      const params = this.#params;
+      if (!("keyType" in params)) {
+        const pkey = withNamedContext("RSA", (ctx) => {
+          check(f.EVP_PKEY_keygen_init(ctx), "EVP_PKEY_keygen_init");
+          check(f.EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, RSA_MODULUS_BITS), "RSA key size");
+          return generate(ctx);
+        });
+        const pkcs8 = using(pkey, () => {
+          const info = fetched(f.EVP_PKEY2PKCS8(pkey), "EVP_PKEY2PKCS8");
+          try {
+            return i2d(f.i2d_PKCS8_PRIV_KEY_INFO, info, "i2d_PKCS8_PRIV_KEY_INFO");
+          } finally {
+            f.PKCS8_PRIV_KEY_INFO_free(info);
+          }
+        });
+        const privateKey = await this.importPrivateKey(pkcs8);
+        return { privateKey, publicKeySpki: privateKey.publicKeySpki, pkcs8 };
+      }
+      const pkcs8 = encodePkcs8(params.keyType, randomPrivateKey(params));
+      const privateKey = await this.importPrivateKey(pkcs8);
+      return { privateKey, publicKeySpki: privateKey.publicKeySpki, pkcs8 };
+    }
+
+    async importPrivateKey(pkcs8: Uint8Array): Promise<PrivateKey> {
+      const params = this.#params;
+      let pkey: Pointer | null;
+      let spki: () => Uint8Array;
+      if (params.family === "Ed25519") {
+        const raw = decodePkcs8("Ed25519", pkcs8);
+        pkey = f.EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, null, raw, BigInt(raw.length));
+        spki = () => encodeSpki("Ed25519", rawKey(pkey!, "public", PUBLIC_KEY_LENGTHS.Ed25519));
+      } else if (params.family === "ECDSA") {
+        const curve = params.keyType;
+        const scalar = decodePkcs8(curve, pkcs8);
+        if (!scalarInRange(curve, scalar)) {
+          throw new InvalidPrivateKeyError(`${curve} scalar out of range`);
+        }
+        pkey = d2i(f.d2i_AutoPrivateKey, encodePkcs8(curve, scalar));
+        spki = () =>
+          encodeSpki(
+            curve,
+            octetStringParam(pkey!, "encoded-pub-key", PUBLIC_KEY_LENGTHS[curve]),
+          );
+      } else {
+        pkey = isPkcs8(pkcs8) ? d2i(f.d2i_AutoPrivateKey, pkcs8) : null;
+        if (pkey && !this.#isRsa(pkey)) {
+          f.EVP_PKEY_free(pkey);
+          throw new InvalidPrivateKeyError(`${this.name}: not an RSA key`);
+        }
+        spki = () => i2d(f.i2d_PUBKEY, pkey!, "i2d_PUBKEY");
+      }
+      if (!pkey) {
+        clearErrors(lib);
+        throw new InvalidPrivateKeyError(`${this.name}: libcrypto cannot import the key`);
+      }
+      let publicKeySpki: Uint8Array;
+      try {
+        publicKeySpki = spki();
+      } catch (error) {
+        f.EVP_PKEY_free(pkey);
+        throw error;
+      }
+      const handle = signingKeys.add(this.name, publicKeySpki, pkey);
+      pkeys.register(handle, pkey);
+      return handle;
+    }
+
+    async sign(
+      privateKey: PrivateKey,
+      message: Uint8Array,
+      options?: SignatureOptions,
+    ): Promise<Uint8Array> {
+      signingContext(this.#params, options);
+      const pkey = signingKeys.materialOf(privateKey, this.name);
+      return this.#withDigestContext(pkey, "sign", (mctx) => {
+        const capacity = this.#signatureCapacity(pkey);
+        const signature = new Uint8Array(capacity);
+        sizeOut[0] = BigInt(capacity);
+        check(
+          f.EVP_DigestSign(mctx, signature, sizeOut, input(message), BigInt(message.length)),
+          "EVP_DigestSign",
+        );
+        const length = Number(sizeOut[0]);
+        if (length > capacity) throw fail(lib, "signature length");
+        return signature.slice(0, length);
+      });
+    }
+
+    async verify(
+      publicKeySpki: Uint8Array,
+      message: Uint8Array,
+      signature: Uint8Array,
+      options?: SignatureOptions,
+    ): Promise<boolean> {
+      const params = this.#params;
+      signingContext(params, options);
+      const pkey = this.#importPublicKey(publicKeySpki);
+      return using(pkey, () => {
+        if (params.family === "ECDSA") {
+          try {
+            // The same strict DER the other providers require.
+            ecdsaDerToRaw(signature, PRIVATE_KEY_LENGTHS[params.keyType]);
+          } catch {
+            return false;
+          }
+        }
+        return this.#withDigestContext(pkey, "verify", (mctx) => {
+          const verified = f.EVP_DigestVerify(
+            mctx,
+            input(signature),
+            BigInt(signature.length),
+            input(message),
+            BigInt(message.length),
+          );
+          if (verified !== 1) clearErrors(lib);
+          return verified === 1;
+        });
+      });
+    }
+
+    #isRsa(pkey: Pointer): boolean {
+      const id = f.EVP_PKEY_get_base_id(pkey);
+      return id === EVP_PKEY_RSA || (this.#params.family === "RSA-PSS" && id === EVP_PKEY_RSA_PSS);
+    }
+
+    /** The largest signature `pkey` makes: DER ECDSA integers may carry a sign byte each. */
+    #signatureCapacity(pkey: Pointer): number {
+      const params = this.#params;
+      if (params.family === "Ed25519") return 64;
+      if (params.family === "ECDSA") return 2 * PRIVATE_KEY_LENGTHS[params.keyType] + 9;
+      return Math.ceil(f.EVP_PKEY_get_bits(pkey) / 8);
+    }
+
+    /** A key from a SubjectPublicKeyInfo: InvalidPublicValueError for one this cannot use. */
+    #importPublicKey(spki: Uint8Array): Pointer {
+      const params = this.#params;
+      let pkey: Pointer | null;
+      if (params.family === "Ed25519") {
+        const raw = decodeSpki("Ed25519", spki);
+        pkey = f.EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, null, raw, BigInt(raw.length));
+      } else if (params.family === "ECDSA") {
+        // Refuses points off the curve.
+        pkey = ecKeyFromData(params.keyType, decodeSpki(params.keyType, spki));
+      } else {
+        pkey = d2i(f.d2i_PUBKEY, spki);
+        if (pkey && !this.#isRsa(pkey)) {
+          f.EVP_PKEY_free(pkey);
+          pkey = null;
+        }
+      }
+      if (!pkey) {
+        clearErrors(lib);
+        throw new InvalidPublicValueError(`${this.name} public key`);
+      }
+      return pkey;
+    }
+
+    /** Runs `use` on an EVP_MD_CTX set up to sign or verify with `pkey`; frees it after. */
+    #withDigestContext<T>(pkey: Pointer, mode: "sign" | "verify", use: (mctx: Pointer) => T): T {
+      const mctx = newMdContext();
+      try {
+        const cell = pointerCell();
+        const init = mode === "sign" ? f.EVP_DigestSignInit_ex : f.EVP_DigestVerifyInit_ex;
+        if (init(mctx, cell, this.#mdName, null, null, pkey, null) !== 1) {
+          if (mode === "sign") throw fail(lib, `${this.name} sign init`);
+          clearErrors(lib);
+          throw new InvalidPublicValueError(`${this.name} public key`);
+        }
+        const family = this.#params.family;
+        if (family === "RSA-PSS" || family === "RSA-PKCS1") {
+          const pctx = cellPointer(cell);
+          check(
+            f.EVP_PKEY_CTX_set_rsa_padding(
+              pctx,
+              family === "RSA-PSS" ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING,
+            ),
+            "RSA padding",
+          );
+          // TLS 1.3 (RFC 8446 §4.2.3) and X.509 use a salt as long as the hash; MGF1 uses it too.
+          if (family === "RSA-PSS" && "hash" in this.#params) {
+            check(
+              f.EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, HASH_LENGTHS[this.#params.hash]),
+              "RSA-PSS salt length",
+            );
+          }
+        }
+        return use(mctx);
+      } finally {
+        f.EVP_MD_CTX_free(mctx);
+      }
+    }
+  }
+
+  function signature(name: SignatureAlgorithmName): SignatureAlgorithm {
+    const params = SIGNATURES[name];
+    return params.family === "ML-DSA"
+      ? nativeProvider.signature(name)
+      : new LibcryptoSignature(name, params);
+  }
+
+  return {
+    name: "libcrypto",
+    library: lib.version,
+    primitives: {
+      "random": "libcrypto",
+      "SHA-2": "libcrypto",
+      "HMAC/HKDF": "libcrypto",
+      "AES-GCM": "libcrypto",
+      "ChaCha20-Poly1305": "libcrypto",
+      "X25519": "libcrypto",
+      "ECDH P-256/P-384": "libcrypto",
+      "ECDSA": "libcrypto",
+      "Ed25519": "libcrypto",
+      "RSA": "libcrypto",
+      "ML-KEM": nativeProvider.primitives["ML-KEM"],
+      "ML-DSA": nativeProvider.primitives["ML-DSA"],
+    },
+    randomBytes,
+    hash: async (alg, data) => hashSync(alg, data),
+    hashSync,
+    createHash,
+    hmac: async (alg, key, data) => hmacSync(alg, key, data),
+    hmacSync,
+    hkdfExtract: async (alg, salt, ikm) => hmacSync(alg, salt, ikm),
+    hkdfExtractSync: (alg, salt, ikm) => hmacSync(alg, salt, ikm),
+    hkdfExpand: async (alg, prk, info, length) => hkdfExpandSync(alg, prk, info, length),
+    hkdfExpandSync,
+    aead: async (alg, key) => aeadSync(alg, key),
+    aeadSync,
+    kem: nativeProvider.kem,
+    keyAgreement: memoize(keyAgreement),
+    signature: memoize(signature),
+  };
+}
+
+/** Whether `part` shares memory with `out` other than exactly at `out[at]` (in place). */
+function overlapsElsewhere(part: Uint8Array, out: Uint8Array, at: number): boolean {
+  if (part.buffer !== out.buffer) return false;
+  const start = part.byteOffset;
+  const end = start + part.length;
+  const outStart = out.byteOffset;
+  const outEnd = outStart + out.length;
+  return start < outEnd && outStart < end && start !== outStart + at;
+}
