@@ -10,7 +10,13 @@ import { type CommandSpec, parseCommand } from "./args.ts";
 import { UsageError } from "../errors.ts";
 import { loadRenewalConfig } from "../issuer/config.ts";
 import { openIssuers } from "../issuer/factory.ts";
-import { renewAll, signalDaemon } from "../issuer/renewal.ts";
+import { planRenewal, readServedCertificate, renewAll, signalDaemon } from "../issuer/renewal.ts";
+
+/** A signal or pid file refused for want of permission (EPERM, EACCES). */
+function permissionProblem(e: unknown): boolean {
+  return e instanceof Deno.errors.PermissionDenied ||
+    (e instanceof Error && /permission denied|operation not permitted|EPERM/i.test(e.message));
+}
 
 /** The command line of `qsign renew`. */
 export const RENEW_COMMAND: CommandSpec = {
@@ -30,6 +36,10 @@ export const RENEW_COMMAND: CommandSpec = {
         "the config file's top-level pid_file, which qsign serve writes)",
     },
     force: { type: "boolean", help: "renew every certificate now, due or not" },
+    "dry-run": {
+      type: "boolean",
+      help: "say which certificates are due and why, one JSON line each; issue and change nothing",
+    },
     certificate: {
       type: "string",
       multiple: true,
@@ -55,6 +65,22 @@ export async function run(argv: string[]): Promise<number> {
   const certificates = only.length
     ? config.certificates.filter((c) => only.includes(c.name) || only.includes(c.paths.cert))
     : config.certificates;
+  if (args.boolean("dry-run")) {
+    for (const cert of certificates) {
+      const served = await readServedCertificate(cert.paths.cert);
+      const decision = planRenewal(served, cert.renewBefore, new Date(), args.boolean("force"));
+      console.log(JSON.stringify({
+        certificate: cert.name,
+        issuer: cert.issuer,
+        result: decision.due ? "due" : "fresh",
+        reason: decision.reason,
+        serial: served?.serial ?? null,
+        not_after: served?.notAfter.toISOString() ?? null,
+        due_at: decision.dueAt?.toISOString() ?? null,
+      }));
+    }
+    return 0;
+  }
 
   await using issuers = openIssuers(config, (message) => console.error(`qsign renew: ${message}`));
   const { results, exitCode } = await renewAll(
@@ -64,7 +90,13 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (results.some((r) => r.result === "renewed")) {
     const message = config.pidFile
-      ? await signalDaemon(config.pidFile)
+      ? await signalDaemon(config.pidFile).catch((e) => {
+        // The production layout runs the renewal as another user than the daemon (see
+        // docs/production.md): it may not signal it, and needs not, the watch reloads.
+        if (!permissionProblem(e)) throw e;
+        return `cannot signal the daemon (${(e as Error).message}); its file watch reloads ` +
+          "the renewed files";
+      })
       : "no pid_file: a running daemon reloads when its file watch sees the certificate change";
     console.error(`qsign renew: ${message}`);
   }

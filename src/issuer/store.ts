@@ -195,7 +195,13 @@ async function writeVersion(
   await Deno.mkdir(dir, { mode: 0o755 });
   announce("version-dir");
   if (paths.key !== undefined && files.keyPem !== undefined) {
-    await writeFileAtomic(join(dir, FILE_NAMES.key), files.keyPem, { mode: 0o600 });
+    // 0600, or 0640 in a setgid directory: a directory shared with its group (the production
+    // layout, docs/production.md, where the renewal runs as the CA's user qtls-ca and the daemon
+    // reads the key as group qtls). Others never get the key.
+    const shared = ((await Deno.stat(dir)).mode! & 0o2000) !== 0;
+    await writeFileAtomic(join(dir, FILE_NAMES.key), files.keyPem, {
+      mode: shared ? 0o640 : 0o600,
+    });
     announce("key-written");
   }
   await writeFileAtomic(join(dir, FILE_NAMES.cert), files.certPem, { mode: 0o644 });
