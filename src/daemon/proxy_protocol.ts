@@ -4,7 +4,8 @@
  * listener's addresses, and in TLVs the TLS facts and the verified client identity.
  */
 
-const SIGNATURE = Uint8Array.from("\r\n\r\n\0\r\nQUIT\n", (c) => c.charCodeAt(0));
+/** The twelve bytes that open every version 2 header. */
+export const PROXY_V2_SIGNATURE = Uint8Array.from("\r\n\r\n\0\r\nQUIT\n", (c) => c.charCodeAt(0));
 const VERSION_2_PROXY = 0x21;
 const TCP_OVER_IPV4 = 0x11;
 const TCP_OVER_IPV6 = 0x21;
@@ -81,7 +82,7 @@ export function encodeProxyV2Header(info: ProxyHeaderInfo): Uint8Array {
   }
   const body = concat([addresses, ...tlvs]);
   const header = new Uint8Array(16 + body.length);
-  header.set(SIGNATURE, 0);
+  header.set(PROXY_V2_SIGNATURE, 0);
   header[12] = VERSION_2_PROXY;
   header[13] = source.length === 4 ? TCP_OVER_IPV4 : TCP_OVER_IPV6;
   new DataView(header.buffer).setUint16(14, body.length);
