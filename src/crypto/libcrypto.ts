@@ -570,8 +570,10 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
           const ctx = fetched(f.EVP_PKEY_CTX_new_from_pkey(null, own, null), "derive");
           try {
             check(f.EVP_PKEY_derive_init(ctx), "EVP_PKEY_derive_init");
-            // Checks the peer's point (on the curve, in the group) before using it.
-            if (f.EVP_PKEY_derive_set_peer(ctx, theirs) !== 1) {
+            // The peer's point is already known to be on the curve (EVP_PKEY_fromdata checks
+            // that), which for these prime-order curves is all there is to check: OpenSSL's own
+            // validation would add a multiplication by the group order, doubling the cost.
+            if (f.EVP_PKEY_derive_set_peer_ex(ctx, theirs, 0) !== 1) {
               clearErrors(lib);
               throw new InvalidPublicValueError(`${name} public key`);
             }

@@ -122,7 +122,7 @@ const SYMBOLS = {
   EVP_PKEY_fromdata_init: { parameters: ["pointer"], result: "i32" },
   EVP_PKEY_fromdata: { parameters: ["pointer", "buffer", "i32", "buffer"], result: "i32" },
   EVP_PKEY_derive_init: { parameters: ["pointer"], result: "i32" },
-  EVP_PKEY_derive_set_peer: { parameters: ["pointer", "pointer"], result: "i32" },
+  EVP_PKEY_derive_set_peer_ex: { parameters: ["pointer", "pointer", "i32"], result: "i32" },
   EVP_PKEY_derive: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   EVP_PKEY_CTX_set_rsa_padding: { parameters: ["pointer", "i32"], result: "i32" },
   EVP_PKEY_CTX_set_rsa_pss_saltlen: { parameters: ["pointer", "i32"], result: "i32" },
