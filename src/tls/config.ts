@@ -6,6 +6,7 @@ import type { X509Certificate } from "@peculiar/x509";
 import type { CrlCheck } from "../pki/verify.ts";
 import type { ClientOffer } from "./offer.ts";
 import type { Signer } from "./sigschemes.ts";
+import type { HandshakeBufferBudget } from "./record.ts";
 import type { ClientSessionCache, TicketIssuer } from "./tickets.ts";
 
 /** A certificate chain and the key that signs for its leaf. */
@@ -67,6 +68,11 @@ interface CommonConfig {
    * under AES-GCM's 2^24.5; at least 2. Tests set it low to exercise the rekeying.
    */
   maxRecordsPerKey?: number;
+  /**
+   * Where the bytes of handshake messages spanning records are counted (record.ts): one budget
+   * for every connection using it. Default: one per process, 32 MiB.
+   */
+  handshakeBufferBudget?: HandshakeBufferBudget;
 }
 
 export interface TlsServerConfig extends CommonConfig {

@@ -51,6 +51,15 @@ const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_RECORDS_PER_KEY = 2 ** 23;
 const MAX_RECORDS_PER_KEY_LIMIT = 2 ** 24;
 const MAX_TICKET_LIFETIME = 7 * 24 * 3600;
+/**
+ * KeyUpdates a peer may send (RFC 8446 §4.6.3 sets no limit; each costs a key derivation, and
+ * one with update_requested an answer): at most KEY_UPDATE_BURST within KEY_UPDATE_WINDOW_MS,
+ * and KEY_UPDATE_TOTAL over the connection. More is unexpected_message: a peer rekeys at its
+ * key usage limit (2^23 records here), not thousands of times a second.
+ */
+export const KEY_UPDATE_BURST = 32;
+export const KEY_UPDATE_WINDOW_MS = 1000;
+export const KEY_UPDATE_TOTAL = 65_536;
 
 /** Where resumption tickets go, for a client connection. */
 interface TicketSink {
@@ -117,6 +126,9 @@ export class TlsConnection {
   #resolveClosed!: () => void;
   #keyUpdatesSent = 0;
   #keyUpdatesReceived = 0;
+  /** When the current KeyUpdate window began, and how many came in it. */
+  #keyUpdateWindowStart = 0;
+  #keyUpdatesInWindow = 0;
 
   /** @internal Made by acceptTls / connectTls. */
   constructor(records: RecordLayer, result: HandshakeResult, options: ConnectionOptions) {
@@ -172,6 +184,7 @@ export class TlsConnection {
   #closeTransport(): void {
     if (this.#transportClosed) return;
     this.#transportClosed = true;
+    this.#records.discard();
     try {
       this.#records.transport.close();
     } catch {
@@ -208,6 +221,7 @@ export class TlsConnection {
   async #onHandshakeMessage(type: number, body: Uint8Array): Promise<void> {
     if (type === HandshakeType.key_update) {
       const requested = decodeKeyUpdate(body);
+      this.#countKeyUpdate();
       this.#readSecret = await nextTrafficSecret(this.#suite, this.#readSecret);
       await this.#records.setReadKeys(this.#suite, this.#readSecret);
       this.#keyUpdatesReceived++;
@@ -219,6 +233,24 @@ export class TlsConnection {
       return;
     }
     throw new TlsAlert("unexpected_message", `handshake message ${type} after the handshake`);
+  }
+
+  /** Counts a received KeyUpdate against the limits above; unexpected_message past them. */
+  #countKeyUpdate(): void {
+    const now = performance.now();
+    if (now - this.#keyUpdateWindowStart >= KEY_UPDATE_WINDOW_MS) {
+      this.#keyUpdateWindowStart = now;
+      this.#keyUpdatesInWindow = 0;
+    }
+    if (++this.#keyUpdatesInWindow > KEY_UPDATE_BURST) {
+      throw new TlsAlert(
+        "unexpected_message",
+        `more than ${KEY_UPDATE_BURST} KeyUpdates within ${KEY_UPDATE_WINDOW_MS} ms`,
+      );
+    }
+    if (this.#keyUpdatesReceived >= KEY_UPDATE_TOTAL) {
+      throw new TlsAlert("unexpected_message", `more than ${KEY_UPDATE_TOTAL} KeyUpdates`);
+    }
   }
 
   async #storeTicket(body: Uint8Array): Promise<void> {
@@ -367,6 +399,7 @@ async function handshake(
       if (alert) await records.sendAlert(alert);
     }
     if (progress?.clientOffer) error.clientOffer = progress.clientOffer;
+    records.discard();
     try {
       records.transport.close();
     } catch {
@@ -385,7 +418,7 @@ async function handshake(
 export async function acceptTls(tcp: Deno.Conn, config: TlsServerConfig): Promise<TlsConnection> {
   const recordLimit = maxRecordsPerKey(config, tcp);
   setNoDelay(tcp);
-  const records = new RecordLayer(tcp);
+  const records = new RecordLayer(tcp, config.handshakeBufferBudget);
   const peer = remoteAddress(tcp).text;
   const progress: ServerProgress = {};
   const result = await handshake(
@@ -406,7 +439,7 @@ export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promi
   const recordLimit = maxRecordsPerKey(config, tcp);
   const schemes = clientSchemes(config, tcp);
   setNoDelay(tcp);
-  const records = new RecordLayer(tcp);
+  const records = new RecordLayer(tcp, config.handshakeBufferBudget);
   const { text: peer, port } = remoteAddress(tcp);
   const key = sessionKey(config, port);
   const session = config.sessionCache?.take(key);

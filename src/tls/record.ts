@@ -38,8 +38,164 @@ export interface Transport {
 }
 
 const HEADER = 5;
-/** Largest handshake message accepted (ML-DSA-87 chains are ~20 KB; this leaves room). */
-const MAX_HANDSHAKE_MESSAGE = 256 * 1024;
+/**
+ * Largest ClientHello accepted: real ones, PQ key shares included, are a few KB; the limit
+ * bounds what a peer can make the server hold before anything is authenticated.
+ */
+export const MAX_CLIENT_HELLO = 64 * 1024;
+/** Largest Certificate: ten ML-DSA-87 certificates are about 75 KB. */
+export const MAX_CERTIFICATE_MESSAGE = 128 * 1024;
+/** Largest of any other handshake message (CertificateRequest's authorities, tickets…). */
+export const MAX_HANDSHAKE_MESSAGE = 64 * 1024;
+/**
+ * Records handled from what one transport read brought before the event loop gets a turn: a
+ * peer sending thousands of tiny records in one segment would otherwise hold it (each record
+ * is cheap, but awaiting an already-resolved promise never lets timers or other sockets in).
+ */
+const RECORDS_PER_TURN = 256;
+/** Default of the process-wide handshake buffer budget (`HandshakeBufferBudget`). */
+export const DEFAULT_HANDSHAKE_BUFFER_BUDGET = 32 * 1024 * 1024;
+
+function maxMessageLength(type: number): number {
+  if (type === HandshakeType.client_hello) return MAX_CLIENT_HELLO;
+  if (type === HandshakeType.certificate) return MAX_CERTIFICATE_MESSAGE;
+  return MAX_HANDSHAKE_MESSAGE;
+}
+
+/**
+ * Bytes that connections hold for handshake messages spanning several records, shared by every
+ * connection that uses it (by default one per process), so that many peers each sending the
+ * start of a large message cannot together make the process hold more than `limit`. A message
+ * that would take more is refused (internal_error) and counted in `refusals`.
+ */
+export class HandshakeBufferBudget {
+  #used = 0;
+  /** Messages refused because the budget was spent. */
+  refusals = 0;
+
+  constructor(readonly limit: number = DEFAULT_HANDSHAKE_BUFFER_BUDGET) {}
+
+  /** Bytes held now. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Takes `n` bytes; throws TlsAlert (and counts) when they are not there. */
+  reserve(n: number): void {
+    if (this.#used + n > this.limit) {
+      this.refusals++;
+      throw new TlsAlert(
+        "internal_error",
+        `handshake buffer budget of ${this.limit} bytes exhausted (${this.#used} held)`,
+      );
+    }
+    this.#used += n;
+  }
+
+  release(n: number): void {
+    this.#used = Math.max(0, this.#used - n);
+  }
+}
+
+/** The budget connections share unless their config names another. */
+export const processHandshakeBudget = new HandshakeBufferBudget();
+
+/**
+ * Reassembles handshake messages from record fragments in linear time: the 4-byte header is
+ * collected first, then one buffer of exactly the declared length is filled as fragments come
+ * (RFC 8446 §5.1 lets messages span and share records). The declared length is checked against
+ * the message type's limit before anything is allocated, and a buffer held across records is
+ * charged to the shared budget until the message is complete or the connection goes.
+ */
+class HandshakeReassembly {
+  readonly #header = new Uint8Array(4);
+  #headerFilled = 0;
+  #message?: Uint8Array;
+  #filled = 0;
+  /** Bytes of `#message` charged to the budget (0 when it was completed within one record). */
+  #charged = 0;
+  readonly #ready: HandshakeMessage[] = [];
+  #readyBytes = 0;
+
+  constructor(readonly budget: HandshakeBufferBudget) {}
+
+  /** Bytes received and not yet taken as messages: inside a message when non-zero. */
+  get buffered(): number {
+    return this.#readyBytes + this.#headerFilled + this.#filled;
+  }
+
+  /** Adds a record's handshake bytes (copied: the record may be a view into the read buffer). */
+  push(data: Uint8Array): void {
+    let at = 0;
+    while (at < data.length) {
+      if (!this.#message) {
+        const n = Math.min(4 - this.#headerFilled, data.length - at);
+        this.#header.set(data.subarray(at, at + n), this.#headerFilled);
+        this.#headerFilled += n;
+        at += n;
+        if (this.#headerFilled < 4) return;
+        this.#begin(data.length - at);
+        continue;
+      }
+      const n = Math.min(this.#message.length - this.#filled, data.length - at);
+      this.#message.set(data.subarray(at, at + n), this.#filled);
+      this.#filled += n;
+      at += n;
+      if (this.#filled === this.#message.length) this.#complete();
+    }
+  }
+
+  /** A message's header is in: check it and make its buffer (`available`: bytes left in the record). */
+  #begin(available: number): void {
+    const h = this.#header;
+    const type = h[0];
+    const length = (h[1] << 16) | (h[2] << 8) | h[3];
+    if (type === HandshakeType.message_hash) {
+      throw new TlsAlert("unexpected_message", "message_hash on the wire");
+    }
+    if (length > maxMessageLength(type)) {
+      throw new TlsAlert(
+        "illegal_parameter",
+        `handshake message of type ${type} declares ${length} bytes, more than ${
+          maxMessageLength(type)
+        }`,
+      );
+    }
+    if (length > available) {
+      this.budget.reserve(4 + length);
+      this.#charged = 4 + length;
+    }
+    this.#message = new Uint8Array(4 + length);
+    this.#message.set(h);
+    this.#filled = 4;
+    this.#headerFilled = 0;
+    if (length === 0) this.#complete();
+  }
+
+  #complete(): void {
+    const raw = this.#message!;
+    this.#message = undefined;
+    this.#filled = 0;
+    this.budget.release(this.#charged);
+    this.#charged = 0;
+    this.#ready.push({ type: raw[0], body: raw.subarray(4), raw });
+    this.#readyBytes += raw.length;
+  }
+
+  take(): HandshakeMessage | undefined {
+    const message = this.#ready.shift();
+    if (message) this.#readyBytes -= message.raw.length;
+    return message;
+  }
+
+  /** Gives back what the budget holds for an unfinished message (the connection is going). */
+  discard(): void {
+    this.budget.release(this.#charged);
+    this.#charged = 0;
+    this.#message = undefined;
+    this.#filled = 0;
+  }
+}
 /**
  * Plaintext per transport write when a write spans many records: enough to fill the socket
  * buffer in few calls, without making every record of a large write before sending the first.
@@ -91,8 +247,9 @@ export class RecordLayer {
   #end = 0;
   #read?: Protection;
   #write?: Protection;
-  #pending: Uint8Array[] = [];
-  #pendingLength = 0;
+  readonly #handshake: HandshakeReassembly;
+  /** Records handled since the last transport read (see RECORDS_PER_TURN). */
+  #recordsThisTurn = 0;
   #writeChain: Promise<unknown> = Promise.resolve();
   /** Records made by `hold`, sent with the next write. */
   #held?: Uint8Array;
@@ -107,7 +264,25 @@ export class RecordLayer {
   /** Set once a close_notify or fatal alert was sent; nothing is written after it. */
   writeClosed = false;
 
-  constructor(readonly transport: Transport) {}
+  constructor(
+    readonly transport: Transport,
+    budget: HandshakeBufferBudget = processHandshakeBudget,
+  ) {
+    this.#handshake = new HandshakeReassembly(budget);
+  }
+
+  /** Bytes of handshake messages received and not yet read: inside a message when non-zero. */
+  get #pendingLength(): number {
+    return this.#handshake.buffered;
+  }
+
+  /**
+   * Releases what the connection holds of the shared handshake buffer budget; called when the
+   * transport is closed.
+   */
+  discard(): void {
+    this.#handshake.discard();
+  }
 
   /**
    * Server side, when a ClientHello offered early_data that will not be accepted: skip the
@@ -175,6 +350,7 @@ export class RecordLayer {
         return false;
       }
       this.#end += got;
+      this.#recordsThisTurn = 0;
     }
     return true;
   }
@@ -182,6 +358,10 @@ export class RecordLayer {
   /** The next record, unprotected; null at a clean end of stream between records. */
   async #readRecord(): Promise<Record | null> {
     for (;;) {
+      if (++this.#recordsThisTurn > RECORDS_PER_TURN) {
+        this.#recordsThisTurn = 0;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
       if (!await this.#fill(HEADER)) {
         if (this.#end > this.#start) throw new TransportClosed("in the middle of a record");
         return null;
@@ -291,7 +471,7 @@ export class RecordLayer {
    */
   async readIncoming(): Promise<Incoming | null> {
     for (;;) {
-      const message = this.#takeHandshake();
+      const message = this.#handshake.take();
       if (message) return { kind: "handshake", message };
       const record = await this.#readRecord();
       // An end of stream without close_notify could be a truncation attack (RFC 8446 §6.1).
@@ -309,10 +489,7 @@ export class RecordLayer {
         }
         return { kind: "data", data: record.data };
       }
-      // Handshake bytes: keep a copy (an unprotected record is a view into the read buffer).
-      const copy = this.#read ? record.data : record.data.slice();
-      this.#pending.push(copy);
-      this.#pendingLength += copy.length;
+      this.#handshake.push(record.data);
     }
   }
 
@@ -324,25 +501,6 @@ export class RecordLayer {
       throw new TlsAlert("unexpected_message", "application data during the handshake");
     }
     return incoming.message;
-  }
-
-  #takeHandshake(): HandshakeMessage | null {
-    if (this.#pendingLength < 4) return null;
-    if (this.#pending.length > 1) this.#pending = [concat(...this.#pending)];
-    const buf = this.#pending[0];
-    const length = (buf[1] << 16) | (buf[2] << 8) | buf[3];
-    if (length > MAX_HANDSHAKE_MESSAGE) {
-      throw new TlsAlert("illegal_parameter", `handshake message of ${length} bytes`);
-    }
-    if (buf.length < 4 + length) return null;
-    const raw = buf.subarray(0, 4 + length);
-    const rest = buf.subarray(4 + length);
-    this.#pending = rest.length ? [rest] : [];
-    this.#pendingLength = rest.length;
-    if (raw[0] === HandshakeType.message_hash) {
-      throw new TlsAlert("unexpected_message", "message_hash on the wire");
-    }
-    return { type: raw[0], body: raw.subarray(4), raw };
   }
 
   // ---------------------------------------------------------------- writing

@@ -28,7 +28,9 @@ async function visit(port: number, config: TlsClientConfig) {
 Deno.test("a client certificate revoked by a reloaded CRL no longer resumes", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`);
-  const client = await issue(pki, "client", "revoked-soon.qsign.local", "soon");
+  const client = await issue(pki, "client", "revoked-soon.qsign.local", "soon", {
+    sans: ["DNS:revoked-soon.qsign.local"],
+  });
   const crlFile = `${dir.path}/client.crl`;
   const writeCrl = async () =>
     await Deno.writeTextFile(
@@ -59,7 +61,10 @@ Deno.test("a client certificate revoked by a reloaded CRL no longer resumes", as
 Deno.test("a wrong binder on an expired-leaf ticket injects no identity", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`);
-  const client = await issue(pki, "client", "stale.qsign.local", "stale", { ttlSeconds: 4 });
+  const client = await issue(pki, "client", "stale.qsign.local", "stale", {
+    ttlSeconds: 4,
+    sans: ["DNS:stale.qsign.local"],
+  });
 
   // A backend that records each PROXY v2 header and answers.
   const backend = Deno.listen({ hostname: "127.0.0.1", port: 0 });
