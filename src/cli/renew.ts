@@ -1,7 +1,8 @@
 /**
  * `qsign renew` (also `qsign --renewal`), run by qtls-cert-renewal.service from its timer:
- * renews the certificates in the config file's `[[certificate]]` tables that are close to expiry,
- * prints one JSON line per certificate, and makes the daemon reload.
+ * renews the certificates in the config file's `[[certificate]]` tables that are close to expiry
+ * and refreshes its `[[crl]]` CRLs before their nextUpdate, prints one JSON line per certificate
+ * and CRL, and makes the daemon reload.
  *
  * Exit status: 0 when every certificate is fresh or renewed, 1 when any renewal failed (its old
  * files stay in place and served), 2 for configuration errors.
@@ -10,6 +11,7 @@ import { type CommandSpec, parseCommand } from "./args.ts";
 import { UsageError } from "../errors.ts";
 import { loadRenewalConfig } from "../issuer/config.ts";
 import { openIssuers } from "../issuer/factory.ts";
+import { refreshAllCrls } from "../issuer/crl.ts";
 import { planRenewal, readServedCertificate, renewAll, signalDaemon } from "../issuer/renewal.ts";
 
 /** A signal or pid file refused for want of permission (EPERM, EACCES). */
@@ -22,7 +24,8 @@ function permissionProblem(e: unknown): boolean {
 export const RENEW_COMMAND: CommandSpec = {
   name: "renew",
   summary:
-    "Renew managed certificates close to expiry and make the daemon reload (also: qsign --renewal).",
+    "Renew managed certificates close to expiry, refresh managed CRLs before their nextUpdate, " +
+    "and make the daemon reload (also: qsign --renewal).",
   options: {
     config: {
       type: "string",
@@ -88,7 +91,16 @@ export async function run(argv: string[]): Promise<number> {
     { ...issuers, now: () => new Date(), force: args.boolean("force") },
     (result) => console.log(JSON.stringify(result)),
   );
-  if (results.some((r) => r.result === "renewed")) {
+  // CRLs too, unless the run was narrowed to named certificates.
+  const crls = await refreshAllCrls(
+    only.length ? [] : config.crls,
+    { now: () => new Date(), force: args.boolean("force"), caDir: config.caDir },
+    (result) => console.log(JSON.stringify(result)),
+  );
+  if (
+    results.some((r) => r.result === "renewed") ||
+    crls.results.some((r) => r.result === "refreshed")
+  ) {
     const message = config.pidFile
       ? await signalDaemon(config.pidFile).catch((e) => {
         // The production layout runs the renewal as another user than the daemon (see
@@ -100,5 +112,5 @@ export async function run(argv: string[]): Promise<number> {
       : "no pid_file: a running daemon reloads when its file watch sees the certificate change";
     console.error(`qsign renew: ${message}`);
   }
-  return exitCode;
+  return Math.max(exitCode, crls.exitCode);
 }

@@ -30,10 +30,10 @@ const NESTED_TABLES = ["limits", "hsm"];
 
 /**
  * Top-level tables that belong to other commands sharing the file: `qsign --renewal` reads its
- * `[renewal]` settings and `[[certificate]]` list from the same qsign.toml (src/issuer/config.ts);
- * `serve` leaves them to their owner.
+ * `[renewal]` settings and its `[[certificate]]` and `[[crl]]` lists from the same qsign.toml
+ * (src/issuer/config.ts); `serve` leaves them to their owner.
  */
-export const SECTIONS_OF_OTHER_COMMANDS = ["renewal", "certificate"];
+export const SECTIONS_OF_OTHER_COMMANDS = ["renewal", "certificate", "crl"];
 
 /**
  * Reads and parses `path`, the one reader of qsign's config file for every command: checks the

@@ -216,6 +216,11 @@ function buildService(
     alpn: list("alpn"),
     ticketKeyFile: typed.ticket_key_file as string | undefined,
     resumptionMaxAgeMs: typed.resumption_max_age as number,
+    crlGraceMs: typed.crl_grace as number,
+    backend: {
+      maxFailures: typed.backend_max_failures as number,
+      checkIntervalMs: typed.backend_check_interval as number,
+    },
     limits: {
       maxConnections: typed["limits.max_connections"] as number,
       handshakeTimeoutMs: typed["limits.handshake_timeout"] as number,

@@ -208,6 +208,29 @@ export const SETTINGS: readonly Setting[] = [
     { value: "DURATION", default: "24h" },
   ),
   setting(
+    "crl_grace",
+    "service",
+    { type: "duration" },
+    "how long past a CRL's nextUpdate /readyz still answers ready (clients whose chain needs " +
+      "that CRL are refused from nextUpdate on; qsign renew refreshes CRLs before then)",
+    { value: "DURATION", default: "0s" },
+  ),
+  setting(
+    "backend_max_failures",
+    "service",
+    { type: "integer", min: 0, max: 1_000_000 },
+    "proxy mode: /readyz fails after this many consecutive failed connects to the target, " +
+      "until one succeeds (0: never)",
+    { value: "N", default: "3" },
+  ),
+  setting(
+    "backend_check_interval",
+    "service",
+    { type: "duration" },
+    "proxy mode: also try a TCP connect to the target this often, counted as above (0s: off)",
+    { value: "DURATION", default: "0s" },
+  ),
+  setting(
     "limits.max_connections",
     "service",
     { type: "integer", min: 1, max: 1_000_000 },

@@ -35,6 +35,14 @@ export interface Limits {
   maxHandshakesPerIp: number;
 }
 
+/** Proxy mode: readiness follows the target's reachability. */
+export interface BackendReadiness {
+  /** Consecutive failed connects after which /readyz fails; 0 never fails it. */
+  maxFailures: number;
+  /** A periodic TCP connect to the target, counted like a connection's; 0 is off. */
+  checkIntervalMs: number;
+}
+
 /**
  * A private key inside a PKCS#11 token, as `[service.hsm]` and the `--hsm-*` settings give it:
  * exactly the options the token is opened with; the PIN stays a secret reference until then.
@@ -78,6 +86,10 @@ export interface ServiceConfig {
   ticketKeyFile?: string;
   /** How long after a full handshake its session may be resumed. */
   resumptionMaxAgeMs: number;
+  /** How long past a CRL's nextUpdate readiness still holds. */
+  crlGraceMs: number;
+  /** Proxy mode: when the target counts as down for readiness. */
+  backend: BackendReadiness;
   limits: Limits;
   /** Where each setting came from, keyed by its config-file name (`cert`, `limits.idle_timeout`). */
   origins: Record<string, Origin>;

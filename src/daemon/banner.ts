@@ -105,6 +105,12 @@ export async function statusDocument(
       active_connections: s.activeConnections,
       certificates_loaded_at: s.materials.current.loadedAt.toISOString(),
       certificates: s.materials.current.summaries,
+      crls: s.materials.current.crlSummaries.map((crl) => ({
+        file: crl.file,
+        issuer: crl.issuer,
+        this_update: crl.thisUpdate,
+        next_update: crl.nextUpdate ?? null,
+      })),
     })),
     counters: {
       sessions: await total(metrics.sessions),

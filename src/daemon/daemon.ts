@@ -6,7 +6,7 @@
  */
 import type { Address, DaemonConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
-import { QsignError } from "../errors.ts";
+import { ConfigError, QsignError } from "../errors.ts";
 import { createObservabilityApp, serveObservability } from "../observe/http.ts";
 import { audit, setLogLevel } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
@@ -15,7 +15,7 @@ import { SystemdNotifier } from "../observe/sd_notify.ts";
 import { TicketKeys } from "../tls/tickets.ts";
 import { bannerText, statusDocument } from "./banner.ts";
 import { writePidFile } from "./pid_file.ts";
-import { MaterialsHolder, publishCertificateExpiry, watchMaterialFiles } from "./reload.ts";
+import { MaterialsHolder, publishExpiries, watchMaterialFiles } from "./reload.ts";
 import { type DrainCutoff, QtlsService, SessionCounter } from "./service.ts";
 import { delay, processSignals } from "./signals.ts";
 import { closeTokens } from "./signer.ts";
@@ -29,14 +29,45 @@ async function loadAllMaterials(config: DaemonConfig): Promise<MaterialsHolder[]
 
 /**
  * `--check-config`: loads every certificate, key (HSM keys included), CA and CRL as the daemon
- * would, and returns what was loaded. Throws `ConfigError` (or `HsmError`) on any problem.
+ * would, and returns what was loaded. Throws `ConfigError` (or `HsmError`) on any problem, an
+ * expired CRL included (every client whose chain it covers would be refused); `warn` hears of a
+ * CRL with less than a third of its validity left.
  */
-export async function checkConfiguration(config: DaemonConfig): Promise<MaterialsHolder[]> {
+export async function checkConfiguration(
+  config: DaemonConfig,
+  warn: (message: string) => void = (message) => console.error(`warning: ${message}`),
+): Promise<MaterialsHolder[]> {
+  let holders: MaterialsHolder[];
   try {
-    return await loadAllMaterials(config);
+    holders = await loadAllMaterials(config);
   } finally {
     await closeTokens();
   }
+  const now = Date.now();
+  for (const holder of holders) {
+    const service = holder.service;
+    for (const crl of holder.current.crlSummaries) {
+      if (!crl.nextUpdate) continue;
+      const next = Date.parse(crl.nextUpdate);
+      const left = next - now;
+      const renew = `run qsign renew (a [[crl]] table) or qsign pki crl to publish a new one`;
+      if (left <= 0) {
+        throw new ConfigError(
+          service.origins.crl?.field ?? "crl",
+          `${crl.file}: the CRL of ${crl.issuer} expired at ${crl.nextUpdate}; clients it ` +
+            `covers are refused: ${renew}`,
+          service.origins.crl?.file,
+        );
+      }
+      if (left < (next - Date.parse(crl.thisUpdate)) / 3) {
+        warn(
+          `service ${service.name}: ${crl.file}: the CRL of ${crl.issuer} expires at ` +
+            `${crl.nextUpdate} (in ${Math.round(left / 3_600_000)} h): ${renew}`,
+        );
+      }
+    }
+  }
+  return holders;
 }
 
 /** What `runDaemon` prints besides the audit log. */
@@ -64,7 +95,7 @@ export async function runDaemon(
     throw e;
   });
   metrics.initialize(config.services.map((s) => s.name));
-  publishCertificateExpiry(holders);
+  publishExpiries(holders);
 
   const sessions = new SessionCounter();
   const tickets = TicketKeys.random();
@@ -91,6 +122,9 @@ export async function runDaemon(
     });
     cleanup.use({
       [Symbol.dispose]: registerReadinessCheck("certificates", () => certificatesValid(holders)),
+    });
+    cleanup.use({
+      [Symbol.dispose]: registerReadinessCheck("crls", () => crlsCurrent(holders)),
     });
 
     output.banner(bannerText(config, services, addresses, metricsAddress));
@@ -168,6 +202,19 @@ function certificatesValid(holders: readonly MaterialsHolder[]) {
   return expired.length ? { ok: false, reason: expired.join("; ") } : { ok: true };
 }
 
+/** Every loaded CRL is before its nextUpdate, or within the service's `crl_grace` after it. */
+function crlsCurrent(holders: readonly MaterialsHolder[]) {
+  const now = Date.now();
+  const expired = holders.flatMap((h) =>
+    h.current.crlSummaries
+      .filter((crl) => crl.nextUpdate && Date.parse(crl.nextUpdate) + h.service.crlGraceMs <= now)
+      .map((crl) =>
+        `service ${h.service.name}: CRL ${crl.file} (${crl.issuer}) expired at ${crl.nextUpdate}`
+      )
+  );
+  return expired.length ? { ok: false, reason: expired.join("; ") } : { ok: true };
+}
+
 /**
  * Runs reloads one at a time (a SIGHUP during a file-triggered reload waits for it), wrapped
  * in RELOADING=1 / READY=1 for systemd. One request is one reload in `qtls_reloads_total`,
@@ -198,7 +245,7 @@ class ReloadQueue {
       let ok = true;
       for (const holder of due) ok = await holder.reload(trigger) && ok;
       metrics.reloads.inc({ result: ok ? "ok" : "failed" });
-      publishCertificateExpiry(this.holders);
+      publishExpiries(this.holders);
       await this.notifier.ready();
     });
     return this.#tail;

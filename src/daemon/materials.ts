@@ -5,7 +5,7 @@
  * working set or changes nothing.
  */
 import "reflect-metadata";
-import { X509Certificate } from "@peculiar/x509";
+import { X509Certificate, X509Crl } from "@peculiar/x509";
 import type { Origin, ServiceConfig } from "../config/types.ts";
 import { ConfigError, QsignError } from "../errors.ts";
 import { readCertificatesFile, readDerObjects } from "../pki/pem.ts";
@@ -31,6 +31,15 @@ export interface CertificateSummary {
   key: string;
 }
 
+/** What `/status`, `/readyz` and `qtls_crl_next_update_seconds` say about a loaded CRL. */
+export interface CrlSummary {
+  file: string;
+  issuer: string;
+  thisUpdate: string;
+  /** Absent when the CRL names no next update (RFC 5280 requires one; some CAs omit it). */
+  nextUpdate?: string;
+}
+
 /** Everything a service's handshakes need that comes from files. */
 export interface ServiceMaterials {
   certificates: CertifiedKey[];
@@ -39,6 +48,7 @@ export interface ServiceMaterials {
   /** Ticket keys from the service's ticket_key_file; absent without one. */
   tickets?: TicketIssuer;
   summaries: CertificateSummary[];
+  crlSummaries: CrlSummary[];
   loadedAt: Date;
 }
 
@@ -83,27 +93,38 @@ export async function loadServiceMaterials(
   now = new Date(),
 ): Promise<ServiceMaterials> {
   const { certificates, summaries } = await loadCertifiedKeys(service, now);
-  const { trustAnchors, crls } = await loadTrust(service);
+  const { trustAnchors, crls, crlSummaries } = await loadTrust(service);
   const tickets = service.ticketKeyFile === undefined
     ? undefined
     : await withField(service.origins.ticket_key_file, () =>
       TicketKeys.fromFile(service.ticketKeyFile!));
-  return { certificates, trustAnchors, crls, tickets, summaries, loadedAt: now };
+  return { certificates, trustAnchors, crls, tickets, summaries, crlSummaries, loadedAt: now };
 }
 
 /** The trust anchors and CRLs of `ca` and `crl` files. Throws `ConfigError`. */
 export async function loadTrust(
   source: Pick<ServiceConfig, "ca" | "crl" | "origins">,
-): Promise<{ trustAnchors: Uint8Array[]; crls: Uint8Array[] }> {
+): Promise<{ trustAnchors: Uint8Array[]; crls: Uint8Array[]; crlSummaries: CrlSummary[] }> {
   const trustAnchors: Uint8Array[] = [];
   for (const path of source.ca) {
     trustAnchors.push(...await withField(source.origins.ca, () => readCertificatesFile(path)));
   }
   const crls: Uint8Array[] = [];
+  const crlSummaries: CrlSummary[] = [];
   for (const path of source.crl) {
-    crls.push(...await withField(source.origins.crl, () => readDerObjects(path, "X509 CRL")));
+    const ders = await withField(source.origins.crl, () => readDerObjects(path, "X509 CRL"));
+    for (const der of ders) {
+      const crl = parseCrl(source.origins.crl, path, der);
+      crlSummaries.push({
+        file: path,
+        issuer: crl.issuer,
+        thisUpdate: crl.thisUpdate.toISOString(),
+        nextUpdate: crl.nextUpdate?.toISOString(),
+      });
+    }
+    crls.push(...ders);
   }
-  return { trustAnchors, crls };
+  return { trustAnchors, crls, crlSummaries };
 }
 
 /** Every file whose change should trigger a reload. */
@@ -124,6 +145,18 @@ async function withField<T>(origin: Origin | undefined, load: () => Promise<T>):
   } catch (e) {
     if (!(e instanceof QsignError) || e instanceof ConfigError) throw e;
     throw new ConfigError(origin?.field ?? "file", e.message, origin?.file);
+  }
+}
+
+function parseCrl(origin: Origin | undefined, path: string, der: Uint8Array): X509Crl {
+  try {
+    return new X509Crl(der.slice());
+  } catch (e) {
+    throw new ConfigError(
+      origin?.field ?? "crl",
+      `${path}: not a CRL: ${(e as Error).message}`,
+      origin?.file,
+    );
   }
 }
 

@@ -77,13 +77,23 @@ export class MaterialsHolder {
   }
 }
 
-/** Updates `qtls_cert_expiry_seconds` to exactly the certificates each service has loaded now. */
-export function publishCertificateExpiry(holders: readonly MaterialsHolder[]): void {
+/**
+ * Updates `qtls_cert_expiry_seconds` and `qtls_crl_next_update_seconds` to exactly the
+ * certificates and CRLs each service has loaded now.
+ */
+export function publishExpiries(holders: readonly MaterialsHolder[]): void {
   metrics.certExpiry.reset();
+  metrics.crlNextUpdate.reset();
+  const seconds = (iso: string) => Math.floor(Date.parse(iso) / 1000);
   for (const holder of holders) {
     const service = holder.service.name;
     for (const c of holder.current.summaries) {
-      metrics.certExpiry.set({ service, cert: c.file }, Math.floor(Date.parse(c.notAfter) / 1000));
+      metrics.certExpiry.set({ service, cert: c.file }, seconds(c.notAfter));
+    }
+    for (const crl of holder.current.crlSummaries) {
+      if (crl.nextUpdate) {
+        metrics.crlNextUpdate.set({ service, crl: crl.file }, seconds(crl.nextUpdate));
+      }
     }
   }
 }

@@ -30,6 +30,13 @@
  * sans = ["qtls-server.qsign.local", "127.0.0.1"]   # or "DNS:…", "IP:…", "URI:…"
  * ttl = "24h"
  * key_source = "new"                  # new | reuse | hsm:LABEL
+ *
+ * [[crl]]                             # a CRL the daemon checks clients against, kept current
+ * file = "/etc/qtls/client-ca.crl"
+ * ca = "client"                       # re-signed by this CA of ca_dir (root | server | client)
+ * days = 7                            # validity of a re-signed CRL
+ * # or: url = "http://pki.example.org/client-ca.crl" and issuer = "/etc/qtls/client-ca.crt"
+ * renew_before = "1/3"                # of its validity, as for certificates
  * ```
  */
 import { readConfigFile } from "../config/file.ts";
@@ -39,6 +46,7 @@ import type { Origin } from "../config/types.ts";
 import type { ValueKind } from "../config/values.ts";
 import { ConfigError } from "../errors.ts";
 import { normalizeIp, parseSubjectAltName } from "../pki/certificate.ts";
+import type { CaName } from "../pki/ca.ts";
 import { KEY_ALGORITHMS, type KeyAlgorithm } from "../pki/keys.ts";
 import type { CertificateProfile } from "./issuer.ts";
 import type { ManagedPaths } from "./store.ts";
@@ -71,6 +79,18 @@ export interface ManagedCertificate {
   field: string;
 }
 
+/** One `[[crl]]`: a CRL file kept current by re-signing or fetching. */
+export interface ManagedCrl {
+  /** For result lines and messages: `name`, or the file path. */
+  name: string;
+  file: string;
+  source:
+    | { kind: "local"; ca: CaName; days: number }
+    | { kind: "url"; url: string; issuer: string };
+  renewBefore: RenewBefore;
+  field: string;
+}
+
 /** `[renewal.vault]`, with Vault's environment variables as defaults. */
 export interface VaultSettings {
   address: string;
@@ -99,6 +119,7 @@ export interface RenewalConfig {
   vault?: VaultSettings;
   hsm?: RenewalHsmSettings;
   certificates: ManagedCertificate[];
+  crls: ManagedCrl[];
 }
 
 /** Where settings besides the file come from: `qsign renew`'s flags and the environment. */
@@ -146,6 +167,13 @@ export async function loadRenewalConfig(
   const certificates = list.map((raw, i) =>
     reader.certificate(reader.table(raw, `certificate[${i}]`)!, `certificate[${i}]`, renewBefore)
   );
+  const crlList = document.crl ?? [];
+  if (!Array.isArray(crlList)) {
+    throw new ConfigError("crl", "must be a list of tables ([[crl]] in TOML)", file);
+  }
+  const crls = crlList.map((raw, i) =>
+    reader.crl(reader.table(raw, `crl[${i}]`)!, `crl[${i}]`, renewBefore)
+  );
   const config: RenewalConfig = {
     file,
     pidFile: loadGlobalSetting(
@@ -157,7 +185,20 @@ export async function loadRenewalConfig(
     vault: reader.vault(reader.table(renewal.vault, "renewal.vault"), sources.env),
     hsm: reader.hsm(reader.table(renewal.hsm, "renewal.hsm")),
     certificates,
+    crls,
   };
+  for (const crl of crls) {
+    if (crl.source.kind === "local" && config.caDir === undefined) {
+      throw new ConfigError("renewal.ca_dir", `is needed by ${crl.field} (ca = …)`, file);
+    }
+  }
+  const crlFiles = new Set<string>();
+  for (const crl of crls) {
+    if (crlFiles.has(crl.file)) {
+      throw new ConfigError(`${crl.field}.file`, `${crl.file} is managed twice`, file);
+    }
+    crlFiles.add(crl.file);
+  }
   for (const cert of certificates) {
     if (cert.issuer === "local" && config.caDir === undefined) {
       throw new ConfigError(
@@ -300,6 +341,44 @@ class TableReader {
         type: "choice",
         choices: KEY_ALGORITHMS,
       }),
+      renewBefore: table.renew_before === undefined
+        ? renewBefore
+        : this.renewBefore(table.renew_before, `${field}.renew_before`),
+      field,
+    };
+  }
+
+  crl(table: Table, field: string, renewBefore: RenewBefore): ManagedCrl {
+    this.only(table, field, ["name", "file", "ca", "days", "url", "issuer", "renew_before"]);
+    const file = this.required<string>(table, field, "file", { type: "path" });
+    const ca = this.optional<CaName>(table, field, "ca", {
+      type: "choice",
+      choices: ["root", "server", "client"],
+    });
+    const url = this.optional<string>(table, field, "url", { type: "string" });
+    if ((ca === undefined) === (url === undefined)) {
+      this.fail(field, "give either ca (re-signed by the embedded CA) or url (fetched), not both");
+    }
+    let source: ManagedCrl["source"];
+    if (ca !== undefined) {
+      for (const key of ["issuer"]) {
+        if (key in table) this.fail(`${field}.${key}`, "goes with url, not ca");
+      }
+      const days =
+        this.optional<number>(table, field, "days", { type: "integer", min: 1, max: 3650 }) ?? 7;
+      source = { kind: "local", ca, days };
+    } else {
+      if ("days" in table) this.fail(`${field}.days`, "goes with ca: a fetched CRL has its own");
+      if (!/^https?:\/\/[^/]/i.test(url!)) {
+        this.fail(`${field}.url`, `must be an http:// or https:// URL, got "${url}"`);
+      }
+      const issuer = this.required<string>(table, field, "issuer", { type: "path" });
+      source = { kind: "url", url: url!, issuer };
+    }
+    return {
+      name: this.optional<string>(table, field, "name", { type: "string" }) ?? file,
+      file,
+      source,
       renewBefore: table.renew_before === undefined
         ? renewBefore
         : this.renewBefore(table.renew_before, `${field}.renew_before`),

@@ -37,7 +37,7 @@ export interface RenewalDecision {
 
 /** Decides whether `served` must be renewed at `now`. Pure: the planning tests call it directly. */
 export function planRenewal(
-  served: ServedCertificate | undefined,
+  served: Pick<ServedCertificate, "notBefore" | "notAfter"> | undefined,
   renewBefore: RenewBefore,
   now: Date,
   force = false,

@@ -75,6 +75,13 @@ export class QtlsMetrics {
     labelNames: ["service", "cert"] as const,
     registers: [this.registry],
   });
+  readonly crlNextUpdate = new client.Gauge({
+    name: "qtls_crl_next_update_seconds",
+    help: "Unix time of each service's loaded CRLs' nextUpdate: clients whose chain needs a CRL " +
+      "are refused once it has passed.",
+    labelNames: ["service", "crl"] as const,
+    registers: [this.registry],
+  });
   /** Registered by the first `setHsmConnected`, so a daemon without HSM does not report 0. */
   readonly #hsmConnected = new client.Gauge({
     name: "qtls_hsm_connected",

@@ -20,10 +20,10 @@ async function promtool(...args: string[]): Promise<{ code: number; output: stri
 Deno.test("promtool check rules accepts deploy/prometheus/alerts.yml", async () => {
   const { code, output } = await promtool("check", "rules", "deploy/prometheus/alerts.yml");
   equal(code, 0, output);
-  match(output, /SUCCESS: 4 rules found/);
+  match(output, /SUCCESS: 6 rules found/);
 });
 
-Deno.test("the alerts fire on expiring certificates, failing handshakes and a lost HSM", async () => {
+Deno.test("the alerts fire on expiring certificates and CRLs, failing handshakes and a lost HSM", async () => {
   const { code, output } = await promtool(
     "test",
     "rules",
@@ -41,12 +41,18 @@ Deno.test("the alert rules name the daemon's metrics", async () => {
       "qtls_handshake_failures_total",
       "qtls_handshakes_total",
       "qtls_hsm_connected",
+      "qtls_crl_next_update_seconds",
     ]
   ) {
     match(rules, new RegExp(`\\b${metric}\\b`));
   }
   for (
-    const alert of ["CertificateExpiringSoon", "HighHandshakeFailureRate", "HSMConnectionLost"]
+    const alert of [
+      "CertificateExpiringSoon",
+      "CrlExpiringSoon",
+      "HighHandshakeFailureRate",
+      "HSMConnectionLost",
+    ]
   ) {
     match(rules, new RegExp(`alert: ${alert}\\b`));
   }
