@@ -72,7 +72,10 @@ export async function peerIdentity(leaf: X509Certificate, der: Uint8Array): Prom
 
 // ------------------------------------------------------------------ binding
 
-const bindings = new WeakMap<TlsServerConfig, { anchors: Uint8Array[]; digest: Uint8Array }>();
+const bindings = new WeakMap<
+  TlsServerConfig,
+  { anchors: Uint8Array[]; policy: string; digest: Uint8Array }
+>();
 
 /**
  * The service binding of `config`: SHA-256 over its `sessionBinding` (the service's name and
@@ -80,20 +83,22 @@ const bindings = new WeakMap<TlsServerConfig, { anchors: Uint8Array[]; digest: U
  * client-auth mode and require_pq_auth. Nodes with the same configuration compute the same.
  */
 export async function serviceBinding(config: TlsServerConfig): Promise<Uint8Array> {
-  const cached = bindings.get(config);
-  if (cached?.anchors === config.trustAnchors) return cached.digest;
-  const p = getCryptoProvider();
-  const anchors = (await Promise.all(config.trustAnchors.map((a) => p.hash("SHA-256", a))))
-    .map(toHex).sort();
-  const text = JSON.stringify({
+  const policy = JSON.stringify({
     binding: config.sessionBinding ?? "",
-    anchors,
     crlCheck: config.crlCheck ?? "available",
     clientAuth: config.clientAuth,
     requirePqAuth: config.requirePqAuth ?? false,
   });
-  const digest = await p.hash("SHA-256", encoder.encode(`qsign session binding v1\n${text}`));
-  bindings.set(config, { anchors: config.trustAnchors, digest });
+  const cached = bindings.get(config);
+  if (cached?.anchors === config.trustAnchors && cached.policy === policy) return cached.digest;
+  const p = getCryptoProvider();
+  const anchors = (await Promise.all(config.trustAnchors.map((a) => p.hash("SHA-256", a))))
+    .map(toHex).sort();
+  const digest = await p.hash(
+    "SHA-256",
+    encoder.encode(`qsign session binding v1\n${policy}\n${anchors.join(",")}`),
+  );
+  bindings.set(config, { anchors: config.trustAnchors, policy, digest });
   return digest;
 }
 

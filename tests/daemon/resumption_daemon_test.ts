@@ -143,3 +143,15 @@ Deno.test("a wrong binder on an expired-leaf ticket injects no identity", async 
     await serving.catch(() => {});
   }
 });
+
+Deno.test("--resumption-max-age bounds the tickets the daemon issues", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  await using daemon = await Daemon.start(serveArgs(pki, ["--resumption-max-age", "3s"]));
+  const port = daemon.port();
+  const config = await qsignClientConfig(pki, port);
+  equal((await visit(port, config)).info?.resumed, false);
+  const ticket = config.sessionCache!.take(`localhost:${port}`);
+  ok(ticket, "a ticket was issued");
+  ok(ticket.lifetimeSeconds <= 3, `lifetime ${ticket.lifetimeSeconds} s`);
+});
