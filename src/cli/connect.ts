@@ -283,3 +283,9 @@ function serverAddress(
 async function* once(message: string): AsyncIterable<string> {
   yield message;
 }
+  "no-middlebox-compat": {
+    type: "boolean",
+    help: "send an empty legacy_session_id and no change_cipher_spec (TLS 1.3 middlebox " +
+      "compatibility mode, RFC 8446 D.4, is on by default)",
+  },
+    middleboxCompat: !args.boolean("no-middlebox-compat"),

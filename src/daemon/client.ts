@@ -213,3 +213,6 @@ async function forward(
   }
   audit.info("closed", { peer, bytes_sent: bytes.up, bytes_received: bytes.down });
 }
+  /** TLS 1.3 middlebox compatibility mode (default on). */
+  middleboxCompat?: boolean;
+    middleboxCompat: settings.middleboxCompat,

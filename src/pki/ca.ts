@@ -9,7 +9,14 @@ import * as x509 from "@peculiar/x509";
 import { basename, join } from "node:path";
 import { QsignError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
-import { createCertificate, createCrl, parseSubjectAltName, toHex } from "./certificate.ts";
+import {
+  createCertificate,
+  createCrl,
+  normalizeIp,
+  parseSubjectAltName,
+  toHex,
+} from "./certificate.ts";
+import { dnsNameProblem, issuanceNameProblem } from "./names.ts";
 import {
   DEFAULT_KEY_ALGORITHM,
   generateKeyPair,
@@ -357,6 +364,11 @@ async function createLeafCertificate(options: {
   notBefore: Date;
   notAfter: Date;
 }): Promise<x509.X509Certificate> {
+  // Never issue what the verifier refuses: bad host names, wildcards on a public suffix, a CN
+  // that is not one of the subjectAltNames.
+  const [cn] = new x509.Name(options.subject).getField("CN");
+  const problem = issuanceNameProblem(cn, options.subjectAltNames);
+  if (problem) throw new UsageError(`cannot issue for "${options.subject}": ${problem}`);
   return await createCertificate({
     subject: options.subject,
     spki: options.spki,
@@ -507,11 +519,13 @@ function givenSubject(subject: string, expectedCn: string | undefined) {
   return { cn: cns[0], subject: name.toString() };
 }
 
-/** `DNS:<cn>` when the CN is a host name (dotted, or localhost), so host checks can pass. */
+/**
+ * The subjectAltName a CN stands for when none are given: the CN itself as an IP address (in
+ * canonical text) or a DNS name, so that the CN is a copy of a SAN and host checks can pass.
+ */
 function defaultSans(cn: string): string[] {
-  const hostName = /^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(cn) &&
-    (cn.includes(".") || cn === "localhost");
-  return hostName ? [`DNS:${cn}`] : [];
+  if (normalizeIp(cn) === cn) return [`IP:${cn}`];
+  return dnsNameProblem(cn) ? [] : [`DNS:${cn}`];
 }
 
 const SUBJECT_ALT_NAME_OID = "2.5.29.17";

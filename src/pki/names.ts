@@ -1,70 +1,504 @@
 /**
- * Name checks of path validation: RFC 6125 host matching against subjectAltName, and RFC 5280
- * name constraints (dNSName, iPAddress, rfc822Name, URI, directoryName).
+ * The name rules of path validation:
+ * - the syntax of an end-entity certificate's subjectAltName entries (host names, wildcards,
+ *   mailboxes, IP addresses), wildcards on a public suffix, and the subject CN as a copy of one
+ *   of them (RFC 5280 §4.2.1.6, CA/B Forum BR 3.2.2.6 and 7.1.4.3);
+ * - RFC 5280 §4.2.1.10 name constraints of every form qsign processes (dNSName, iPAddress,
+ *   rfc822Name, URI, directoryName), permitted and excluded, with a bounded amount of work;
+ * - RFC 6125 matching of a reference host or IP address against the subjectAltName.
+ *
+ * Names are read from the certificate's DER (the subject, the subjectAltName and
+ * NameConstraints extension values) rather than from @peculiar/x509's JSON forms, which turn
+ * iPAddress octets into CIDR text and non-string attribute values into empty strings: a
+ * malformed name must be seen as it is to be refused.
+ *
+ * The checks return `NameViolation`s (the rule, what is wrong, which certificate of the path),
+ * which the verifier turns into its errors.
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { getPublicSuffix } from "tldts";
 import {
-  bufferSource,
   children,
   concatBytes,
+  DerError,
   encodeTlv,
   readTlv,
   type Tlv,
   tlvBytes,
   tlvContent,
-} from "./der.ts";
+} from "../crypto/der.ts";
 import { normalizeIp } from "./certificate.ts";
 
 export const NAME_CONSTRAINTS_OID = "2.5.29.30";
+const SUBJECT_ALT_NAME_OID = "2.5.29.17";
+
+export const RULES = {
+  subjectAltName: "RFC 5280 §4.2.1.6",
+  nameConstraints: "RFC 5280 §4.2.1.10",
+  wildcardPublicSuffix: "CA/B Forum BR 3.2.2.6",
+  commonName: "CA/B Forum BR 7.1.4.3",
+} as const;
+
+/** What the verifier reports for a failed name rule (members of its ChainFailureReason). */
+export type NameFailureReason =
+  | "invalid name"
+  | "name constraints"
+  | "name constraints too expensive";
+
+/** One broken name rule. */
+export interface NameViolation {
+  reason: NameFailureReason;
+  /** The RFC or CA/B Forum section. */
+  rule: string;
+  detail: string;
+  /** Position in the path (0 = the leaf) of the certificate the failure is about. */
+  index: number;
+}
+
+/** A certificate of a path as the name checks need it. */
+export interface PathCertificate {
+  readonly cert: x509.X509Certificate;
+  /** Subject and issuer are the same name (RFC 5280 §6.1: exempt from name constraints). */
+  readonly selfIssued: boolean;
+}
+
+/** Most name-to-subtree comparisons for one constraining CA and one certificate below it. */
+export const MAX_COMPARISONS_PER_PAIR = 1024;
+/** Most name-to-subtree comparisons over a whole path. */
+export const MAX_COMPARISONS_PER_PATH = 4096;
+
+// ---------------------------------------------------------------------------------------------
+// General names, as read from DER
+
+/** The GeneralName forms (the context tag numbers of RFC 5280 §4.2.1.6). */
+const FORMS = [
+  "otherName",
+  "rfc822Name",
+  "dNSName",
+  "x400Address",
+  "directoryName",
+  "ediPartyName",
+  "uniformResourceIdentifier",
+  "iPAddress",
+  "registeredID",
+] as const;
+type Form = typeof FORMS[number];
+/** The forms whose constraints this module evaluates. */
+const SUPPORTED_FORMS = new Set<Form>([
+  "rfc822Name",
+  "dNSName",
+  "directoryName",
+  "uniformResourceIdentifier",
+  "iPAddress",
+]);
+
+/** One GeneralName: IA5 forms as text, iPAddress as octets, directoryName as its RDNs. */
+type GeneralName =
+  | { form: "rfc822Name" | "dNSName" | "uniformResourceIdentifier"; text: string }
+  | { form: "iPAddress"; octets: Uint8Array }
+  | { form: "directoryName"; rdns: string[]; text: string }
+  | { form: "otherName" | "x400Address" | "ediPartyName" | "registeredID" };
+
+function parseGeneralName(der: Uint8Array, tlv: Tlv): GeneralName {
+  const number = tlv.tag & 0x1f;
+  const constructed = (tlv.tag & 0x20) !== 0;
+  if ((tlv.tag & 0xc0) !== 0x80 || number >= FORMS.length) {
+    throw new DerError(`GeneralName with tag 0x${tlv.tag.toString(16)}`);
+  }
+  const form = FORMS[number];
+  const content = tlvContent(der, tlv);
+  switch (form) {
+    case "rfc822Name":
+    case "dNSName":
+    case "uniformResourceIdentifier":
+      if (constructed) throw new DerError(`constructed ${form}`);
+      return { form, text: latin1(content) };
+    case "iPAddress":
+      if (constructed) throw new DerError("constructed iPAddress");
+      return { form, octets: content };
+    case "directoryName": {
+      const inner = children(der, tlv);
+      if (!constructed || inner.length !== 1) throw new DerError("directoryName is not one Name");
+      const name = parseName(der, inner[0]);
+      return { form, rdns: name.rdns, text: name.text };
+    }
+    default:
+      return { form };
+  }
+}
+
+/** A GeneralName for messages, in OpenSSL's `TYPE:value` style. */
+function describe(name: GeneralName): string {
+  switch (name.form) {
+    case "dNSName":
+      return `DNS:${JSON.stringify(name.text)}`;
+    case "rfc822Name":
+      return `email:${JSON.stringify(name.text)}`;
+    case "uniformResourceIdentifier":
+      return `URI:${JSON.stringify(name.text)}`;
+    case "iPAddress":
+      return `IP:${ipText(name.octets) ?? `(${name.octets.length} octets)`}`;
+    case "directoryName":
+      return `DirName:${JSON.stringify(name.text)}`;
+    default:
+      return name.form;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Distinguished names
+
+const OID_COMMON_NAME = "2.5.4.3";
+const OID_EMAIL_ADDRESS = "1.2.840.113549.1.9.1";
+
+interface ParsedName {
+  /** Each RDN normalized for comparison (RFC 5280 §7.1: case and spaces do not count). */
+  rdns: string[];
+  /** The attributes in order, values decoded as they are. */
+  attributes: { oid: string; value: string | undefined }[];
+  /** RFC 4514-ish text for messages. */
+  text: string;
+}
+
+/** Reads a Name (SEQUENCE OF SET OF AttributeTypeAndValue). */
+function parseName(der: Uint8Array, name: Tlv): ParsedName {
+  if (name.tag !== 0x30) throw new DerError("Name is not a SEQUENCE");
+  const rdns: string[] = [];
+  const attributes: ParsedName["attributes"] = [];
+  const texts: string[] = [];
+  for (const rdn of children(der, name)) {
+    if (rdn.tag !== 0x31) throw new DerError("RDN is not a SET");
+    const members: string[] = [];
+    const memberTexts: string[] = [];
+    for (const atv of children(der, rdn)) {
+      const parts = atv.tag === 0x30 ? children(der, atv) : [];
+      if (parts.length !== 2 || parts[0].tag !== 0x06) {
+        throw new DerError("AttributeTypeAndValue is not (OID, value)");
+      }
+      const oid = decodeOid(tlvContent(der, parts[0]));
+      const value = decodeString(parts[1].tag, tlvContent(der, parts[1]));
+      attributes.push({ oid, value });
+      members.push(
+        `${oid}=${
+          value === undefined ? `#${hex(tlvBytes(der, parts[1]))}` : comparableString(value)
+        }`,
+      );
+      memberTexts.push(`${oid}=${value ?? `#${hex(tlvBytes(der, parts[1]))}`}`);
+    }
+    if (!members.length) throw new DerError("empty RDN");
+    rdns.push(members.sort().join("+"));
+    texts.push(memberTexts.join("+"));
+  }
+  return { rdns, attributes, text: texts.join(", ") };
+}
+
+/** caseIgnoreMatch, approximately: outer spaces dropped, inner runs of spaces as one. */
+function comparableString(value: string): string {
+  return value.trim().replace(/\s+/g, " ").toLowerCase();
+}
+
+/** The text of a DirectoryString-like value, or undefined for a non-string type. */
+function decodeString(tag: number, content: Uint8Array): string | undefined {
+  switch (tag) {
+    case 0x0c: // UTF8String
+      return new TextDecoder("utf-8").decode(content);
+    case 0x13: // PrintableString
+    case 0x14: // TeletexString
+    case 0x16: // IA5String
+    case 0x1a: // VisibleString
+      return latin1(content);
+    case 0x1e: { // BMPString
+      let out = "";
+      for (let i = 0; i + 1 < content.length; i += 2) {
+        out += String.fromCharCode((content[i] << 8) | content[i + 1]);
+      }
+      return out;
+    }
+    case 0x1c: { // UniversalString
+      let out = "";
+      for (let i = 0; i + 3 < content.length; i += 4) {
+        const code = ((content[i] << 24) | (content[i + 1] << 16) | (content[i + 2] << 8) |
+          content[i + 3]) >>> 0;
+        out += code <= 0x10ffff ? String.fromCodePoint(code) : "\ufffd";
+      }
+      return out;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function decodeOid(content: Uint8Array): string {
+  if (!content.length) throw new DerError("empty OID");
+  const arcs: number[] = [];
+  let value = 0;
+  for (const byte of content) {
+    value = value * 128 + (byte & 0x7f);
+    if (!(byte & 0x80)) {
+      arcs.push(value);
+      value = 0;
+    }
+  }
+  const first = arcs.shift() ?? 0;
+  const head = first < 80 ? [Math.floor(first / 40), first % 40] : [2, first - 80];
+  return [...head, ...arcs].join(".");
+}
+
+function latin1(bytes: Uint8Array): string {
+  return String.fromCharCode(...bytes);
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The names of one certificate
+
+interface CertificateNames {
+  /** The subject DN, normalized RDNs (empty for an empty subject). */
+  subject: ParsedName;
+  /** The subjectAltName entries; undefined without the extension. */
+  altNames?: GeneralName[];
+}
+
+const namesCache = new WeakMap<x509.X509Certificate, CertificateNames | Error>();
+
+/** The subject and subjectAltName of `cert`, or the DerError that stops reading them. */
+function namesOf(cert: x509.X509Certificate): CertificateNames | Error {
+  let names = namesCache.get(cert);
+  if (!names) {
+    try {
+      names = { subject: subjectOf(cert), altNames: altNamesOf(cert) };
+    } catch (e) {
+      names = e instanceof Error ? e : new Error(String(e));
+    }
+    namesCache.set(cert, names);
+  }
+  return names;
+}
+
+/** The subject Name, read from the TBSCertificate as encoded. */
+function subjectOf(cert: x509.X509Certificate): ParsedName {
+  const der = new Uint8Array(cert.rawData);
+  const [tbs] = children(der, readTlv(der));
+  if (!tbs || tbs.tag !== 0x30) throw new DerError("no TBSCertificate");
+  const fields = children(der, tbs);
+  // version [0] is optional; then serial, signature, issuer, validity, subject.
+  const subject = fields[(fields[0]?.tag === 0xa0 ? 1 : 0) + 4];
+  if (!subject) throw new DerError("TBSCertificate without a subject");
+  return parseName(der, subject);
+}
+
+function altNamesOf(cert: x509.X509Certificate): GeneralName[] | undefined {
+  const extension = cert.extensions.find((e) => e.type === SUBJECT_ALT_NAME_OID);
+  if (!extension) return undefined;
+  const der = new Uint8Array(extension.value);
+  const outer = readTlv(der);
+  if (outer.tag !== 0x30 || outer.end !== der.length) {
+    throw new DerError("subjectAltName is not one SEQUENCE");
+  }
+  const names = children(der, outer).map((tlv) => parseGeneralName(der, tlv));
+  if (!names.length) throw new DerError("empty subjectAltName");
+  return names;
+}
+
+/** The names name constraints apply to: subject DN, subject emailAddress, subjectAltName. */
+function constrainedNames(names: CertificateNames): GeneralName[] {
+  const out: GeneralName[] = [];
+  if (names.subject.rdns.length) {
+    out.push({ form: "directoryName", rdns: names.subject.rdns, text: names.subject.text });
+  }
+  // RFC 5280 §4.2.1.10: emailAddress attributes of the subject are constrained as rfc822Names.
+  for (const { oid, value } of names.subject.attributes) {
+    if (oid === OID_EMAIL_ADDRESS) out.push({ form: "rfc822Name", text: value ?? "" });
+  }
+  out.push(...names.altNames ?? []);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Syntax of presented names
+
+/** An LDH host name: ASCII labels of letters, digits and inner hyphens, not all-numeric last. */
+export function isHostName(name: string): boolean {
+  if (name.length === 0 || name.length > 253) return false;
+  const labels = name.split(".");
+  return labels.every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(l)) &&
+    !/^[0-9]+$/.test(labels[labels.length - 1]);
+}
+
+/** Why a presented dNSName is not a host name or a wildcard of the allowed form, if it is not. */
+export function dnsNameProblem(name: string): { rule: string; problem: string } | undefined {
+  const syntax = (problem: string) => ({ rule: RULES.subjectAltName, problem });
+  if (name.startsWith("*.")) {
+    const base = name.slice(2);
+    if (!isHostName(base)) return syntax("the part after the wildcard is not a host name");
+    if (isPublicSuffix(base)) {
+      return {
+        rule: RULES.wildcardPublicSuffix,
+        problem: `the wildcard covers the public suffix "${base}"`,
+      };
+    }
+    return base.includes(".") ? undefined : syntax("a wildcard needs at least two labels after it");
+  }
+  if (name.includes("*")) return syntax("a wildcard may only be the whole leftmost label");
+  if (!isHostName(name)) {
+    return syntax(
+      /[^\x00-\x7f]/.test(name)
+        ? "not ASCII (an internationalized name must be its A-label)"
+        : "not a host name (letters, digits and inner hyphens in non-empty labels)",
+    );
+  }
+  return undefined;
+}
+
+/** True when `domain` is a suffix of the Public Suffix List (ICANN or private section). */
+function isPublicSuffix(domain: string): boolean {
+  const lower = domain.toLowerCase();
+  return getPublicSuffix(lower, { allowPrivateDomains: true }) === lower;
+}
+
+const ATEXT = "[a-z0-9!#$%&'*+/=?^_`{|}~-]";
+const DOT_ATOM = new RegExp(`^${ATEXT}+(\\.${ATEXT}+)*$`, "i");
+const QUOTED_STRING = /^"([\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"$/;
+
+/** An RFC 5322 addr-spec with a host-name domain: `local@host`; `*` is an ordinary atext. */
+function parseMailbox(text: string): { local: string; host: string } | undefined {
+  const at = text.lastIndexOf("@");
+  if (at <= 0) return undefined;
+  const local = text.slice(0, at);
+  const host = text.slice(at + 1);
+  if (!(DOT_ATOM.test(local) || QUOTED_STRING.test(local)) || !isHostName(host)) return undefined;
+  return { local, host };
+}
+
+/** The problem with one subjectAltName entry of an end-entity certificate, if any. */
+function altNameProblem(name: GeneralName): { rule: string; problem: string } | undefined {
+  const syntax = (problem: string) => ({ rule: RULES.subjectAltName, problem });
+  switch (name.form) {
+    case "dNSName":
+      return dnsNameProblem(name.text);
+    case "rfc822Name":
+      return parseMailbox(name.text) ? undefined : syntax("not a mailbox (local@host)");
+    case "iPAddress":
+      return name.octets.length === 4 || name.octets.length === 16
+        ? undefined
+        : syntax(`an address is 4 or 16 octets, not ${name.octets.length}`);
+    case "uniformResourceIdentifier":
+      return /^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/i.test(name.text)
+        ? undefined
+        : syntax("not an absolute URI");
+    default:
+      return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// End-entity names
 
 /**
- * RFC 6125 matching of one dNSName `pattern` against `host`: case-insensitive, trailing dots
- * ignored, and a wildcard only as the whole leftmost label, standing for exactly one label.
+ * Whether a CN value names a host or an address, the values BR 7.1.4.3 speaks of: dotted or
+ * colon-separated text, or a number (an IPv4 address in inet_aton's integer or hex forms). A
+ * descriptive CN (`alice`, `Payments Service`) identifies no host and is left alone: qsign
+ * matches hosts against subjectAltNames only. A CN that is not a string is checked (and fails).
  */
-export function dnsNameMatches(pattern: string, host: string): boolean {
-  const p = canonicalDns(pattern);
-  const h = canonicalDns(host);
-  if (!p.startsWith("*.")) return !p.includes("*") && p === h;
-  const base = p.slice(2);
-  // "*.com"-style patterns and further wildcards are refused outright.
-  if (base.includes("*") || !base.includes(".")) return false;
-  const dot = h.indexOf(".");
-  return dot > 0 && h.slice(dot + 1) === base;
+function namesAHost(cn: string | undefined): boolean {
+  return cn === undefined || /[.:]/.test(cn) || /^(0x[0-9a-f]*|[0-9]+)$/i.test(cn);
 }
 
-function canonicalDns(name: string): string {
-  return name.toLowerCase().replace(/\.$/, "");
+/**
+ * The first broken name rule of an end-entity certificate: a malformed subjectAltName entry, a
+ * wildcard on a public suffix, more than one CN, or a CN naming a host or address that is not a
+ * character-for-character copy of a dNSName or of an iPAddress in its canonical text (RFC 3986
+ * dotted decimal, RFC 5952).
+ */
+export function endEntityNameViolation(
+  cert: x509.X509Certificate,
+  index = 0,
+): NameViolation | undefined {
+  const violation = (rule: string, detail: string): NameViolation => ({
+    reason: "invalid name",
+    rule,
+    detail: `${cert.subject || "(empty subject)"}: ${detail}`,
+    index,
+  });
+  const names = namesOf(cert);
+  if (names instanceof Error) {
+    return violation(RULES.subjectAltName, `its names cannot be read (${names.message})`);
+  }
+  for (const name of names.altNames ?? []) {
+    const problem = altNameProblem(name);
+    if (problem) return violation(problem.rule, `${describe(name)} is invalid: ${problem.problem}`);
+  }
+  const cns = names.subject.attributes.filter((a) => a.oid === OID_COMMON_NAME);
+  if (cns.length > 1) return violation(RULES.commonName, `the subject has ${cns.length} CNs`);
+  if (cns.length === 1 && namesAHost(cns[0].value)) {
+    const cn = cns[0].value;
+    const copies = (names.altNames ?? []).flatMap((n) =>
+      n.form === "dNSName" ? [n.text] : n.form === "iPAddress" ? [ipText(n.octets) ?? ""] : []
+    );
+    if (cn === undefined || !copies.includes(cn)) {
+      return violation(
+        RULES.commonName,
+        `subject CN ${
+          JSON.stringify(cn ?? "(not a string)")
+        } is not a character-for-character copy of a DNS or IP subjectAltName` +
+          (copies.length ? ` (${copies.map((c) => JSON.stringify(c)).join(", ")})` : " (none)"),
+      );
+    }
+  }
+  return undefined;
 }
 
-/** The dNSName and iPAddress entries of a certificate's subjectAltName. */
-export function subjectAltNames(cert: x509.X509Certificate): { dns: string[]; ip: string[] } {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const names = san?.names.items ?? [];
-  return {
-    dns: names.filter((n) => n.type === "dns").map((n) => n.value),
-    ip: names.filter((n) => n.type === "ip").map((n) => normalizeIp(n.value) ?? n.value),
-  };
+/**
+ * The same rules for a certificate about to be issued: the problem with `cn` and `altNames`,
+ * in words for the operator, or undefined.
+ */
+export function issuanceNameProblem(
+  cn: string | undefined,
+  altNames: readonly x509.JsonGeneralName[],
+): string | undefined {
+  for (const name of altNames) {
+    const problem = name.type === "dns"
+      ? dnsNameProblem(name.value)
+      : name.type === "email" && !parseMailbox(name.value)
+      ? { rule: RULES.subjectAltName, problem: "not a mailbox (local@host)" }
+      : undefined;
+    if (problem) {
+      return `${name.type.toUpperCase()}:${name.value}: ${problem.problem} (${problem.rule})`;
+    }
+  }
+  if (cn === undefined || !namesAHost(cn)) return undefined;
+  const copies = altNames.flatMap((n) =>
+    n.type === "dns" ? [n.value] : n.type === "ip" ? [canonicalIpText(n.value) ?? ""] : []
+  );
+  return copies.includes(cn) ? undefined : `subject CN "${cn}" must be a copy of one of the ` +
+    `DNS or IP subjectAltNames (${copies.join(", ") || "none"}) (${RULES.commonName})`;
 }
 
-/** True when the certificate is valid for `host` (a DNS name, or an IP literal). */
-export function certificateMatchesHost(cert: x509.X509Certificate, host: string): boolean {
-  const ip = normalizeIp(host);
-  if (ip) return certificateMatchesIp(cert, ip);
-  return subjectAltNames(cert).dns.some((pattern) => dnsNameMatches(pattern, host));
+// ---------------------------------------------------------------------------------------------
+// Name constraints
+
+interface Subtree {
+  base: GeneralName;
+  /** The base's form-specific reading, validated. */
+  constraint: Constraint;
 }
 
-/** True when one of the certificate's IP subjectAltNames is `address`. */
-export function certificateMatchesIp(cert: x509.X509Certificate, address: string): boolean {
-  const wanted = normalizeIp(address);
-  return wanted !== undefined && subjectAltNames(cert).ip.includes(wanted);
-}
-
-/** One parsed GeneralSubtree base. */
-type Subtree =
-  | { kind: "dns" | "email" | "uri"; value: string }
-  | { kind: "ip"; address: Uint8Array; mask: Uint8Array }
-  | { kind: "dn"; rdns: string[] };
+type Constraint =
+  | { form: "dNSName"; labels: string[] }
+  | {
+    form: "rfc822Name";
+    mailbox?: { local: string; host: string };
+    host?: string;
+    domain?: string;
+  }
+  | { form: "uniformResourceIdentifier"; host?: string; domain?: string }
+  | { form: "iPAddress"; network: Uint8Array; mask: Uint8Array }
+  | { form: "directoryName"; rdns: string[] }
+  | { form: "unsupported"; name: Form };
 
 /** The permitted and excluded subtrees of a NameConstraints extension. */
 export interface NameConstraints {
@@ -72,52 +506,306 @@ export interface NameConstraints {
   excluded: Subtree[];
 }
 
-/** Parses the NameConstraints extension of a CA certificate, if it has one. */
-export function nameConstraintsOf(cert: x509.X509Certificate): NameConstraints | undefined {
-  const ext = cert.getExtension(NAME_CONSTRAINTS_OID);
-  if (!ext) return undefined;
-  const der = new Uint8Array(ext.value);
-  const result: NameConstraints = { permitted: [], excluded: [] };
-  for (const part of children(der, readTlv(der))) {
-    const list = part.tag === 0xa0 ? result.permitted : part.tag === 0xa1 ? result.excluded : null;
-    if (!list) continue;
-    for (const subtree of children(der, part)) {
-      const [base] = children(der, subtree);
-      if (base) {
-        const parsed = parseSubtreeBase(der, base);
-        if (parsed) list.push(parsed);
+const constraintsCache = new WeakMap<x509.X509Certificate, NameConstraints | string | null>();
+
+/**
+ * Parses and checks the NameConstraints extension of `cert`: undefined without one, a problem
+ * text when it is malformed (not critical, no subtrees, an empty list, minimum or maximum other
+ * than the default, a base that is not a valid name of its form).
+ */
+export function nameConstraintsOf(
+  cert: x509.X509Certificate,
+): NameConstraints | string | undefined {
+  let cached = constraintsCache.get(cert);
+  if (cached === undefined) {
+    const extension = cert.extensions.find((e) => e.type === NAME_CONSTRAINTS_OID);
+    if (!extension) cached = null;
+    else if (!extension.critical) cached = "the name constraints extension is not critical";
+    else {
+      try {
+        cached = parseNameConstraints(new Uint8Array(extension.value));
+      } catch (e) {
+        cached = `the name constraints extension is malformed (${(e as Error).message})`;
       }
     }
+    constraintsCache.set(cert, cached);
   }
+  return cached ?? undefined;
+}
+
+function parseNameConstraints(der: Uint8Array): NameConstraints {
+  const outer = readTlv(der);
+  if (outer.tag !== 0x30 || outer.end !== der.length) throw new DerError("not one SEQUENCE");
+  const result: NameConstraints = { permitted: [], excluded: [] };
+  const parts = children(der, outer);
+  let last = -1;
+  for (const part of parts) {
+    const which = part.tag === 0xa0 ? 0 : part.tag === 0xa1 ? 1 : -1;
+    if (which <= last) throw new DerError(`unexpected field with tag 0x${part.tag.toString(16)}`);
+    last = which;
+    const list = which === 0 ? result.permitted : result.excluded;
+    const subtrees = children(der, part);
+    if (!subtrees.length) {
+      throw new DerError(`empty ${which === 0 ? "permitted" : "excluded"} subtrees`);
+    }
+    for (const subtree of subtrees) list.push(parseSubtree(der, subtree));
+  }
+  if (!parts.length) throw new DerError("neither permitted nor excluded subtrees");
   return result;
 }
 
-function parseSubtreeBase(der: Uint8Array, base: Tlv): Subtree | undefined {
-  const content = tlvContent(der, base);
-  const text = () => new TextDecoder().decode(content).toLowerCase();
-  switch (base.tag) {
-    case 0x81:
-      return { kind: "email", value: text() };
-    case 0x82:
-      return { kind: "dns", value: text() };
-    case 0x86:
-      return { kind: "uri", value: text() };
-    case 0x87: {
-      const half = content.length / 2;
-      return { kind: "ip", address: content.slice(0, half), mask: content.slice(half) };
+function parseSubtree(der: Uint8Array, subtree: Tlv): Subtree {
+  if (subtree.tag !== 0x30) throw new DerError("GeneralSubtree is not a SEQUENCE");
+  const [baseTlv, ...rest] = children(der, subtree);
+  if (!baseTlv) throw new DerError("GeneralSubtree without a base");
+  // minimum DEFAULT 0 is omitted in DER and maximum is absent: RFC 5280 allows nothing else.
+  if (rest.length) throw new DerError("GeneralSubtree with a minimum or maximum");
+  const base = parseGeneralName(der, baseTlv);
+  return { base, constraint: parseConstraint(base) };
+}
+
+function parseConstraint(base: GeneralName): Constraint {
+  const invalid = (why: string) =>
+    new DerError(`${describe(base)} is not a valid constraint: ${why}`);
+  switch (base.form) {
+    case "dNSName": {
+      // RFC 5280: "host.example.com"; the empty name stands for every name (as NSS, Go and
+      // webpki read it). A leading period or a wildcard is no dNSName.
+      if (base.text === "") return { form: base.form, labels: [] };
+      if (!isHostName(base.text)) throw invalid("not a host name");
+      return { form: base.form, labels: reverseLabels(base.text) };
     }
-    case 0xa4: {
-      const [name] = children(der, base);
-      return name ? { kind: "dn", rdns: rdnStrings(tlvBytes(der, name)) } : undefined;
+    case "rfc822Name": {
+      if (base.text.includes("@")) {
+        const mailbox = parseMailbox(base.text);
+        if (!mailbox) throw invalid("not a mailbox");
+        return { form: base.form, mailbox };
+      }
+      return { form: base.form, ...hostOrDomain(base.text, invalid) };
     }
+    case "uniformResourceIdentifier":
+      return { form: base.form, ...hostOrDomain(base.text, invalid) };
+    case "iPAddress": {
+      const length = base.octets.length;
+      if (length !== 8 && length !== 32) throw invalid("not an address and mask (8 or 32 octets)");
+      const network = base.octets.subarray(0, length / 2);
+      const mask = base.octets.subarray(length / 2);
+      if (!isContiguousMask(mask)) throw invalid("the mask is not a CIDR prefix");
+      return { form: base.form, network, mask };
+    }
+    case "directoryName":
+      return { form: base.form, rdns: base.rdns };
     default:
-      // otherName, x400Address, ediPartyName, registeredID: qsign has no names of these types.
-      return undefined;
+      return { form: "unsupported", name: base.form };
   }
 }
 
-function rdnStrings(nameDer: Uint8Array): string[] {
-  return new x509.Name(bufferSource(nameDer)).toJSON().map((rdn) => JSON.stringify(rdn));
+/** rfc822Name and URI constraints: a host, or with a leading period the hosts below a domain. */
+function hostOrDomain(
+  text: string,
+  invalid: (why: string) => Error,
+): { host: string } | { domain: string } {
+  const domain = text.startsWith(".");
+  const name = domain ? text.slice(1) : text;
+  if (!isHostName(name)) throw invalid("not a host or .domain");
+  return domain ? { domain: name.toLowerCase() } : { host: name.toLowerCase() };
+}
+
+function isContiguousMask(mask: Uint8Array): boolean {
+  let ended = false;
+  for (const byte of mask) {
+    for (let bit = 7; bit >= 0; bit--) {
+      const one = (byte >> bit) & 1;
+      if (one && ended) return false;
+      if (!one) ended = true;
+    }
+  }
+  return true;
+}
+
+/** Labels, lowercase, rightmost first. */
+function reverseLabels(name: string): string[] {
+  return name.toLowerCase().split(".").reverse();
+}
+
+/** True when `labels` (rightmost first) equal `base` or extend it on the left. */
+function withinLabels(labels: string[], base: string[]): boolean {
+  return labels.length >= base.length && base.every((label, i) => labels[i] === label);
+}
+
+/** How a name relates to one subtree: inside it, outside it, or not decidable. */
+type Placement = "inside" | "outside" | { problem: string };
+
+/**
+ * Where `name` lies with respect to `subtree` for a permitted (`mustFit`) or excluded list: a
+ * wildcard is inside a permitted subtree only when every name it matches is, and inside an
+ * excluded subtree when any name it matches is (CVE-2025-61727).
+ */
+function placement(name: GeneralName, constraint: Constraint, mustFit: boolean): Placement {
+  switch (constraint.form) {
+    case "dNSName": {
+      if (name.form !== "dNSName") return "outside";
+      const problem = dnsNameProblem(name.text);
+      if (problem) return { problem: problem.problem };
+      if (!name.text.startsWith("*.")) {
+        return withinLabels(reverseLabels(name.text), constraint.labels) ? "inside" : "outside";
+      }
+      // `*.base` stands for every one-label extension of base.
+      const base = reverseLabels(name.text.slice(2));
+      if (withinLabels(base, constraint.labels)) return "inside";
+      const some = constraint.labels.length === base.length + 1 &&
+        withinLabels(constraint.labels, base);
+      return !mustFit && some ? "inside" : "outside";
+    }
+    case "rfc822Name": {
+      if (name.form !== "rfc822Name") return "outside";
+      const mailbox = parseMailbox(name.text);
+      if (!mailbox) return { problem: "not a mailbox" };
+      if (constraint.mailbox) {
+        // The local part is case-sensitive (RFC 5321 §2.4), the host is not.
+        return mailbox.local === constraint.mailbox.local &&
+            mailbox.host.toLowerCase() === constraint.mailbox.host.toLowerCase()
+          ? "inside"
+          : "outside";
+      }
+      return hostPlacement(mailbox.host.toLowerCase(), constraint);
+    }
+    case "uniformResourceIdentifier": {
+      if (name.form !== "uniformResourceIdentifier") return "outside";
+      const host = uriHost(name.text);
+      if (typeof host !== "string") return host;
+      return hostPlacement(host, constraint);
+    }
+    case "iPAddress": {
+      if (name.form !== "iPAddress") return "outside";
+      if (name.octets.length !== 4 && name.octets.length !== 16) {
+        return { problem: "an address is 4 or 16 octets" };
+      }
+      if (name.octets.length !== constraint.network.length) return "outside";
+      return name.octets.every((b, i) =>
+          (b & constraint.mask[i]) === (constraint.network[i] & constraint.mask[i])
+        )
+        ? "inside"
+        : "outside";
+    }
+    case "directoryName":
+      if (name.form !== "directoryName") return "outside";
+      return withinLabels(name.rdns, constraint.rdns) ? "inside" : "outside";
+    case "unsupported":
+      return name.form === constraint.name
+        ? { problem: `qsign does not process ${constraint.name} constraints` }
+        : "outside";
+  }
+}
+
+function hostPlacement(
+  host: string,
+  constraint: { host?: string; domain?: string },
+): Placement {
+  if (constraint.host !== undefined) return host === constraint.host ? "inside" : "outside";
+  return host.endsWith(`.${constraint.domain}`) ? "inside" : "outside";
+}
+
+/** The host of an absolute URI with an authority, lowercase, or why there is none to check. */
+function uriHost(uri: string): string | { problem: string } {
+  const match = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(uri);
+  if (!match) return { problem: "the URI has no authority to constrain" };
+  const authority = match[1].slice(match[1].lastIndexOf("@") + 1);
+  if (authority.startsWith("[")) return { problem: "the URI's host is an IP address" };
+  const host = authority.replace(/:[0-9]*$/, "");
+  if (normalizeIp(host)) return { problem: "the URI's host is an IP address" };
+  if (!isHostName(host)) return { problem: "the URI's host is not a host name" };
+  return host.toLowerCase();
+}
+
+function formOfConstraint(constraint: Constraint): Form {
+  return constraint.form === "unsupported" ? constraint.name : constraint.form;
+}
+
+/**
+ * Applies the name constraints of every CA in `path` (leaf first, trust anchor last) to the
+ * certificates below it: all of them but self-issued intermediates (RFC 5280 §6.1.3 (b)). Also
+ * refuses a NameConstraints extension in the leaf, a malformed or non-critical one anywhere,
+ * and a path whose checks would take more than the comparison budget.
+ */
+export function pathNameConstraintViolation(
+  path: readonly PathCertificate[],
+): NameViolation | undefined {
+  const violation = (
+    index: number,
+    detail: string,
+    reason: NameFailureReason = "name constraints",
+  ): NameViolation => ({ reason, rule: RULES.nameConstraints, detail, index });
+  const subjectOf = (i: number) => path[i].cert.subject || "(empty subject)";
+
+  if (path.length > 1 && path[0].cert.extensions.some((e) => e.type === NAME_CONSTRAINTS_OID)) {
+    return violation(0, `${subjectOf(0)} is an end-entity certificate with name constraints`);
+  }
+  let spent = 0;
+  for (let i = 1; i < path.length; i++) {
+    const constraints = nameConstraintsOf(path[i].cert);
+    if (constraints === undefined) continue;
+    if (typeof constraints === "string") return violation(i, `${subjectOf(i)}: ${constraints}`);
+    const subtreesOfForm = new Map<Form, number>();
+    for (const s of [...constraints.permitted, ...constraints.excluded]) {
+      const form = formOfConstraint(s.constraint);
+      subtreesOfForm.set(form, (subtreesOfForm.get(form) ?? 0) + 1);
+    }
+    for (let j = 0; j < i; j++) {
+      if (j > 0 && path[j].selfIssued) continue;
+      const names = namesOf(path[j].cert);
+      if (names instanceof Error) {
+        return violation(j, `${subjectOf(j)}: its names cannot be read (${names.message})`);
+      }
+      const constrained = constrainedNames(names);
+      const cost = constrained.reduce((n, name) => n + (subtreesOfForm.get(name.form) ?? 0), 0);
+      spent += cost;
+      if (cost > MAX_COMPARISONS_PER_PAIR || spent > MAX_COMPARISONS_PER_PATH) {
+        return violation(
+          j,
+          `checking the ${constrained.length} names of ${subjectOf(j)} against the ` +
+            `${constraints.permitted.length + constraints.excluded.length} subtrees of ` +
+            `${subjectOf(i)} takes ${cost} comparisons (${spent} for the path; at most ` +
+            `${MAX_COMPARISONS_PER_PAIR} per certificate pair and ${MAX_COMPARISONS_PER_PATH} ` +
+            `per path): refused as too expensive`,
+          "name constraints too expensive",
+        );
+      }
+      const problem = constraintProblem(constrained, constraints);
+      if (problem) return violation(j, `${subjectOf(j)}: ${problem} by ${subjectOf(i)}`);
+    }
+  }
+  return undefined;
+}
+
+/** The first name of `names` that `constraints` forbid, in words. */
+function constraintProblem(
+  names: readonly GeneralName[],
+  constraints: NameConstraints,
+): string | undefined {
+  for (const name of names) {
+    for (const subtree of constraints.excluded) {
+      const at = placement(name, subtree.constraint, false);
+      if (typeof at === "object") return `${describe(name)} cannot be checked (${at.problem})`;
+      if (at === "inside") return `${describe(name)} is excluded (${describe(subtree.base)})`;
+    }
+    const permitted = constraints.permitted.filter((s) =>
+      formOfConstraint(s.constraint) === name.form
+    );
+    if (!permitted.length) continue;
+    let inside = false;
+    for (const subtree of permitted) {
+      const at = placement(name, subtree.constraint, true);
+      if (typeof at === "object") return `${describe(name)} cannot be checked (${at.problem})`;
+      if (at === "inside") inside = true;
+    }
+    if (!inside) {
+      return `${describe(name)} is not permitted (${
+        permitted.map((s) => describe(s.base)).join(", ")
+      })`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -140,85 +828,37 @@ export function encodeNameConstraints(
   return encodeTlv(0x30, concatBytes(subtrees(0xa0, permitted), subtrees(0xa1, excluded)));
 }
 
-/**
- * The first name of `cert` that the constraints forbid, or undefined when all pass. Checks the
- * subject DN and the subjectAltName entries of the constrained types.
- */
-export function nameConstraintViolation(
-  cert: x509.X509Certificate,
-  constraints: NameConstraints,
-): string | undefined {
-  const names: { kind: Subtree["kind"]; text: string; match: (s: Subtree) => boolean }[] = [];
-  const subjectRdns = rdnStrings(new Uint8Array(cert.subjectName.toArrayBuffer()));
-  if (subjectRdns.length) {
-    names.push({
-      kind: "dn",
-      text: cert.subject,
-      match: (s) => s.kind === "dn" && s.rdns.every((rdn, i) => subjectRdns[i] === rdn),
-    });
-  }
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  for (const name of san?.names.items ?? []) {
-    if (name.type === "dns") {
-      names.push({
-        kind: "dns",
-        text: `DNS:${name.value}`,
-        match: (s) => s.kind === "dns" && dnsWithin(name.value.toLowerCase(), s.value),
-      });
-    } else if (name.type === "email") {
-      names.push({
-        kind: "email",
-        text: `EMAIL:${name.value}`,
-        match: (s) => s.kind === "email" && emailWithin(name.value.toLowerCase(), s.value),
-      });
-    } else if (name.type === "url") {
-      const host = URL.canParse(name.value) ? new URL(name.value).hostname.toLowerCase() : "";
-      names.push({
-        kind: "uri",
-        text: `URI:${name.value}`,
-        match: (s) => s.kind === "uri" && hostWithin(host, s.value),
-      });
-    } else if (name.type === "ip") {
-      const bytes = ipBytes(name.value);
-      names.push({
-        kind: "ip",
-        text: `IP:${name.value}`,
-        match: (s) => s.kind === "ip" && !!bytes && ipWithin(bytes, s.address, s.mask),
-      });
+// ---------------------------------------------------------------------------------------------
+// IP addresses
+
+/** The canonical text of 4 or 16 octets: dotted decimal, or RFC 5952 §4. */
+function ipText(octets: Uint8Array): string | undefined {
+  if (octets.length === 4) return Array.from(octets).join(".");
+  if (octets.length !== 16) return undefined;
+  const groups = Array.from({ length: 8 }, (_, i) => (octets[2 * i] << 8) | octets[2 * i + 1]);
+  // The first longest run of two or more zero groups becomes "::".
+  let best = { start: -1, length: 1 };
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
     }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.length) best = { start: i, length: j - i };
+    i = j;
   }
-  for (const name of names) {
-    if (constraints.excluded.some(name.match)) return `${name.text} is excluded`;
-    const permittedOfKind = constraints.permitted.filter((s) => s.kind === name.kind);
-    if (permittedOfKind.length && !permittedOfKind.some(name.match)) {
-      return `${name.text} is not permitted`;
-    }
-  }
-  return undefined;
+  const text = (from: number, to: number) =>
+    groups.slice(from, to).map((g) => g.toString(16)).join(":");
+  return best.start < 0
+    ? text(0, 8)
+    : `${text(0, best.start)}::${text(best.start + best.length, 8)}`;
 }
 
-/** dNSName constraint: the name itself or any name with labels added on the left. */
-function dnsWithin(name: string, constraint: string): boolean {
-  const c = constraint.replace(/^\./, "");
-  if (c === "") return true;
-  return name === c || name.endsWith(`.${c}`);
-}
-
-/** URI host constraint: a leading period means subdomains only, otherwise that host exactly. */
-function hostWithin(host: string, constraint: string): boolean {
-  return constraint.startsWith(".") ? host.endsWith(constraint) : host === constraint;
-}
-
-/** rfc822Name constraint: a mailbox, a host, or (with a leading period) a domain's hosts. */
-function emailWithin(address: string, constraint: string): boolean {
-  if (constraint.includes("@")) return address === constraint;
-  const host = address.slice(address.lastIndexOf("@") + 1);
-  return hostWithin(host, constraint);
-}
-
-function ipWithin(address: Uint8Array, network: Uint8Array, mask: Uint8Array): boolean {
-  return address.length === network.length &&
-    address.every((b, i) => (b & mask[i]) === (network[i] & mask[i]));
+/** The canonical text of an IP address typed as text, or undefined when it is none. */
+function canonicalIpText(text: string): string | undefined {
+  const bytes = ipBytes(text);
+  return bytes && ipText(bytes);
 }
 
 function ipBytes(text: string): Uint8Array | undefined {
@@ -249,4 +889,60 @@ function ipSubnetBytes(cidr: string): Uint8Array {
     return (0xff << (8 - bits)) & 0xff;
   });
   return concatBytes(bytes, mask);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 6125 host matching
+
+/**
+ * RFC 6125 matching of one presented dNSName `pattern` against the reference `host`:
+ * case-insensitive (A-labels included), one trailing dot of the host ignored, and a wildcard
+ * only as the whole leftmost label of a valid wildcard name (not on a public suffix), standing
+ * for exactly one label. A pattern that is not a valid presented name matches nothing.
+ */
+export function dnsNameMatches(pattern: string, host: string): boolean {
+  if (dnsNameProblem(pattern)) return false;
+  const h = host.toLowerCase().replace(/\.$/, "");
+  if (!isHostName(h)) return false;
+  const p = pattern.toLowerCase();
+  if (!p.startsWith("*.")) return p === h;
+  const dot = h.indexOf(".");
+  return dot > 0 && h.slice(dot + 1) === p.slice(2);
+}
+
+/** The dNSName and iPAddress entries of a certificate's subjectAltName (IPs as canonical text). */
+export function subjectAltNames(cert: x509.X509Certificate): { dns: string[]; ip: string[] } {
+  const names = namesOf(cert);
+  const altNames = names instanceof Error ? [] : names.altNames ?? [];
+  return {
+    dns: altNames.flatMap((n) => n.form === "dNSName" ? [n.text] : []),
+    ip: altNames.flatMap((n) => {
+      const text = n.form === "iPAddress" ? ipText(n.octets) : undefined;
+      return text ? [text] : [];
+    }),
+  };
+}
+
+/** True when the certificate is valid for `host` (a DNS name, or an IP literal). */
+export function certificateMatchesHost(cert: x509.X509Certificate, host: string): boolean {
+  if (normalizeIp(host)) return certificateMatchesIp(cert, host);
+  const reference = asciiHost(host);
+  return reference !== undefined &&
+    subjectAltNames(cert).dns.some((pattern) => dnsNameMatches(pattern, reference));
+}
+
+/** True when one of the certificate's IP subjectAltNames is `address`. */
+export function certificateMatchesIp(cert: x509.X509Certificate, address: string): boolean {
+  const wanted = canonicalIpText(address);
+  return wanted !== undefined && subjectAltNames(cert).ip.includes(wanted);
+}
+
+/** A reference host in A-label form (a U-label name is converted, as a client would). */
+function asciiHost(host: string): string | undefined {
+  if (!/[^\x00-\x7f]/.test(host)) return host;
+  try {
+    return new URL(`http://${host}/`).hostname;
+  } catch {
+    return undefined;
+  }
 }

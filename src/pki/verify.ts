@@ -23,9 +23,9 @@ import { bufferSource } from "./der.ts";
 import {
   certificateMatchesHost,
   certificateMatchesIp,
+  endEntityNameViolation,
   NAME_CONSTRAINTS_OID,
-  nameConstraintsOf,
-  nameConstraintViolation,
+  pathNameConstraintViolation,
 } from "./names.ts";
 import { verifySignature } from "./signatures.ts";
 
@@ -42,6 +42,8 @@ export type ChainFailureReason =
   | "not a CA"
   | "bad key usage"
   | "name constraints"
+  | "name constraints too expensive"
+  | "invalid name"
   | "unknown critical extension"
   | "max depth"
   | "crl invalid"
@@ -581,15 +583,14 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
     }
   }
 
-  for (let i = 1; i < path.length; i++) {
-    const constraints = nameConstraintsOf(path[i].cert);
-    if (!constraints) continue;
-    for (let j = 0; j < i; j++) {
-      // Self-issued intermediates are exempt (RFC 5280 §4.2.1.10); the leaf never is.
-      if (j > 0 && path[j].selfIssued) continue;
-      const violation = nameConstraintViolation(path[j].cert, constraints);
-      if (violation) fail("name constraints", `${violation} by ${path[i].subject}`, path[j]);
-    }
+  // Leaf name syntax and CN, then name constraints (self-issued intermediates exempt).
+  const nameViolation = endEntityNameViolation(leaf.cert) ?? pathNameConstraintViolation(path);
+  if (nameViolation) {
+    fail(
+      nameViolation.reason,
+      `${nameViolation.detail} (${nameViolation.rule})`,
+      path[nameViolation.index],
+    );
   }
 
   checkPurpose(path, options.purpose, fail);

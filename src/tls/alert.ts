@@ -49,6 +49,45 @@ export function alertName(code: number): AlertName | `alert_${number}` {
   return NAMES.get(code) ?? `alert_${code}`;
 }
 
+/**
+ * What a received alert says about us (RFC 8446 §6.2), for logs: the peer names its reason only
+ * by the code.
+ */
+const RECEIVED_MEANINGS: Partial<Record<AlertName, string>> = {
+  close_notify: "the peer closed the connection",
+  unexpected_message: "the peer received a message it did not expect from us",
+  bad_record_mac: "the peer could not authenticate a record of ours",
+  record_overflow: "the peer received a record of ours that was too long",
+  handshake_failure: "the peer found no acceptable set of security parameters",
+  bad_certificate: "the peer found our certificate corrupt or its signatures bad",
+  unsupported_certificate: "the peer does not support the type of our certificate",
+  certificate_revoked: "the peer says our certificate was revoked",
+  certificate_expired: "the peer says our certificate has expired or is not yet valid",
+  certificate_unknown: "the peer refused our certificate",
+  illegal_parameter: "the peer found a field of ours out of range or inconsistent",
+  unknown_ca: "the peer does not trust the CA of our certificate chain",
+  access_denied: "the peer's access policy refused us",
+  decode_error: "the peer could not parse a message of ours",
+  decrypt_error: "the peer could not verify a signature or Finished of ours",
+  protocol_version: "the peer does not support the protocol version we offered",
+  insufficient_security: "the peer requires stronger parameters than we offered",
+  internal_error: "the peer failed for a reason unrelated to us",
+  inappropriate_fallback: "the peer detected a version fallback",
+  user_canceled: "the peer canceled the handshake",
+  missing_extension: "the peer missed an extension it requires from us",
+  unsupported_extension: "the peer received an extension from us it did not ask for",
+  unrecognized_name: "the peer has no server by the name we sent",
+  bad_certificate_status_response: "the peer refused our certificate status response",
+  unknown_psk_identity: "the peer does not know the PSK we offered",
+  certificate_required: "the peer requires a client certificate and we sent none",
+  no_application_protocol: "the peer supports none of the ALPN protocols we offered",
+};
+
+/** A log text for an alert received from the peer. */
+export function receivedAlertMeaning(alert: AlertName | `alert_${number}`): string {
+  return RECEIVED_MEANINGS[alert as AlertName] ?? `the peer sent an unregistered alert`;
+}
+
 /** Internal: "abort this connection with `alert`". Thrown by the codec and the handshakes. */
 export class TlsAlert extends Error {
   constructor(readonly alert: AlertName, readonly reason: string) {
@@ -81,13 +120,19 @@ export type TlsFailure = AlertName | `alert_${number}` | "timeout" | "connection
 
 /** A TLS connection failed. `peer` is the remote address (`host:port`) when known. */
 export class TlsError extends QsignError {
+  /** Why, in words: ours for an alert we sent, the alert's meaning for one we received. */
+  readonly reason: string;
+
   constructor(
     readonly alert: TlsFailure,
-    readonly reason: string,
+    reason: string,
     readonly sent: boolean,
     readonly peer?: string,
     options?: ErrorOptions,
   ) {
+    reason ||= !sent && alert !== "timeout" && alert !== "connection_closed"
+      ? receivedAlertMeaning(alert)
+      : "";
     super(
       `${peer ? `${peer}: ` : ""}${
         alert === "timeout" || alert === "connection_closed"
@@ -97,6 +142,7 @@ export class TlsError extends QsignError {
       1,
       options,
     );
+    this.reason = reason;
   }
 }
 

@@ -1,5 +1,6 @@
 /** The TLS 1.3 cipher suites qsign speaks (RFC 8446 §B.4). */
 import type { AeadName, HashName } from "../crypto/provider.ts";
+import { isGrease } from "./codec/constants.ts";
 
 export interface CipherSuite {
   readonly id: number;
@@ -40,6 +41,20 @@ export const CIPHER_SUITES: readonly CipherSuite[] = [
 
 export function suiteById(id: number): CipherSuite | undefined {
   return CIPHER_SUITES.find((s) => s.id === id);
+}
+
+/** Suites clients offer that qsign does not implement: TLS 1.3 CCM and the signalling values. */
+const OTHER_SUITE_NAMES: ReadonlyMap<number, string> = new Map([
+  [0x1304, "TLS_AES_128_CCM_SHA256"],
+  [0x1305, "TLS_AES_128_CCM_8_SHA256"],
+  [0x00ff, "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"],
+  [0x5600, "TLS_FALLBACK_SCSV"],
+]);
+
+/** A readable name for a suite code point, for logs (TLS 1.2 suites stay in hex). */
+export function suiteName(id: number): string {
+  return suiteById(id)?.name ?? OTHER_SUITE_NAMES.get(id) ??
+    (isGrease(id) ? "grease" : `0x${id.toString(16).padStart(4, "0")}`);
 }
 
 /**

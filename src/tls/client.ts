@@ -14,9 +14,17 @@ import { normalizeIp } from "../pki/certificate.ts";
 import { type ChosenCertificate, parseCertificate, signerScheme } from "./auth.ts";
 import { type CipherSuite, resolveSuites, suiteById } from "./cipher_suites.ts";
 import { concat, equalBytes } from "./codec/bytes.ts";
-import { ContentType, ExtensionType, HandshakeType, PSK_DHE_KE, TLS13 } from "./codec/constants.ts";
+import {
+  ContentType,
+  ExtensionType,
+  HandshakeType,
+  PSK_DHE_KE,
+  SSL3,
+  TLS13,
+} from "./codec/constants.ts";
 import {
   bindersListLength,
+  checkExtensionRules,
   decodeAlpn,
   decodeCertificateAuthorities,
   decodeCookie,
@@ -43,7 +51,14 @@ import {
   type HandshakeMessage,
 } from "./codec/messages.ts";
 import type { TlsClientConfig } from "./config.ts";
-import { type ClientKeyShare, groupName, type KeyExchangeGroup, resolveGroups } from "./groups.ts";
+import {
+  type ClientKeyShare,
+  defaultKeyShareHints,
+  groupName,
+  type KeyExchangeGroup,
+  type KeyShareHints,
+  resolveGroups,
+} from "./groups.ts";
 import { KeySchedule } from "./key_schedule.ts";
 import type { RecordLayer } from "./record.ts";
 import type { HandshakeResult } from "./server.ts";
@@ -61,30 +76,8 @@ import {
 } from "./steps.ts";
 import { Transcript } from "./transcript.ts";
 
-/** Extensions a ServerHello / HelloRetryRequest / EncryptedExtensions may carry. */
-const SERVER_HELLO_EXTENSIONS: readonly number[] = [
-  ExtensionType.supported_versions,
-  ExtensionType.key_share,
-  ExtensionType.pre_shared_key,
-];
-const RETRY_EXTENSIONS: readonly number[] = [
-  ExtensionType.supported_versions,
-  ExtensionType.key_share,
-  ExtensionType.cookie,
-];
-/** Extensions that belong to other messages: illegal_parameter if seen in EncryptedExtensions. */
-const NOT_IN_ENCRYPTED_EXTENSIONS: readonly number[] = [
-  ExtensionType.supported_versions,
-  ExtensionType.key_share,
-  ExtensionType.pre_shared_key,
-  ExtensionType.signature_algorithms,
-  ExtensionType.signature_algorithms_cert,
-  ExtensionType.cookie,
-  ExtensionType.psk_key_exchange_modes,
-  ExtensionType.certificate_authorities,
-  ExtensionType.post_handshake_auth,
-  ExtensionType.padding,
-];
+/** The body of a change_cipher_spec record. */
+const CHANGE_CIPHER_SPEC = Uint8Array.of(1);
 
 /** The cache key for a server's tickets. */
 export function sessionKey(config: TlsClientConfig, port?: number): string {
@@ -100,27 +93,43 @@ interface ClientState {
   readonly schemes: SignatureScheme[];
   readonly random: Uint8Array;
   readonly sessionId: Uint8Array;
+  /** Middlebox compatibility mode: one change_cipher_spec before our second flight. */
+  readonly compat: boolean;
+  /** Extension types our ClientHello carried: what the server may answer (RFC 8446 §4.2). */
+  readonly solicited: Set<number>;
+  /** Where the group of a HelloRetryRequest is remembered, and under which key. */
+  readonly hints: KeyShareHints;
+  readonly hintKey: string;
+  changeCipherSpecSent: boolean;
   share: ClientKeyShare;
   session?: ClientSession;
   cookie?: Uint8Array;
   suite?: CipherSuite;
   helloRetry: boolean;
+  /** The group a HelloRetryRequest asked for, remembered once the handshake gets through. */
+  retryGroup?: number;
 }
 
 /**
  * Runs the client handshake, offering `schemes` as signature_algorithms (`resolveSchemes` of
  * the config, checked by the caller). `session` is a ticket to offer for resumption (taken from
- * the cache by the caller). Throws TlsAlert (send it), PeerAlert or TransportClosed.
+ * the cache by the caller); `peer` is the server's address, which with the server name keys the
+ * remembered HelloRetryRequest group. Throws TlsAlert (send it), PeerAlert or TransportClosed.
  */
 export async function clientHandshake(
   records: RecordLayer,
   config: TlsClientConfig,
   schemes: SignatureScheme[],
   session?: ClientSession,
+  peer = "",
 ): Promise<HandshakeResult> {
   const startMs = Date.now();
   const p = getCryptoProvider();
   const groups = resolveGroups(config.groups, config.allowClassical);
+  const compat = config.middleboxCompat ?? true;
+  const hints = config.keyShareHints ?? defaultKeyShareHints;
+  const hintKey = `${config.serverName ?? ""}|${peer}`;
+  const hinted = groups.find((g) => g.id === hints.get(hintKey));
   const cs: ClientState = {
     config,
     records,
@@ -129,18 +138,25 @@ export async function clientHandshake(
     groups,
     schemes,
     random: p.randomBytes(32),
-    sessionId: p.randomBytes(32),
-    share: await groups[0].generateShare(),
+    sessionId: compat ? p.randomBytes(32) : new Uint8Array(0),
+    compat,
+    solicited: new Set(),
+    hints,
+    hintKey,
+    changeCipherSpecSent: false,
+    share: await (hinted ?? groups[0]).generateShare(),
     session,
     helloRetry: false,
   };
   const { transcript } = cs;
 
   // 1. ClientHello; on HelloRetryRequest, a second one with the requested share.
+  records.helloExchanged();
   await sendClientHello(cs);
   let sh = await readServerHello(cs);
   if (sh.isRetryRequest) {
     await handleRetry(cs, sh);
+    await sendCompatChangeCipherSpec(cs);
     await sendClientHello(cs);
     sh = await readServerHello(cs);
     if (sh.isRetryRequest) throw new TlsAlert("unexpected_message", "second HelloRetryRequest");
@@ -171,6 +187,12 @@ export async function clientHandshake(
   await schedule.enterHandshake(sharedSecret);
   const hsSecrets = await schedule.trafficSecrets("hs", transcript.hash(suite));
   await records.setReadKeys(suite, hsSecrets.server);
+  // Our write key now, so an alert about the server's flight is protected like the flight
+  // (RFC 8446 §5: alerts after ServerHello are encrypted); with the compatibility
+  // change_cipher_spec held before whatever we write first.
+  await sendCompatChangeCipherSpec(cs);
+  await records.setWriteKeys(suite, hsSecrets.client);
+  if (cs.retryGroup !== undefined) cs.hints.remember(cs.hintKey, cs.retryGroup);
 
   // 3. EncryptedExtensions.
   const ctx: HandshakeContext = { records, transcript, suite };
@@ -194,6 +216,7 @@ export async function clientHandshake(
       config,
       "client",
       cs.schemes,
+      cs.solicited,
       config.serverName,
     );
     if (!server) throw new TlsAlert("decode_error", "server sent no certificate");
@@ -204,7 +227,6 @@ export async function clientHandshake(
   const apSecrets = await schedule.trafficSecrets("ap", transcript.hash(suite));
 
   // 5. Our flight: [Certificate, CertificateVerify,] Finished.
-  await records.setWriteKeys(suite, hsSecrets.client);
   let ours: ChosenCertificate | undefined;
   const flight: Uint8Array[] = [];
   if (certRequest) {
@@ -217,7 +239,7 @@ export async function clientHandshake(
   await records.write(ContentType.handshake, concat(...flight));
   await records.setWriteKeys(suite, apSecrets.client);
   await records.setReadKeys(suite, apSecrets.server);
-  records.allowChangeCipherSpec = false;
+  records.handshakeDone();
 
   const peerChain = server?.chain ?? resumed?.peerCertificates ?? [];
   return {
@@ -266,6 +288,7 @@ async function sendClientHello(cs: ClientState): Promise<void> {
     extensions.push(encodeU16(ExtensionType.record_size_limit, config.recordSizeLimit));
   }
   if (cs.cookie) extensions.push(encodeCookie(cs.cookie));
+  for (const e of extensions) cs.solicited.add(e.type);
   if (config.sessionCache) extensions.push(encodePskModes([PSK_DHE_KE]));
 
   const session = cs.session;
@@ -283,6 +306,7 @@ async function sendClientHello(cs: ClientState): Promise<void> {
       ]),
     );
   }
+  if (offerPsk) cs.solicited.add(ExtensionType.pre_shared_key);
   const hello = encodeClientHello({
     random: cs.random,
     legacySessionId: cs.sessionId,
@@ -298,12 +322,30 @@ async function sendClientHello(cs: ClientState): Promise<void> {
   await cs.records.write(ContentType.handshake, hello);
 }
 
+/**
+ * Middlebox compatibility (RFC 8446 D.4): one change_cipher_spec right before our second flight
+ * (the second ClientHello or the encrypted flight, whichever comes first). Held, so it leaves
+ * with that flight, or with an alert if the server's flight fails.
+ */
+async function sendCompatChangeCipherSpec(cs: ClientState): Promise<void> {
+  if (!cs.compat || cs.changeCipherSpecSent) return;
+  cs.changeCipherSpecSent = true;
+  await cs.records.hold(ContentType.change_cipher_spec, CHANGE_CIPHER_SPEC);
+}
+
 /** Reads a ServerHello or HelloRetryRequest and checks what both must get right. */
 async function readServerHello(cs: ClientState) {
   const message = await readMessage(cs.records, HandshakeType.server_hello);
   const sh = decodeServerHello(message.body);
+  if (sh.legacyVersion <= SSL3) {
+    throw new TlsAlert(
+      "protocol_version",
+      `ServerHello legacy_version 0x${sh.legacyVersion.toString(16).padStart(4, "0")}`,
+    );
+  }
   const version = findExtension(sh.extensions, ExtensionType.supported_versions);
   if (!version) throw new TlsAlert("protocol_version", "server does not speak TLS 1.3");
+  checkExtensionRules(sh.isRetryRequest ? "HRR" : "SH", sh.extensions, cs.solicited);
   if (decodeU16(version, "supported_versions") !== TLS13) {
     throw new TlsAlert("illegal_parameter", "server selected a version we did not offer");
   }
@@ -318,41 +360,54 @@ async function readServerHello(cs: ClientState) {
     );
   }
   cs.suite = suite;
-  const allowed = sh.isRetryRequest ? RETRY_EXTENSIONS : SERVER_HELLO_EXTENSIONS;
-  const stray = sh.extensions.find((e) => !allowed.includes(e.type));
-  if (stray) {
-    throw new TlsAlert(
-      "unsupported_extension",
-      `unexpected extension ${stray.type} in ServerHello`,
-    );
-  }
   return { ...sh, message };
 }
 
-/** Applies a HelloRetryRequest: the transcript, the requested group's share, the cookie. */
+/**
+ * Applies a HelloRetryRequest (RFC 8446 §4.1.4): the transcript, the cookie, and a share for
+ * the requested group, which must be one we support and not the one we shared already. One
+ * that would change nothing in the ClientHello (neither key_share nor cookie) is
+ * illegal_parameter; a cookie alone is a change.
+ */
 async function handleRetry(
   cs: ClientState,
   hrr: Awaited<ReturnType<typeof readServerHello>>,
 ): Promise<void> {
   const keyShare = findExtension(hrr.extensions, ExtensionType.key_share);
   const cookie = findExtension(hrr.extensions, ExtensionType.cookie);
-  const groupId = keyShare && decodeU16(keyShare, "key_share");
-  const group = cs.groups.find((g) => g.id === groupId);
-  if (!group || group === cs.share.group) {
-    throw new TlsAlert("illegal_parameter", "HelloRetryRequest asks for an unusable group");
+  if (!keyShare && !cookie) {
+    throw new TlsAlert("illegal_parameter", "HelloRetryRequest would not change the ClientHello");
+  }
+  cs.cookie = cookie && decodeCookie(cookie);
+  if (keyShare) {
+    const groupId = decodeU16(keyShare, "key_share");
+    const group = cs.groups.find((g) => g.id === groupId);
+    if (!group) {
+      throw new TlsAlert(
+        "illegal_parameter",
+        `HelloRetryRequest asks for ${groupName(groupId)}, which we did not offer`,
+      );
+    }
+    if (group === cs.share.group) {
+      throw new TlsAlert(
+        "illegal_parameter",
+        `HelloRetryRequest asks for ${group.name}, whose share we sent`,
+      );
+    }
+    cs.share = await group.generateShare();
+    cs.retryGroup = group.id;
   }
   cs.helloRetry = true;
-  cs.cookie = cookie && decodeCookie(cookie);
   cs.transcript.replaceWithMessageHash(cs.suite!);
   cs.transcript.add(hrr.message.raw);
-  cs.share = await group.generateShare();
 }
 
+/** EncryptedExtensions (RFC 8446 §4.3.1): each must answer ours; the ALPN chosen. */
 function checkEncryptedExtensions(cs: ClientState, extensions: Extension[]): string | undefined {
-  const bad = extensions.find((e) => NOT_IN_ENCRYPTED_EXTENSIONS.includes(e.type));
-  if (bad) throw new TlsAlert("illegal_parameter", `extension ${bad.type} in EncryptedExtensions`);
-  if (findExtension(extensions, ExtensionType.early_data)) {
-    throw new TlsAlert("unsupported_extension", "server accepted early data we did not send");
+  checkExtensionRules("EE", extensions, cs.solicited);
+  const serverName = findExtension(extensions, ExtensionType.server_name);
+  if (serverName?.length) {
+    throw new TlsAlert("decode_error", "server_name in EncryptedExtensions is not empty");
   }
   const limit = findExtension(extensions, ExtensionType.record_size_limit);
   if (limit) {
@@ -374,6 +429,7 @@ function checkEncryptedExtensions(cs: ClientState, extensions: Extension[]): str
 
 function readCertificateRequest(msg: HandshakeMessage) {
   const cr = decodeCertificateRequest(msg.body);
+  checkExtensionRules("CR", cr.extensions);
   if (cr.context.length) {
     throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
   }

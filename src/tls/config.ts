@@ -4,6 +4,7 @@
  */
 import type { X509Certificate } from "@peculiar/x509";
 import type { CrlCheck } from "../pki/verify.ts";
+import type { KeyShareHints } from "./groups.ts";
 import type { ClientOffer } from "./offer.ts";
 import type { Signer } from "./sigschemes.ts";
 import type { HandshakeBufferBudget } from "./record.ts";
@@ -130,6 +131,17 @@ export interface TlsClientConfig extends CommonConfig {
   signatureSchemes?: string[];
   /** Where tickets from the server are kept for resumption. */
   sessionCache?: ClientSessionCache;
+  /**
+   * Middlebox compatibility mode (RFC 8446 D.4), on by default as in OpenSSL, BoringSSL and Go:
+   * a random 32-byte legacy_session_id and one change_cipher_spec before the second flight.
+   * False sends an empty session id and no change_cipher_spec.
+   */
+  middleboxCompat?: boolean;
+  /**
+   * Where the group a server asked for in a HelloRetryRequest is remembered, per server name
+   * and address, to offer its share first next time (default: one store per process).
+   */
+  keyShareHints?: KeyShareHints;
 }
 
 /** The facts of a completed handshake. */

@@ -11,6 +11,7 @@ import { getCryptoProvider } from "../crypto/index.ts";
 import { type EcdhName, InvalidPublicValueError, type KemName } from "../crypto/provider.ts";
 import { TlsAlert } from "./alert.ts";
 import { concat } from "./codec/bytes.ts";
+import { isGrease } from "./codec/constants.ts";
 
 /** A client's key share in progress: what it sent, and how to finish with the server's share. */
 export interface ClientKeyShare {
@@ -164,9 +165,65 @@ export function groupById(id: number): KeyExchangeGroup | undefined {
   return GROUPS.find((g) => g.id === id);
 }
 
-/** A readable name for a group code point, known or not. */
+/** Names of the Supported Groups registry's code points qsign does not implement, for logs. */
+const OTHER_GROUP_NAMES: ReadonlyMap<number, string> = new Map([
+  ...[
+    "sect163k1",
+    "sect163r1",
+    "sect163r2",
+    "sect193r1",
+    "sect193r2",
+    "sect233k1",
+    "sect233r1",
+    "sect239k1",
+    "sect283k1",
+    "sect283r1",
+    "sect409k1",
+    "sect409r1",
+    "sect571k1",
+    "sect571r1",
+    "secp160k1",
+    "secp160r1",
+    "secp160r2",
+    "secp192k1",
+    "secp192r1",
+    "secp224k1",
+    "secp224r1",
+    "secp256k1",
+  ].map((name, i) => [i + 1, name] as [number, string]),
+  [0x0019, "secp521r1"],
+  [0x001a, "brainpoolP256r1"],
+  [0x001b, "brainpoolP384r1"],
+  [0x001c, "brainpoolP512r1"],
+  [0x001e, "x448"],
+  [0x001f, "brainpoolP256r1tls13"],
+  [0x0020, "brainpoolP384r1tls13"],
+  [0x0021, "brainpoolP512r1tls13"],
+  [0x0022, "GC256A"],
+  [0x0023, "GC256B"],
+  [0x0024, "GC256C"],
+  [0x0025, "GC256D"],
+  [0x0026, "GC512A"],
+  [0x0027, "GC512B"],
+  [0x0028, "GC512C"],
+  [0x0029, "curveSM2"],
+  [0x0100, "ffdhe2048"],
+  [0x0101, "ffdhe3072"],
+  [0x0102, "ffdhe4096"],
+  [0x0103, "ffdhe6144"],
+  [0x0104, "ffdhe8192"],
+  [0x0200, "MLKEM512"],
+  [0x11ee, "curveSM2MLKEM768"],
+  [0x6399, "X25519Kyber768Draft00"],
+  [0x639a, "SecP256r1Kyber768Draft00"],
+  [0xff01, "arbitrary_explicit_prime_curves"],
+  [0xff02, "arbitrary_explicit_char2_curves"],
+]);
+
+/** A readable name for a group code point: every registered one by name, GREASE as `grease`. */
 export function groupName(id: number): string {
-  return groupById(id)?.name ?? `0x${id.toString(16).padStart(4, "0")}`;
+  return groupById(id)?.name ?? OTHER_GROUP_NAMES.get(id) ??
+    (isGrease(id) ? "grease" : `0x${id.toString(16).padStart(4, "0")}`);
 }
 
 /**
@@ -192,3 +249,30 @@ export function resolveGroups(names: readonly string[] | undefined, allowClassic
   }
   return chosen;
 }
+
+/**
+ * Per server, the group it asked for in a HelloRetryRequest, so the next ClientHello to it
+ * carries that share first and saves the round trip (as rustls keeps its kx hint). Bounded:
+ * the oldest entry goes when full.
+ */
+export class KeyShareHints {
+  readonly #groups = new Map<string, number>();
+
+  constructor(readonly capacity = 1024) {}
+
+  /** The group `server` last asked for, if any. */
+  get(server: string): number | undefined {
+    return this.#groups.get(server);
+  }
+
+  remember(server: string, group: number): void {
+    this.#groups.delete(server);
+    this.#groups.set(server, group);
+    if (this.#groups.size > this.capacity) {
+      this.#groups.delete(this.#groups.keys().next().value!);
+    }
+  }
+}
+
+/** The hints of clients whose configuration brings none. */
+export const defaultKeyShareHints: KeyShareHints = new KeyShareHints();

@@ -255,8 +255,14 @@ export class RecordLayer {
   #held?: Uint8Array;
   #eof = false;
 
-  /** While true, a ChangeCipherSpec record (middlebox compatibility) is silently dropped. */
-  allowChangeCipherSpec = true;
+  /**
+   * Where the handshake is, for the records that only it allows (RFC 8446 §5, D.4):
+   * `hello` until the first ClientHello was sent or received (a change_cipher_spec is then an
+   * unexpected record), `handshake` until the peer's Finished was read (a change_cipher_spec of
+   * one byte 0x01 is dropped; a plaintext alert is the peer's alert, even after the keys
+   * changed: a peer that failed our flight may not have its keys yet), then `done`.
+   */
+  #phase: "hello" | "handshake" | "done" = "hello";
   /** Bytes of rejected 0-RTT records still to be skipped; undefined when not skipping. */
   #earlyDataBudget?: number;
   /** Largest plaintext per record the peer accepts (RFC 8449), excluding the content type. */
@@ -304,6 +310,16 @@ export class RecordLayer {
       );
     }
     this.#earlyDataBudget! -= length;
+  }
+
+  /** The first ClientHello was sent (client) or read (server): the handshake has begun. */
+  helloExchanged(): void {
+    if (this.#phase === "hello") this.#phase = "handshake";
+  }
+
+  /** The peer's Finished was read: from now on only protected records are valid. */
+  handshakeDone(): void {
+    this.#phase = "done";
   }
 
   /** Records written with the current write keys (for the key usage limit). */
@@ -385,9 +401,7 @@ export class RecordLayer {
       this.#start += HEADER + length;
 
       if (outerType === ContentType.change_cipher_spec) {
-        if (!this.allowChangeCipherSpec || length !== 1 || body[0] !== 1) {
-          throw new TlsAlert("unexpected_message", "unexpected change_cipher_spec");
-        }
+        this.#dropChangeCipherSpec(body);
         continue;
       }
       if (!this.#read) {
@@ -405,6 +419,14 @@ export class RecordLayer {
         }
         if (length === 0 && outerType !== ContentType.application_data) {
           throw new TlsAlert("unexpected_message", "empty handshake or alert record");
+        }
+        return { type: outerType, data: body };
+      }
+      if (outerType === ContentType.alert && this.#phase === "handshake") {
+        // The peer rejected our flight before switching its keys (OpenSSL 3.0 clients do):
+        // its alert, not a protocol error of ours.
+        if (length > MAX_PLAINTEXT) {
+          throw new TlsAlert("record_overflow", `plaintext record of ${length} bytes`);
         }
         return { type: outerType, data: body };
       }
@@ -449,10 +471,38 @@ export class RecordLayer {
     if (type === ContentType.change_cipher_spec) {
       throw new TlsAlert("unexpected_message", "encrypted change_cipher_spec");
     }
+    if (
+      type !== ContentType.alert && type !== ContentType.handshake &&
+      type !== ContentType.application_data
+    ) {
+      throw new TlsAlert("unexpected_message", `protected record of inner type ${type}`);
+    }
     if (end === 0 && type !== ContentType.application_data) {
       throw new TlsAlert("unexpected_message", "empty handshake or alert record");
     }
     return { type, data: inner.subarray(0, end) };
+  }
+
+  /**
+   * A change_cipher_spec record (RFC 8446 §5): dropped when it is the single byte 0x01 between
+   * the first ClientHello and the peer's Finished, outside a handshake message (handshake
+   * messages are never interleaved with other records, §5.1); unexpected_message otherwise.
+   */
+  #dropChangeCipherSpec(body: Uint8Array): void {
+    if (this.#phase !== "handshake") {
+      throw new TlsAlert(
+        "unexpected_message",
+        `change_cipher_spec ${
+          this.#phase === "hello" ? "before the ClientHello" : "after Finished"
+        }`,
+      );
+    }
+    if (body.length !== 1 || body[0] !== 1) {
+      throw new TlsAlert("unexpected_message", "change_cipher_spec other than the byte 0x01");
+    }
+    if (this.#pendingLength) {
+      throw new TlsAlert("unexpected_message", "change_cipher_spec inside a handshake message");
+    }
   }
 
   /** Handles an alert record: true for close_notify, false for user_canceled, else throws. */
@@ -539,6 +589,13 @@ export class RecordLayer {
       this.#checkWritable();
       const records = await this.#encode(type, data, this.#maxFragment());
       this.#held = this.#held ? concat(this.#held, records) : records;
+    });
+  }
+
+  /** Sends what `hold` made, now. */
+  flush(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.#held) await this.#writeAll(new Uint8Array(0));
     });
   }
 

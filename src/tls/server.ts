@@ -12,7 +12,7 @@ import "reflect-metadata";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { TlsAlert } from "./alert.ts";
 import { type ChosenCertificate, parseCertificate, selectCertificate } from "./auth.ts";
-import { type CipherSuite, resolveSuites, suiteById } from "./cipher_suites.ts";
+import { type CipherSuite, resolveSuites, suiteById, suiteName } from "./cipher_suites.ts";
 import { concat, equalBytes } from "./codec/bytes.ts";
 import {
   ContentType,
@@ -20,9 +20,11 @@ import {
   HandshakeType,
   HELLO_RETRY_REQUEST_RANDOM,
   PSK_DHE_KE,
+  SSL3,
   TLS13,
 } from "./codec/constants.ts";
 import {
+  checkExtensionRules,
   decodeAlpn,
   decodeClientKeyShares,
   decodeClientVersions,
@@ -103,6 +105,8 @@ export interface ServerProgress {
 /** A ClientHello with the extensions the server reads, decoded. */
 interface ClientHelloView {
   message: HandshakeMessage;
+  legacyVersion: number;
+  random: Uint8Array;
   legacySessionId: Uint8Array;
   cipherSuites: number[];
   extensions: Extension[];
@@ -122,6 +126,14 @@ interface ClientHelloView {
 
 function viewClientHello(message: HandshakeMessage): ClientHelloView {
   const ch = decodeClientHello(ofType(message, HandshakeType.client_hello).body);
+  // SSL 3.0 and older (or garbage) in legacy_version: refused whatever else is offered (D.5).
+  if (ch.legacyVersion <= SSL3) {
+    throw new TlsAlert(
+      "protocol_version",
+      `ClientHello legacy_version 0x${ch.legacyVersion.toString(16).padStart(4, "0")}`,
+    );
+  }
+  checkExtensionRules("CH", ch.extensions);
   const ext = (type: number) => findExtension(ch.extensions, type);
   const opt = <T>(type: number, decode: (d: Uint8Array) => T) => {
     const data = ext(type);
@@ -140,6 +152,8 @@ function viewClientHello(message: HandshakeMessage): ClientHelloView {
   }
   return {
     message,
+    legacyVersion: ch.legacyVersion,
+    random: ch.random,
     legacySessionId: ch.legacySessionId,
     cipherSuites: ch.cipherSuites,
     extensions: ch.extensions,
@@ -170,7 +184,7 @@ function describeOffer(ch: ClientHelloView): ClientOffer {
     groups: groups.map(groupName),
     keyShares: (ch.shares ?? []).map((s) => groupName(s.group)),
     signatureSchemes: (ch.schemes ?? []).map(schemeName),
-    cipherSuites: ch.cipherSuites.map((id) => suiteById(id)?.name ?? `0x${id.toString(16)}`),
+    cipherSuites: ch.cipherSuites.map(suiteName),
     pq: groups.some((id) => groupById(id)?.pq),
   };
 }
@@ -215,6 +229,7 @@ export async function serverHandshake(
 
   // 1. ClientHello: version, suite, group.
   let ch = viewClientHello(await records.readHandshake());
+  records.helloExchanged();
   progress.clientOffer = describeOffer(ch);
   if (!ch.versions?.includes(TLS13)) {
     throw new TlsAlert("protocol_version", "client does not offer TLS 1.3");
@@ -270,6 +285,7 @@ export async function serverHandshake(
   transcript.add(serverHello);
   // Sent with the encrypted flight: one segment (and one system call) instead of two.
   await records.hold(ContentType.handshake, serverHello);
+  if (!hs.helloRetry) await sendCompatChangeCipherSpec(hs);
 
   const schedule = await KeySchedule.start(suite, hs.session?.psk);
   await schedule.enterHandshake(sharedSecret);
@@ -297,7 +313,7 @@ export async function serverHandshake(
   if (requestClientCert) await readClientCertificate(hs, ctx);
   await checkFinished(ctx, await records.readHandshake(), hsSecrets.client, "client");
   await records.setReadKeys(suite, apSecrets.client);
-  records.allowChangeCipherSpec = false;
+  records.handshakeDone();
 
   // 7. A ticket for next time.
   if (config.tickets) {
@@ -385,8 +401,10 @@ async function helloRetry(hs: ServerState): Promise<ClientHelloView> {
   transcript.add(ch.message.raw);
   transcript.replaceWithMessageHash(suite);
   transcript.add(hrr);
-  await records.write(ContentType.handshake, hrr);
+  await records.hold(ContentType.handshake, hrr);
   hs.helloRetry = true;
+  await sendCompatChangeCipherSpec(hs);
+  await records.flush();
   // 0-RTT data the client sent after the first hello comes before the second (RFC 8446 §4.2.10).
   if (ch.earlyData) records.skipRejectedEarlyData();
 
@@ -397,17 +415,75 @@ async function helloRetry(hs: ServerState): Promise<ClientHelloView> {
   if (ch2.shares?.length !== 1 || ch2.shares[0].group !== group.id) {
     throw new TlsAlert("illegal_parameter", `second ClientHello must share exactly ${group.name}`);
   }
-  if (!ch2.cipherSuites.includes(suite.id) || !ch2.versions?.includes(TLS13)) {
-    throw new TlsAlert("illegal_parameter", "second ClientHello changed suites or versions");
-  }
-  if (!ch2.groups?.includes(group.id)) {
-    throw new TlsAlert("illegal_parameter", "second ClientHello dropped the selected group");
-  }
   if (ch2.earlyData) throw new TlsAlert("illegal_parameter", "early_data after HelloRetryRequest");
-  if (!equalBytes(ch2.legacySessionId, ch.legacySessionId)) {
-    throw new TlsAlert("illegal_parameter", "second ClientHello changed legacy_session_id");
-  }
+  checkSecondHello(ch, ch2);
   return ch2;
+}
+
+/**
+ * Middlebox compatibility (RFC 8446 D.4): a client that sent a legacy_session_id gets one
+ * change_cipher_spec right after our first handshake message (ServerHello or
+ * HelloRetryRequest), held with it so both leave in one write.
+ */
+async function sendCompatChangeCipherSpec(hs: ServerState): Promise<void> {
+  if (hs.ch.legacySessionId.length) {
+    await hs.records.hold(ContentType.change_cipher_spec, CHANGE_CIPHER_SPEC);
+  }
+}
+
+/** The body of a change_cipher_spec record. */
+const CHANGE_CIPHER_SPEC = Uint8Array.of(1);
+
+/**
+ * Extensions a second ClientHello may change (RFC 8446 §4.1.2): the key share (checked by the
+ * caller), the cookie (added), the PSKs (ages and binders recomputed, some dropped), padding.
+ * early_data must go (the caller refuses it).
+ */
+const CHANGEABLE_AFTER_RETRY: readonly number[] = [
+  ExtensionType.key_share,
+  ExtensionType.cookie,
+  ExtensionType.pre_shared_key,
+  ExtensionType.padding,
+  ExtensionType.early_data,
+];
+
+/**
+ * The second ClientHello must be the first with only the changes a HelloRetryRequest allows:
+ * the same version, random, session id, suites and extensions in the same order with the same
+ * bodies (RFC 8446 §4.1.2); illegal_parameter otherwise.
+ */
+function checkSecondHello(ch1: ClientHelloView, ch2: ClientHelloView): void {
+  const differs = (what: string) => {
+    throw new TlsAlert("illegal_parameter", `second ClientHello changed ${what}`);
+  };
+  if (ch2.legacyVersion !== ch1.legacyVersion) differs("legacy_version");
+  if (!equalBytes(ch2.random, ch1.random)) differs("random");
+  if (!equalBytes(ch2.legacySessionId, ch1.legacySessionId)) differs("legacy_session_id");
+  if (ch2.cipherSuites.join() !== ch1.cipherSuites.join()) differs("cipher_suites");
+  const fixed = (ch: ClientHelloView) =>
+    ch.extensions.filter((e) => !CHANGEABLE_AFTER_RETRY.includes(e.type));
+  const [before, after] = [fixed(ch1), fixed(ch2)];
+  if (before.map((e) => e.type).join() !== after.map((e) => e.type).join()) {
+    differs("its extensions or their order");
+  }
+  const changed = after.find((e, i) => !equalBytes(e.data, before[i].data));
+  if (changed) differs(`extension ${changed.type}`);
+  // key_share may change its body, not its place among the fixed extensions.
+  const keyShareAt = (ch: ClientHelloView) =>
+    fixed({
+      ...ch,
+      extensions: ch.extensions.slice(
+        0,
+        ch.extensions.findIndex((e) => e.type === ExtensionType.key_share),
+      ),
+    }).length;
+  if (!ch1.shares || keyShareAt(ch1) !== keyShareAt(ch2)) differs("the place of key_share");
+  if (ch2.psks) {
+    const offered = ch1.psks?.identities.map((id) => id.identity) ?? [];
+    if (!ch2.psks.identities.every((id) => offered.some((o) => equalBytes(o, id.identity)))) {
+      differs("pre_shared_key identities");
+    }
+  }
 }
 
 /**
@@ -503,6 +579,9 @@ function certificateRequest(config: TlsServerConfig): Uint8Array {
   return message;
 }
 
+/** Our CertificateRequest asks for no per-certificate extension (status_request, SCT). */
+const NOTHING_SOLICITED: ReadonlySet<number> = new Set();
+
 /**
  * Reads and checks the client's Certificate and CertificateVerify, then the access policy. A
  * client without a certificate is refused where one is required, and where an access policy
@@ -518,6 +597,7 @@ async function readClientCertificate(hs: ServerState, ctx: HandshakeContext): Pr
     config,
     "server",
     offeredSchemes(config.requirePqAuth ?? false),
+    NOTHING_SOLICITED,
   );
   if (!client) {
     if (config.clientAuth === "require") {

@@ -10,6 +10,7 @@ import { getCryptoProvider } from "../crypto/index.ts";
 import { InvalidPublicValueError, type SignatureAlgorithmName } from "../crypto/provider.ts";
 import { compositeVerify } from "../crypto/composite.ts";
 import { asWebCryptoKeyInfo } from "../pki/der.ts";
+import { isGrease } from "./codec/constants.ts";
 
 /** A TLS SignatureScheme code point (RFC 8446 §4.2.3 and the ML-DSA / composite drafts). */
 export type SignatureScheme = number;
@@ -128,6 +129,14 @@ export const SCHEMES: readonly SchemeInfo[] = [
     handshake: true,
   },
   {
+    code: 0x0806,
+    name: "rsa_pss_rsae_sha512",
+    pq: false,
+    key: "RSA",
+    algorithm: "RSA-PSS-SHA512",
+    handshake: true,
+  },
+  {
     code: 0x0809,
     name: "rsa_pss_pss_sha256",
     pq: false,
@@ -141,6 +150,14 @@ export const SCHEMES: readonly SchemeInfo[] = [
     pq: false,
     key: "RSA-PSS",
     algorithm: "RSA-PSS-SHA384",
+    handshake: true,
+  },
+  {
+    code: 0x080b,
+    name: "rsa_pss_pss_sha512",
+    pq: false,
+    key: "RSA-PSS",
+    algorithm: "RSA-PSS-SHA512",
     handshake: true,
   },
   {
@@ -167,9 +184,50 @@ export function schemeInfo(code: SignatureScheme): SchemeInfo | undefined {
   return BY_CODE.get(code);
 }
 
-/** A readable name for a scheme code point, known or not. */
+/**
+ * Names of the SignatureScheme registry's code points qsign does not implement (IANA TLS
+ * SignatureScheme, and the TLS 1.2 hash/signature pairs clients still offer), for logs.
+ */
+const OTHER_SCHEME_NAMES: ReadonlyMap<number, string> = new Map([
+  [0x0101, "rsa_md5"],
+  [0x0102, "dsa_md5"],
+  [0x0103, "ecdsa_md5"],
+  [0x0201, "rsa_pkcs1_sha1"],
+  [0x0202, "dsa_sha1"],
+  [0x0203, "ecdsa_sha1"],
+  [0x0301, "rsa_pkcs1_sha224"],
+  [0x0302, "dsa_sha224"],
+  [0x0303, "ecdsa_sha224"],
+  [0x0402, "dsa_sha256"],
+  [0x0420, "rsa_pkcs1_sha256_legacy"],
+  [0x0502, "dsa_sha384"],
+  [0x0520, "rsa_pkcs1_sha384_legacy"],
+  [0x0601, "rsa_pkcs1_sha512"],
+  [0x0602, "dsa_sha512"],
+  [0x0603, "ecdsa_secp521r1_sha512"],
+  [0x0620, "rsa_pkcs1_sha512_legacy"],
+  [0x0704, "eccsi_sha256"],
+  [0x0705, "iso_ibs1"],
+  [0x0706, "iso_ibs2"],
+  [0x0707, "iso_chinese_ibs"],
+  [0x0708, "sm2sig_sm3"],
+  [0x0709, "gostr34102012_256a"],
+  [0x070a, "gostr34102012_256b"],
+  [0x070b, "gostr34102012_256c"],
+  [0x070c, "gostr34102012_256d"],
+  [0x070d, "gostr34102012_512a"],
+  [0x070e, "gostr34102012_512b"],
+  [0x070f, "gostr34102012_512c"],
+  [0x0808, "ed448"],
+  [0x081a, "ecdsa_brainpoolP256r1tls13_sha256"],
+  [0x081b, "ecdsa_brainpoolP384r1tls13_sha384"],
+  [0x081c, "ecdsa_brainpoolP512r1tls13_sha512"],
+]);
+
+/** A readable name for a scheme code point: every registered one by name, GREASE as `grease`. */
 export function schemeName(code: SignatureScheme): string {
-  return BY_CODE.get(code)?.name ?? `0x${code.toString(16).padStart(4, "0")}`;
+  return BY_CODE.get(code)?.name ?? OTHER_SCHEME_NAMES.get(code) ??
+    (isGrease(code) ? "grease" : `0x${code.toString(16).padStart(4, "0")}`);
 }
 
 /** The scheme for a name (`mldsa65`, `ecdsa_secp384r1_sha384`, …). */

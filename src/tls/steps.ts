@@ -13,6 +13,7 @@ import {
 import type { CipherSuite } from "./cipher_suites.ts";
 import { equalBytes } from "./codec/bytes.ts";
 import { HandshakeType } from "./codec/constants.ts";
+import { checkExtensionRules } from "./codec/extensions.ts";
 import {
   decodeCertificate,
   decodeCertificateVerify,
@@ -95,8 +96,9 @@ export interface PeerAuthentication {
 /**
  * The peer's Certificate (already read) and CertificateVerify: the chain through the config's
  * verifier (its alert on failure), the post-quantum policy, and the signature over the
- * transcript, in one of the `offered` schemes (the signature_algorithms we sent). Undefined for
- * an empty Certificate: whether that is allowed is the caller's call.
+ * transcript, in one of the `offered` schemes (the signature_algorithms we sent). Entry
+ * extensions must answer ones we sent (`solicited`, RFC 8446 §4.4.2). Undefined for an empty
+ * Certificate: whether that is allowed is the caller's call.
  */
 export async function readPeerAuthentication(
   ctx: HandshakeContext,
@@ -104,12 +106,16 @@ export async function readPeerAuthentication(
   config: TlsClientConfig | TlsServerConfig,
   ourRole: Role,
   offered: readonly SignatureScheme[],
+  solicited: ReadonlySet<number>,
   serverName?: string,
 ): Promise<PeerAuthentication | undefined> {
   const { records, transcript, suite } = ctx;
   const certificate = decodeCertificate(ofType(certificateMessage, HandshakeType.certificate).body);
   if (certificate.context.length) {
     throw new TlsAlert("illegal_parameter", "certificate_request_context not empty");
+  }
+  for (const extensions of certificate.entryExtensions ?? []) {
+    checkExtensionRules("CT", extensions, solicited);
   }
   transcript.add(certificateMessage.raw);
   if (!certificate.chain.length) return undefined;
@@ -158,19 +164,29 @@ export async function finishedMessage(
   return message;
 }
 
-/** Checks the peer's Finished (decrypt_error if it does not verify) and adds it. */
+/**
+ * Checks the peer's Finished: exactly Hash.length bytes (decode_error otherwise, RFC 8446
+ * §4.4.4), then the MAC (decrypt_error); adds it.
+ */
 export async function checkFinished(
   ctx: HandshakeContext,
   message: HandshakeMessage,
   peerBaseKey: Uint8Array,
   peerRole: Role,
 ): Promise<void> {
+  const verifyData = ofType(message, HandshakeType.finished).body;
+  if (verifyData.length !== ctx.suite.hashLength) {
+    throw new TlsAlert(
+      "decode_error",
+      `${peerRole} Finished of ${verifyData.length} bytes, not ${ctx.suite.hashLength}`,
+    );
+  }
   const expected = await finishedMac(
     ctx.suite,
     peerBaseKey,
     ctx.transcript.hash(ctx.suite),
   );
-  if (!equalBytes(ofType(message, HandshakeType.finished).body, expected)) {
+  if (!equalBytes(verifyData, expected)) {
     throw new TlsAlert("decrypt_error", `${peerRole} Finished does not verify`);
   }
   ctx.transcript.add(message.raw);

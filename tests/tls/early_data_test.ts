@@ -59,16 +59,20 @@ interface EarlyDataOutcome {
   received: Uint8Array;
 }
 
-/** A ClientHello offering `session` for resumption, with a valid binder over `transcript`. */
+/**
+ * A ClientHello offering `session` for resumption, with a valid binder over `transcript` (the
+ * second ClientHello repeats the first one's `random`, RFC 8446 §4.1.2).
+ */
 async function clientHello(
   suite: CipherSuite,
   session: ClientSession,
   transcript: Transcript,
   extensions: Extension[],
+  random: Uint8Array,
 ): Promise<Uint8Array> {
   const age = (Date.now() - session.receivedMs + session.ageAdd) >>> 0;
   const hello = encodeClientHello({
-    random: getCryptoProvider().randomBytes(32),
+    random,
     legacySessionId: new Uint8Array(32),
     cipherSuites: [suite.id],
     extensions: [
@@ -100,11 +104,13 @@ async function offerEarlyData(
   const suite = suiteById(session.suite)!;
   const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
   const records = new RecordLayer(tcp);
+  records.helloExchanged();
   // 0-RTT records go out through a second record layer on the same socket: the first keeps
   // writing the plaintext hellos.
   const early = new RecordLayer(tcp);
   try {
     const transcript = new Transcript();
+    const random = getCryptoProvider().randomBytes(32);
     const groups = [groupNamed("SecP384r1MLKEM1024"), groupNamed("X25519MLKEM768")];
     let share = await groupNamed(options.share).generateShare();
     const common = [
@@ -120,7 +126,7 @@ async function offerEarlyData(
       ...common,
       keyShare(),
       { type: ExtensionType.early_data, data: new Uint8Array(0) },
-    ]);
+    ], random);
     transcript.add(hello1);
     await records.write(ContentType.handshake, hello1);
     const earlySecret = await getCryptoProvider().hkdfExtract(
@@ -149,7 +155,7 @@ async function offerEarlyData(
         ...common,
         keyShare(),
         encodeCookie(cookie),
-      ]);
+      ], random);
       transcript.add(hello2);
       await records.write(ContentType.handshake, hello2);
       sh = await records.readHandshake();

@@ -23,9 +23,16 @@ export const HandshakeType = {
 
 export const ExtensionType = {
   server_name: 0,
+  max_fragment_length: 1,
+  status_request: 5,
   supported_groups: 10,
   signature_algorithms: 13,
+  use_srtp: 14,
+  heartbeat: 15,
   application_layer_protocol_negotiation: 16,
+  signed_certificate_timestamp: 18,
+  client_certificate_type: 19,
+  server_certificate_type: 20,
   padding: 21,
   record_size_limit: 28,
   pre_shared_key: 41,
@@ -34,6 +41,7 @@ export const ExtensionType = {
   cookie: 44,
   psk_key_exchange_modes: 45,
   certificate_authorities: 47,
+  oid_filters: 48,
   post_handshake_auth: 49,
   signature_algorithms_cert: 50,
   key_share: 51,
@@ -41,6 +49,8 @@ export const ExtensionType = {
 
 export const TLS13 = 0x0304;
 export const TLS12 = 0x0303;
+/** SSL 3.0: a hello whose legacy_version is this or lower is refused (RFC 8446 D.5). */
+export const SSL3 = 0x0300;
 
 /** psk_key_exchange_modes: qsign only does psk_dhe_ke (a resumed handshake still runs the KEM). */
 export const PSK_DHE_KE = 1;
@@ -84,3 +94,11 @@ export const HELLO_RETRY_REQUEST_RANDOM = new Uint8Array([
 /** Largest TLSPlaintext fragment (2^14) and the extra a TLSCiphertext may carry (RFC 8446 §5.2). */
 export const MAX_PLAINTEXT = 16384;
 export const MAX_CIPHERTEXT_EXPANSION = 256;
+
+/**
+ * True for the GREASE values {0x0a0a, 0x1a1a, …, 0xfafa} (RFC 8701) that clients put among
+ * groups, schemes, suites, versions and extensions to keep servers tolerant.
+ */
+export function isGrease(code: number): boolean {
+  return (code & 0xff) === code >> 8 && (code & 0x0f) === 0x0a;
+}

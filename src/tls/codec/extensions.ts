@@ -33,6 +33,65 @@ export function writeExtensions(w: ByteWriter, extensions: readonly Extension[])
   });
 }
 
+/** The messages of RFC 8446 §4.2's table, by its abbreviations. */
+export type ExtensionMessage = "CH" | "SH" | "HRR" | "EE" | "CT" | "CR" | "NST";
+
+const E = ExtensionType;
+/** Where each extension qsign recognizes may appear (RFC 8446 §4.2; record_size_limit: RFC 8449). */
+const EXTENSION_MESSAGES: ReadonlyMap<number, readonly ExtensionMessage[]> = new Map([
+  [E.server_name, ["CH", "EE"]],
+  [E.max_fragment_length, ["CH", "EE"]],
+  [E.status_request, ["CH", "CR", "CT"]],
+  [E.supported_groups, ["CH", "EE"]],
+  [E.signature_algorithms, ["CH", "CR"]],
+  [E.use_srtp, ["CH", "EE"]],
+  [E.heartbeat, ["CH", "EE"]],
+  [E.application_layer_protocol_negotiation, ["CH", "EE"]],
+  [E.signed_certificate_timestamp, ["CH", "CR", "CT"]],
+  [E.client_certificate_type, ["CH", "EE"]],
+  [E.server_certificate_type, ["CH", "EE"]],
+  [E.padding, ["CH"]],
+  [E.record_size_limit, ["CH", "EE"]],
+  [E.pre_shared_key, ["CH", "SH"]],
+  [E.early_data, ["CH", "EE", "NST"]],
+  [E.supported_versions, ["CH", "SH", "HRR"]],
+  [E.cookie, ["CH", "HRR"]],
+  [E.psk_key_exchange_modes, ["CH"]],
+  [E.certificate_authorities, ["CH", "CR"]],
+  [E.oid_filters, ["CR"]],
+  [E.post_handshake_auth, ["CH"]],
+  [E.signature_algorithms_cert, ["CH", "CR"]],
+  [E.key_share, ["CH", "SH", "HRR"]],
+] as [number, ExtensionMessage[]][]);
+
+/** Messages whose extensions answer the peer's (RFC 8446 §4.2): unsolicited ones are refused. */
+const RESPONSES: readonly ExtensionMessage[] = ["SH", "HRR", "EE", "CT"];
+
+/**
+ * The extension rules of RFC 8446 §4.2 for `extensions` received in `message`: one qsign
+ * recognizes in a message it is not specified for is illegal_parameter; in a response (SH, HRR,
+ * EE, a Certificate entry), one that answers nothing we sent (`solicited`) is
+ * unsupported_extension, except the cookie of a HelloRetryRequest. Unrecognized extensions in
+ * requests (ClientHello, CertificateRequest, NewSessionTicket) are ignored.
+ */
+export function checkExtensionRules(
+  message: ExtensionMessage,
+  extensions: readonly Extension[],
+  solicited?: ReadonlySet<number>,
+): void {
+  for (const { type } of extensions) {
+    const allowed = EXTENSION_MESSAGES.get(type);
+    if (allowed && !allowed.includes(message)) {
+      throw new TlsAlert("illegal_parameter", `extension ${type} is not allowed in ${message}`);
+    }
+    if (!RESPONSES.includes(message)) continue;
+    if (message === "HRR" && type === ExtensionType.cookie) continue;
+    if (!solicited?.has(type)) {
+      throw new TlsAlert("unsupported_extension", `unsolicited extension ${type} in ${message}`);
+    }
+  }
+}
+
 /** The body of an extension of `type`, if present. */
 export function findExtension(list: readonly Extension[], type: number): Uint8Array | undefined {
   return list.find((e) => e.type === type)?.data;

@@ -134,8 +134,10 @@ export function decodeCertificateRequest(body: Uint8Array): CertificateRequest {
 
 export interface CertificateMessage {
   context: Uint8Array;
-  /** DER certificates, leaf first (per-entry extensions are read and ignored). */
+  /** DER certificates, leaf first. */
   chain: Uint8Array[];
+  /** Each entry's extensions, in chain order (decoded only; qsign sends none). */
+  entryExtensions?: Extension[][];
 }
 
 export function encodeCertificate(msg: CertificateMessage): Uint8Array {
@@ -153,11 +155,12 @@ export function decodeCertificate(body: Uint8Array): CertificateMessage {
   const list = r.sub(3, "Certificate");
   r.end();
   const chain: Uint8Array[] = [];
+  const entryExtensions: Extension[][] = [];
   while (list.remaining) {
     chain.push(list.vector(3, 1));
-    readExtensions(list);
+    entryExtensions.push(readExtensions(list));
   }
-  return { context, chain };
+  return { context, chain, entryExtensions };
 }
 
 // --- CertificateVerify ---
