@@ -103,6 +103,7 @@ export async function statusDocument(
       groups: groupsOf(s),
       accepted_schemes: peerSchemesOf(s),
       active_connections: s.activeConnections,
+      backend_ready: s.backend?.ready,
       certificates_loaded_at: s.materials.current.loadedAt.toISOString(),
       certificates: s.materials.current.summaries,
       crls: s.materials.current.crlSummaries.map((crl) => ({

@@ -13,6 +13,7 @@ import { metrics } from "../observe/metrics.ts";
 import { registerReadinessCheck } from "../observe/readiness.ts";
 import { SystemdNotifier } from "../observe/sd_notify.ts";
 import { TicketKeys } from "../tls/tickets.ts";
+import type { BackendHealth } from "./backend_health.ts";
 import { bannerText, statusDocument } from "./banner.ts";
 import { writePidFile } from "./pid_file.ts";
 import { MaterialsHolder, publishExpiries, watchMaterialFiles } from "./reload.ts";
@@ -126,6 +127,11 @@ export async function runDaemon(
     cleanup.use({
       [Symbol.dispose]: registerReadinessCheck("crls", () => crlsCurrent(holders)),
     });
+    const backends = services.flatMap((s) => s.backend ? [s.backend] : []);
+    cleanup.use({
+      [Symbol.dispose]: registerReadinessCheck("backends", () => backendsUp(backends)),
+    });
+    for (const backend of backends) cleanup.use(backend).start();
 
     output.banner(bannerText(config, services, addresses, metricsAddress));
     const notifier = cleanup.use(SystemdNotifier.fromEnv());
@@ -200,6 +206,12 @@ function certificatesValid(holders: readonly MaterialsHolder[]) {
       .map((c) => `${c.subject} (${c.file}) is outside ${c.notBefore} .. ${c.notAfter}`)
   );
   return expired.length ? { ok: false, reason: expired.join("; ") } : { ok: true };
+}
+
+/** Every proxy service's target answers (see BackendHealth). */
+function backendsUp(backends: readonly BackendHealth[]) {
+  const down = backends.map((b) => b.readiness()).filter((r) => !r.ok);
+  return down.length ? { ok: false, reason: down.map((r) => r.reason).join("; ") } : { ok: true };
 }
 
 /** Every loaded CRL is before its nextUpdate, or within the service's `crl_grace` after it. */

@@ -7,6 +7,7 @@ import { formatAddress } from "../config/values.ts";
 import { audit } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { TlsConnection } from "../tls/conn.ts";
+import type { BackendHealth } from "./backend_health.ts";
 import type { IdleTimer } from "./limits.ts";
 import { closeOnAbort, type Duplex, pipeBoth, PipeError, streamDuplex, tcpDuplex } from "./pipe.ts";
 import { encodeProxyV2Header, type ProxyHeaderInfo } from "./proxy_protocol.ts";
@@ -25,6 +26,8 @@ export interface ConnectionContext {
   closing: AbortSignal;
   /** The PROXY v2 header facts (client address, TLS, identity). */
   proxyHeader: () => ProxyHeaderInfo;
+  /** Proxy mode: where each connect to the target is recorded, for readiness. */
+  backend?: BackendHealth;
 }
 
 /** Serves one authenticated connection until it ends. */
@@ -70,6 +73,7 @@ export const proxyHandler: ConnectionHandler = async (tls, context) => {
     backend = await Deno.connect({ hostname: target.hostname, port: target.port });
   } catch (e) {
     metrics.backendErrors.inc({ service: context.service.name });
+    context.backend?.record({ ok: false, error: (e as Error).message });
     audit.error("backend_connect_failed", {
       ...where,
       target: formatAddress(target),
@@ -78,6 +82,7 @@ export const proxyHandler: ConnectionHandler = async (tls, context) => {
     await client.close();
     return;
   }
+  context.backend?.record({ ok: true });
   const server = tcpDuplex(backend);
   // The Q-TLS side being closed by the daemon does not wake a read on an idle backend.
   using _ = closeOnAbort(context.closing, server);

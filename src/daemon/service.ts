@@ -13,6 +13,7 @@ import { GROUPS } from "../tls/groups.ts";
 import { acceptTls, type TlsConnection } from "../tls/conn.ts";
 import type { TicketIssuer } from "../tls/tickets.ts";
 import { accessPolicy, describeAccessPolicy } from "./access.ts";
+import { BackendHealth } from "./backend_health.ts";
 import { type ConnectionHandler, handlerFor } from "./handlers.ts";
 import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
 import type { ServiceMaterials } from "./materials.ts";
@@ -58,6 +59,8 @@ export class QtlsService {
   #listener: Deno.TcpListener | undefined;
   #configCache: { materials: ServiceMaterials; config: TlsServerConfig } | undefined;
   #acceptLoop: Promise<void> | undefined;
+  /** Proxy mode: whether the target answers, for `/readyz`. */
+  readonly backend?: BackendHealth;
 
   constructor(
     readonly config: ServiceConfig,
@@ -67,6 +70,9 @@ export class QtlsService {
   ) {
     this.#rateLimiter = new PerIpRateLimiter(config.limits.maxHandshakesPerIp);
     this.#handler = handlerFor(config);
+    if (config.mode === "proxy") {
+      this.backend = new BackendHealth(config.name, config.target!, config.backend);
+    }
     this.#accessPolicy = accessPolicy(config.allow);
   }
 
@@ -199,6 +205,7 @@ export class QtlsService {
         bytes,
         closing: closing.signal,
         proxyHeader: () => proxyHeaderInfo(connection, tcp),
+        backend: this.backend,
       });
     } catch (e) {
       audit.warn("connection_error", {
