@@ -13,8 +13,10 @@
  *   for the handle's lifetime (freed when the handle is collected; keys are few and long-lived).
  * - Key containers of raw key types are parsed by keys.ts first, so this provider accepts and
  *   refuses exactly the encodings the others do; ECDSA signatures must be strict DER here too.
- * - ML-KEM and ML-DSA come from the native provider: OpenSSL has them from 3.5 on, detected at
- *   load (`Libcrypto.hasMlKem`/`hasMlDsa`) and reported, but not yet called through here.
+ * - ML-KEM and ML-DSA come from libcrypto where it has them (OpenSSL 3.5 on, detected at load:
+ *   `Libcrypto.hasMlKem`/`hasMlDsa`), from the native provider otherwise. Ephemeral ML-KEM key
+ *   pairs keep their 64-byte seed (d || z) and rebuild the key to decapsulate, as (EC)DH pairs
+ *   keep their secret; ML-DSA keys are imported from their seed.
  */
 // The provider computes synchronously behind the async interface; `async` without `await` is
 // deliberate: it turns every throw into a rejection, as callers of an async API expect.
@@ -52,9 +54,14 @@ import {
   AEAD_TAG_LENGTH,
   checkAeadKey,
   checkExpandLength,
+  checkKemSeed,
   checkNonce,
+  checkPeerLength,
+  contextTooLong,
   ECDH_SECRET_LENGTHS,
   HASH_LENGTHS,
+  KEM_SEED_LENGTH,
+  KEM_SIZES,
   memoize,
   RSA_MODULUS_BITS,
   sealedLength,
@@ -72,6 +79,9 @@ import {
   type IncrementalHash,
   InvalidPrivateKeyError,
   InvalidPublicValueError,
+  type Kem,
+  type KemKeyPair,
+  type KemName,
   type KeyAgreement,
   type KeyAgreementKeyPair,
   type PrivateKey,
@@ -95,6 +105,9 @@ const RSA_PKCS1_PSS_PADDING = 6;
 /** EVP_PKEY_fromdata selections: public key (with its parameters), and key pair. */
 const EVP_PKEY_PUBLIC_KEY = 0x86;
 const EVP_PKEY_KEYPAIR = 0x87;
+/** FIPS 203: every ML-KEM shared secret is 32 bytes. FIPS 204 Table 2 signature sizes. */
+const KEM_SHARED_SECRET_LENGTH = 32;
+const ML_DSA_SIGNATURE_LENGTHS = { "ML-DSA-44": 2420, "ML-DSA-65": 3309, "ML-DSA-87": 4627 };
 
 const MD_NAMES: Record<HashName, string> = {
   "SHA-256": "SHA2-256",
@@ -652,13 +665,119 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
     };
   }
 
+  // ---- ML-KEM (OpenSSL 3.5 on).
+
+  function kem(name: KemName): Kem {
+    const { publicKey: publicKeyLength, ciphertext: ciphertextLength } = KEM_SIZES[name];
+    const secretLength = new BigUint64Array(new ArrayBuffer(8));
+
+    function keyPair(seed: Uint8Array): KemKeyPair {
+      const made = keyFromSeed(name, seed);
+      if (!made) throw fail(lib, `${name} key from seed`);
+      const publicKey = using(made, () => rawKey(made, "public", publicKeyLength));
+      return {
+        publicKey,
+        async decapsulate(ciphertext) {
+          checkPeerLength(`${name} ciphertext`, ciphertext, ciphertextLength);
+          const pkey = keyFromSeed(name, seed);
+          if (!pkey) throw fail(lib, `${name} key from seed`);
+          return using(pkey, () =>
+            withKeyContext(pkey, (ctx) => {
+              check(f.EVP_PKEY_decapsulate_init(ctx, null), "EVP_PKEY_decapsulate_init");
+              const secret = new Uint8Array(KEM_SHARED_SECRET_LENGTH);
+              sizeOut[0] = BigInt(secret.length);
+              check(
+                f.EVP_PKEY_decapsulate(ctx, secret, sizeOut, ciphertext, BigInt(ciphertext.length)),
+                "EVP_PKEY_decapsulate",
+              );
+              if (Number(sizeOut[0]) !== secret.length) throw fail(lib, "shared secret length");
+              return secret;
+            }));
+        },
+      };
+    }
+
+    return {
+      name,
+      publicKeyLength,
+      ciphertextLength,
+      generateKeyPair: async () => keyPair(randomBytes(KEM_SEED_LENGTH)),
+      async keyPairFromSeed(seed) {
+        checkKemSeed(seed);
+        return keyPair(seed.slice());
+      },
+      async encapsulate(publicKey) {
+        checkPeerLength(`${name} encapsulation key`, publicKey, publicKeyLength);
+        // OpenSSL runs the FIPS 203 §7.2 modulus check on import.
+        const pkey = rawPublicKey(name, publicKey);
+        if (!pkey) throw new InvalidPublicValueError(`${name} encapsulation key`);
+        return using(pkey, () =>
+          withKeyContext(pkey, (ctx) => {
+            check(f.EVP_PKEY_encapsulate_init(ctx, null), "EVP_PKEY_encapsulate_init");
+            const ciphertext = new Uint8Array(ciphertextLength);
+            const sharedSecret = new Uint8Array(KEM_SHARED_SECRET_LENGTH);
+            sizeOut[0] = BigInt(ciphertext.length);
+            secretLength[0] = BigInt(sharedSecret.length);
+            check(
+              f.EVP_PKEY_encapsulate(ctx, ciphertext, sizeOut, sharedSecret, secretLength),
+              "EVP_PKEY_encapsulate",
+            );
+            if (
+              Number(sizeOut[0]) !== ciphertext.length ||
+              Number(secretLength[0]) !== sharedSecret.length
+            ) {
+              throw fail(lib, "encapsulation lengths");
+            }
+            return { ciphertext, sharedSecret };
+          }));
+      },
+    };
+  }
+
+  /** Runs `use` on a new EVP_PKEY_CTX over `pkey`, freeing it after. */
+  function withKeyContext<T>(pkey: Pointer, use: (ctx: Pointer) => T): T {
+    const ctx = fetched(f.EVP_PKEY_CTX_new_from_pkey(null, pkey, null), "EVP_PKEY_CTX");
+    try {
+      return use(ctx);
+    } finally {
+      f.EVP_PKEY_CTX_free(ctx);
+    }
+  }
+
   // ---- Signatures.
 
   /** Imported signing keys: the EVP_PKEY, freed when the handle is collected. */
   const signingKeys = new PrivateKeys<Pointer>("libcrypto");
   const pkeys = new FinalizationRegistry<Pointer>((pkey) => f.EVP_PKEY_free(pkey));
 
-  type LibcryptoParams = Exclude<SignatureParams, { family: "ML-DSA" }>;
+  type LibcryptoParams = SignatureParams;
+
+  /** An ML-KEM or ML-DSA EVP_PKEY from its seed; null when OpenSSL refuses it. */
+  function keyFromSeed(algorithm: string, seed: Uint8Array): Pointer | null {
+    return withNamedContext(algorithm, (ctx) => {
+      check(f.EVP_PKEY_fromdata_init(ctx), "EVP_PKEY_fromdata_init");
+      const cell = pointerCell();
+      const params = paramArray([octetParam("seed", seed)]);
+      if (f.EVP_PKEY_fromdata(ctx, cell, EVP_PKEY_KEYPAIR, params) !== 1) {
+        clearErrors(lib);
+        return null;
+      }
+      return cellPointer(cell);
+    });
+  }
+
+  /** An ML-KEM or ML-DSA public key from its raw form; null when OpenSSL refuses it. */
+  function rawPublicKey(algorithm: string, key: Uint8Array): Pointer | null {
+    const pkey = f.EVP_PKEY_new_raw_public_key_ex(
+      null,
+      cString(algorithm),
+      null,
+      input(key),
+      BigInt(key.length),
+    );
+    if (!pkey) clearErrors(lib);
+    return pkey;
+  }
 
   /** A fresh private scalar or key of a raw key type, from OpenSSL's DRBG. */
   function randomPrivateKey(params: Extract<LibcryptoParams, { keyType: unknown }>): Uint8Array {
@@ -716,7 +835,11 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
       const params = this.#params;
       let pkey: Pointer | null;
       let spki: () => Uint8Array;
-      if (params.family === "Ed25519") {
+      if (params.family === "ML-DSA") {
+        const type = params.keyType;
+        pkey = keyFromSeed(type, decodePkcs8(type, pkcs8));
+        spki = () => encodeSpki(type, rawKey(pkey!, "public", PUBLIC_KEY_LENGTHS[type]));
+      } else if (params.family === "Ed25519") {
         const raw = decodePkcs8("Ed25519", pkcs8);
         pkey = f.EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, null, raw, BigInt(raw.length));
         spki = () => encodeSpki("Ed25519", rawKey(pkey!, "public", PUBLIC_KEY_LENGTHS.Ed25519));
@@ -761,9 +884,9 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
       message: Uint8Array,
       options?: SignatureOptions,
     ): Promise<Uint8Array> {
-      signingContext(this.#params, options);
+      const context = signingContext(this.#params, options);
       const pkey = signingKeys.materialOf(privateKey, this.name);
-      return this.#withDigestContext(pkey, "sign", (mctx) => {
+      return this.#withDigestContext(pkey, "sign", context, (mctx) => {
         const capacity = this.#signatureCapacity(pkey);
         const signature = new Uint8Array(capacity);
         sizeOut[0] = BigInt(capacity);
@@ -784,9 +907,11 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
       options?: SignatureOptions,
     ): Promise<boolean> {
       const params = this.#params;
-      signingContext(params, options);
       const pkey = this.#importPublicKey(publicKeySpki);
       return using(pkey, () => {
+        // FIPS 204: a context over 255 bytes verifies nothing.
+        if (params.family === "ML-DSA" && contextTooLong(options)) return false;
+        const context = signingContext(params, options);
         if (params.family === "ECDSA") {
           try {
             // The same strict DER the other providers require.
@@ -795,7 +920,7 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
             return false;
           }
         }
-        return this.#withDigestContext(pkey, "verify", (mctx) => {
+        return this.#withDigestContext(pkey, "verify", context, (mctx) => {
           const verified = f.EVP_DigestVerify(
             mctx,
             input(signature),
@@ -817,6 +942,7 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
     /** The largest signature `pkey` makes: DER ECDSA integers may carry a sign byte each. */
     #signatureCapacity(pkey: Pointer): number {
       const params = this.#params;
+      if (params.family === "ML-DSA") return ML_DSA_SIGNATURE_LENGTHS[params.keyType];
       if (params.family === "Ed25519") return 64;
       if (params.family === "ECDSA") return 2 * PRIVATE_KEY_LENGTHS[params.keyType] + 9;
       return Math.ceil(f.EVP_PKEY_get_bits(pkey) / 8);
@@ -826,7 +952,9 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
     #importPublicKey(spki: Uint8Array): Pointer {
       const params = this.#params;
       let pkey: Pointer | null;
-      if (params.family === "Ed25519") {
+      if (params.family === "ML-DSA") {
+        pkey = rawPublicKey(params.keyType, decodeSpki(params.keyType, spki));
+      } else if (params.family === "Ed25519") {
         const raw = decodeSpki("Ed25519", spki);
         pkey = f.EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, null, raw, BigInt(raw.length));
       } else if (params.family === "ECDSA") {
@@ -846,13 +974,22 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
       return pkey;
     }
 
-    /** Runs `use` on an EVP_MD_CTX set up to sign or verify with `pkey`; frees it after. */
-    #withDigestContext<T>(pkey: Pointer, mode: "sign" | "verify", use: (mctx: Pointer) => T): T {
+    /**
+     * Runs `use` on an EVP_MD_CTX set up to sign or verify with `pkey` (and, for ML-DSA, the
+     * context string); frees it after.
+     */
+    #withDigestContext<T>(
+      pkey: Pointer,
+      mode: "sign" | "verify",
+      context: Uint8Array | undefined,
+      use: (mctx: Pointer) => T,
+    ): T {
       const mctx = newMdContext();
       try {
         const cell = pointerCell();
         const init = mode === "sign" ? f.EVP_DigestSignInit_ex : f.EVP_DigestVerifyInit_ex;
-        if (init(mctx, cell, this.#mdName, null, null, pkey, null) !== 1) {
+        const params = context ? paramArray([octetParam("context-string", context)]) : null;
+        if (init(mctx, cell, this.#mdName, null, null, pkey, params) !== 1) {
           if (mode === "sign") throw fail(lib, `${this.name} sign init`);
           clearErrors(lib);
           throw new InvalidPublicValueError(`${this.name} public key`);
@@ -884,7 +1021,7 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
 
   function signature(name: SignatureAlgorithmName): SignatureAlgorithm {
     const params = SIGNATURES[name];
-    return params.family === "ML-DSA"
+    return params.family === "ML-DSA" && !lib.hasMlDsa
       ? nativeProvider.signature(name)
       : new LibcryptoSignature(name, params);
   }
@@ -903,8 +1040,8 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
       "ECDSA": "libcrypto",
       "Ed25519": "libcrypto",
       "RSA": "libcrypto",
-      "ML-KEM": nativeProvider.primitives["ML-KEM"],
-      "ML-DSA": nativeProvider.primitives["ML-DSA"],
+      "ML-KEM": lib.hasMlKem ? "libcrypto" : nativeProvider.primitives["ML-KEM"],
+      "ML-DSA": lib.hasMlDsa ? "libcrypto" : nativeProvider.primitives["ML-DSA"],
     },
     randomBytes,
     hash: async (alg, data) => hashSync(alg, data),
@@ -918,7 +1055,7 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
     hkdfExpandSync,
     aead: async (alg, key) => aeadSync(alg, key),
     aeadSync,
-    kem: nativeProvider.kem,
+    kem: lib.hasMlKem ? memoize(kem) : nativeProvider.kem,
     keyAgreement: memoize(keyAgreement),
     signature: memoize(signature),
   };

@@ -92,6 +92,10 @@ const SYMBOLS = {
     parameters: ["i32", "pointer", "buffer", "usize"],
     result: "pointer",
   },
+  EVP_PKEY_new_raw_public_key_ex: {
+    parameters: ["pointer", "buffer", "pointer", "buffer", "usize"],
+    result: "pointer",
+  },
   EVP_PKEY_get_raw_private_key: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   EVP_PKEY_get_raw_public_key: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   EVP_PKEY_get_octet_string_param: {
@@ -129,7 +133,7 @@ const SYMBOLS = {
 
   // Signatures.
   EVP_DigestSignInit_ex: {
-    parameters: ["pointer", "buffer", "buffer", "pointer", "pointer", "pointer", "pointer"],
+    parameters: ["pointer", "buffer", "buffer", "pointer", "pointer", "pointer", "buffer"],
     result: "i32",
   },
   EVP_DigestSign: {
@@ -137,11 +141,23 @@ const SYMBOLS = {
     result: "i32",
   },
   EVP_DigestVerifyInit_ex: {
-    parameters: ["pointer", "buffer", "buffer", "pointer", "pointer", "pointer", "pointer"],
+    parameters: ["pointer", "buffer", "buffer", "pointer", "pointer", "pointer", "buffer"],
     result: "i32",
   },
   EVP_DigestVerify: {
     parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
+    result: "i32",
+  },
+
+  // Key encapsulation (the API is OpenSSL 3.0's; ML-KEM behind it comes with 3.5).
+  EVP_PKEY_encapsulate_init: { parameters: ["pointer", "pointer"], result: "i32" },
+  EVP_PKEY_encapsulate: {
+    parameters: ["pointer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  EVP_PKEY_decapsulate_init: { parameters: ["pointer", "pointer"], result: "i32" },
+  EVP_PKEY_decapsulate: {
+    parameters: ["pointer", "buffer", "buffer", "buffer", "usize"],
     result: "i32",
   },
 
