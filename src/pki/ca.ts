@@ -260,6 +260,8 @@ export async function initPki(options: InitOptions): Promise<string[]> {
       notAfter: years(10),
       ca: { pathLength: 0 },
       keyUsage: caUsage,
+      // What the intermediate may issue for: the Server CA cannot mint a client certificate.
+      extendedKeyUsage: [EKU[profile]],
     });
     intermediates[profile] = { cert, key };
     entries.push(await indexEntry(cert, "root"));

@@ -6,6 +6,10 @@
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import type { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
+import { RSAPublicKey } from "@peculiar/asn1-rsa";
+import { ECParameters } from "@peculiar/asn1-ecc";
 import { COMPOSITE_MLDSA65_ECDSA_P384_OID, compositeVerify } from "../crypto/composite.ts";
 import { asWebCryptoKeyInfo, bufferSource, toBeSigned } from "./der.ts";
 
@@ -140,4 +144,78 @@ function importCached(
     perKey.set(cacheKey, key);
   }
   return key;
+}
+
+/** Signature algorithms `verifySignature` checks (RFC 5280 §4.1.1.2 algorithm OIDs). */
+const SIGNATURE_ALGORITHMS = new Set([
+  "2.16.840.1.101.3.4.3.17", // ML-DSA-44
+  "2.16.840.1.101.3.4.3.18", // ML-DSA-65
+  "2.16.840.1.101.3.4.3.19", // ML-DSA-87
+  COMPOSITE_MLDSA65_ECDSA_P384_OID,
+  "1.2.840.10045.4.3.2", // ecdsa-with-SHA256
+  "1.2.840.10045.4.3.3", // ecdsa-with-SHA384
+  "1.2.840.10045.4.3.4", // ecdsa-with-SHA512
+  "1.2.840.113549.1.1.11", // sha256WithRSAEncryption
+  "1.2.840.113549.1.1.12", // sha384WithRSAEncryption
+  "1.2.840.113549.1.1.13", // sha512WithRSAEncryption
+  "1.2.840.113549.1.1.10", // RSASSA-PSS
+  "1.3.101.112", // Ed25519
+]);
+
+/** True when `oid` names a signature algorithm qsign verifies (SHA-1 and MD5 ones are not). */
+export function isSupportedSignatureAlgorithm(oid: string): boolean {
+  return SIGNATURE_ALGORITHMS.has(oid);
+}
+
+const EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+const RSA_KEYS = new Set(["1.2.840.113549.1.1.1", "1.2.840.113549.1.1.10"]);
+const DSA_KEY = "1.2.840.10040.4.1";
+const NAMED_CURVES: Record<string, string> = {
+  "1.2.840.10045.3.1.7": "P-256",
+  "1.3.132.0.34": "P-384",
+  "1.3.132.0.35": "P-521",
+};
+const OTHER_KEYS = new Set([
+  "2.16.840.1.101.3.4.3.17",
+  "2.16.840.1.101.3.4.3.18",
+  "2.16.840.1.101.3.4.3.19",
+  COMPOSITE_MLDSA65_ECDSA_P384_OID,
+  "1.3.101.112",
+]);
+
+/**
+ * Why a subject public key is outside the profile (CA/Browser Forum Baseline Requirements
+ * §6.1.5: RSA of at least 2048 bits with a modulus a whole number of octets, ECDSA on P-256,
+ * P-384 or P-521; no DSA), or undefined when it is one qsign accepts: those, ML-DSA, composite
+ * ML-DSA-65 + ECDSA-P384 and Ed25519.
+ */
+export function publicKeyProblem(spki: SubjectPublicKeyInfo): string | undefined {
+  const oid = spki.algorithm.algorithm;
+  if (OTHER_KEYS.has(oid)) return undefined;
+  if (oid === DSA_KEY) return "DSA keys are not accepted";
+  try {
+    if (RSA_KEYS.has(oid)) {
+      const modulus = new Uint8Array(
+        AsnConvert.parse(spki.subjectPublicKey, RSAPublicKey).modulus,
+      );
+      let start = 0;
+      while (start < modulus.length && modulus[start] === 0) start++;
+      const top = modulus[start] ?? 0;
+      const bits = (modulus.length - start - 1) * 8 + (top ? 32 - Math.clz32(top) : 0);
+      if (bits < 2048) return `RSA key of ${bits} bits, below 2048`;
+      if (bits % 8) return `RSA modulus of ${bits} bits is not a whole number of octets`;
+      return undefined;
+    }
+    if (oid === EC_PUBLIC_KEY) {
+      const parameters = spki.algorithm.parameters;
+      const curve = parameters ? AsnConvert.parse(parameters, ECParameters).namedCurve : undefined;
+      if (curve && NAMED_CURVES[curve]) return undefined;
+      return `EC key on ${
+        curve ? `curve ${curve}` : "an unnamed curve"
+      }; P-256, P-384 or P-521 only`;
+    }
+  } catch (e) {
+    return `public key cannot be parsed (${(e as Error).message})`;
+  }
+  return `public key algorithm ${oid} is not supported`;
 }

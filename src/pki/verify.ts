@@ -17,9 +17,17 @@
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import {
+  AuthorityKeyIdentifier,
+  type Certificate as AsnCertificate,
+  CRLDistributionPoints,
+  IssuingDistributionPoint,
+  PolicyConstraints,
+} from "@peculiar/asn1-x509";
 import { QsignError } from "../errors.ts";
 import { toHex } from "./certificate.ts";
-import { bufferSource } from "./der.ts";
+import { bufferSource, children, readTlv, tlvBytes, tlvContent } from "./der.ts";
 import {
   certificateMatchesHost,
   certificateMatchesIp,
@@ -27,7 +35,7 @@ import {
   NAME_CONSTRAINTS_OID,
   pathNameConstraintViolation,
 } from "./names.ts";
-import { verifySignature } from "./signatures.ts";
+import { isSupportedSignatureAlgorithm, publicKeyProblem, verifySignature } from "./signatures.ts";
 
 /** Why a chain was refused. The TLS engine maps these to alerts. */
 export type ChainFailureReason =
@@ -49,7 +57,18 @@ export type ChainFailureReason =
   | "crl invalid"
   | "crl missing"
   | "malformed certificate"
-  | "budget exceeded";
+  | "budget exceeded"
+  | "duplicate extension"
+  | "bad extension"
+  | "empty subject"
+  | "missing key identifier"
+  | "bad key identifier"
+  | "bad serial number"
+  | "CA as end entity"
+  | "unsupported key"
+  | "unsupported signature algorithm"
+  | "signature algorithm mismatch"
+  | "policy constraints";
 
 /** Where a refusal points: the rule broken and the certificate it is about. */
 export interface FailureLocation {
@@ -157,10 +176,14 @@ const KNOWN_EXTENSIONS = new Set([
   "2.5.29.14", // subjectKeyIdentifier
   "2.5.29.35", // authorityKeyIdentifier
   NAME_CONSTRAINTS_OID,
-  // certificatePolicies: accepted as any-policy (qsign requires no particular policy).
+  // certificatePolicies and policyConstraints: see checkPolicies.
   "2.5.29.32",
+  "2.5.29.36",
 ]);
-const KNOWN_CRL_EXTENSIONS = new Set(["2.5.29.20", "2.5.29.35"]);
+const CRL_NUMBER_OID = "2.5.29.20";
+const ISSUING_DISTRIBUTION_POINT_OID = "2.5.29.28";
+const CRL_DISTRIBUTION_POINTS_OID = "2.5.29.31";
+const KNOWN_CRL_EXTENSIONS = new Set([CRL_NUMBER_OID, "2.5.29.35", ISSUING_DISTRIBUTION_POINT_OID]);
 
 /** A certificate with what validation looks at, derived once. */
 class Candidate {
@@ -168,6 +191,13 @@ class Candidate {
   readonly issuer: string;
   readonly subjectKeyId?: string;
   readonly authorityKeyId?: string;
+  /** The content octets of the serialNumber INTEGER, as encoded. */
+  readonly serial: Uint8Array;
+  /** Does the outer signatureAlgorithm equal tbsCertificate.signature, byte for byte? */
+  readonly algorithmsAgree: boolean;
+  /** The ASN.1 structure @peculiar/x509 parsed (key info, algorithm OIDs). */
+  readonly asn: AsnCertificate;
+  #selfSigned?: Promise<boolean>;
 
   private constructor(
     readonly cert: x509.X509Certificate,
@@ -179,6 +209,25 @@ class Candidate {
     this.issuer = cert.issuer;
     this.subjectKeyId = cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
     this.authorityKeyId = cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId;
+    // @peculiar/x509 keeps its parse in a protected member; reading it saves a second parse.
+    this.asn = (cert as unknown as { asn: AsnCertificate }).asn;
+    const signed = signedParts(der, 0xa0);
+    this.serial = signed.tbsFields[0];
+    this.algorithmsAgree = equalBytes(signed.tbsFields[1], signed.outerAlgorithm);
+  }
+
+  /** Self-issued and signed by its own key (a root, or a self-signed leaf). */
+  selfSigned(): Promise<boolean> {
+    this.#selfSigned ??= this.selfIssued
+      ? verifySignature(this.cert, this.cert.publicKey)
+      : Promise.resolve(false);
+    return this.#selfSigned;
+  }
+
+  get isCa(): boolean {
+    if (this.cert.getExtension(x509.BasicConstraintsExtension)?.ca) return true;
+    const usage = this.cert.getExtension(x509.KeyUsagesExtension);
+    return !!usage && !!(usage.usages & x509.KeyUsageFlags.keyCertSign);
   }
 
   /**
@@ -229,12 +278,16 @@ class Candidate {
 class ParsedCrl {
   readonly issuer: string;
   readonly authorityKeyId?: string;
+  /** Does the outer signatureAlgorithm equal tbsCertList.signature, byte for byte? */
+  readonly algorithmsAgree: boolean;
   /** Issuer-certificate objects whose key has verified this CRL's signature. */
   readonly verifiedBy = new WeakMap<x509.X509Certificate, Promise<boolean>>();
 
   constructor(readonly crl: x509.X509Crl) {
     this.issuer = crl.issuer;
     this.authorityKeyId = crl.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId;
+    const signed = signedParts(new Uint8Array(crl.rawData), 0x02);
+    this.algorithmsAgree = equalBytes(signed.tbsFields[0], signed.outerAlgorithm);
   }
 
   static parse(der: Uint8Array, index: number): ParsedCrl {
@@ -309,6 +362,28 @@ export class TrustStore {
 }
 
 let trustStoreGenerations = 0;
+
+/**
+ * The parts of a signed object (`SEQUENCE { tbs, signatureAlgorithm, signature }`) the profile
+ * compares: the outer algorithm's DER, and the first fields of the to-be-signed part after an
+ * optional leading version field (tag `versionTag`): serialNumber content and signature
+ * AlgorithmIdentifier DER for a certificate, the signature AlgorithmIdentifier for a CRL.
+ */
+function signedParts(der: Uint8Array, versionTag: number) {
+  const [tbs, algorithm] = children(der, readTlv(der));
+  const fields = children(der, tbs);
+  const rest = fields[0]?.tag === versionTag ? fields.slice(1) : fields;
+  return {
+    outerAlgorithm: tlvBytes(der, algorithm),
+    tbsFields: versionTag === 0xa0
+      ? [tlvContent(der, rest[0]), tlvBytes(der, rest[1])]
+      : [tlvBytes(der, rest[0])],
+  };
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
 
 /** SHA-256 of DER bytes, lowercase hex: the key `VerifiedChain.fingerprint` uses. */
 export async function certificateFingerprint(der: Uint8Array): Promise<string> {
@@ -483,6 +558,16 @@ class PathBuilder {
   }
 
   async #signed(subject: Candidate, issuer: Candidate): Promise<boolean> {
+    const algorithm = subject.asn.signatureAlgorithm.algorithm;
+    if (!isSupportedSignatureAlgorithm(algorithm)) {
+      this.signatureFailure ??= new ChainVerificationError(
+        "unsupported signature algorithm",
+        `${subject.subject} is signed with ${algorithm}, which qsign does not accept`,
+        subject.subject,
+        { rule: "RFC 5280 §4.1.1.2", index: this.path.indexOf(subject) },
+      );
+      return false;
+    }
     const key = `${subject.fingerprint}>${issuer.fingerprint}`;
     let verdict = this.#signatures.get(key);
     if (!verdict) {
@@ -535,18 +620,29 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
     throw new ChainVerificationError(reason, detail, c.subject, { rule, index: path.indexOf(c) });
   };
 
+  for (const [i, c] of path.entries()) checkForm(c, roleIn(path, i), fail);
+  await checkKeyIdentifiers(path, fail);
+
   for (const c of path) {
     const unknown = c.cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.type));
     if (unknown) {
-      fail("unknown critical extension", `${c.subject} has critical extension ${unknown.type}`, c);
+      fail(
+        "unknown critical extension",
+        `${c.subject} has critical extension ${unknown.type}`,
+        c,
+        "RFC 5280 §4.2",
+      );
     }
   }
 
-  const intermediates = path.length - 2;
+  // Self-issued intermediates (key rollover) do not count (RFC 5280 §6.1.4 (h), (l)).
+  const intermediates = path.slice(1, -1).filter((c) => !c.selfIssued).length;
   if (intermediates > context.maxDepth) {
     fail(
       "max depth",
       `path has ${intermediates} intermediate certificates, more than ${context.maxDepth}`,
+      leaf,
+      "RFC 5280 §6.1",
     );
   }
 
@@ -554,13 +650,17 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
   for (let i = 1; i < path.length; i++) {
     const ca = path[i];
     const constraints = ca.cert.getExtension(x509.BasicConstraintsExtension);
-    const isV1Anchor = i === path.length - 1 && ca.cert.extensions.length === 0;
-    if (!isV1Anchor && !constraints?.ca) {
-      fail("not a CA", `${ca.subject} is not a CA certificate`, ca);
+    if (!constraints?.ca) {
+      fail("not a CA", `${ca.subject} is not a CA certificate`, ca, "RFC 5280 §6.1.4 (k)");
     }
     const usage = ca.cert.getExtension(x509.KeyUsagesExtension);
-    if (usage && !(usage.usages & x509.KeyUsageFlags.keyCertSign)) {
-      fail("bad key usage", `${ca.subject} may not sign certificates (no keyCertSign)`, ca);
+    if (!usage || !(usage.usages & x509.KeyUsageFlags.keyCertSign)) {
+      fail(
+        "bad key usage",
+        `${ca.subject} may not sign certificates (no keyUsage keyCertSign)`,
+        ca,
+        "RFC 5280 §4.2.1.3",
+      );
     }
     if (constraints?.pathLength !== undefined) {
       const below = path.slice(1, i).filter((c) => !c.selfIssued).length;
@@ -569,61 +669,358 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
           "path too long",
           `${ca.subject} allows ${constraints.pathLength} intermediate CA(s) below it, the path has ${below}`,
           ca,
+          "RFC 5280 §4.2.1.9",
         );
       }
     }
   }
 
+  // Validity names whole seconds (UTCTime, GeneralizedTime without fractions): a time within
+  // notAfter's second is still valid.
+  const second = Math.floor(at.getTime() / 1000);
   for (const c of path) {
-    if (at < c.cert.notBefore) {
-      fail("not yet valid", `${c.subject} is valid from ${c.cert.notBefore.toISOString()}`, c);
+    if (second < Math.floor(c.cert.notBefore.getTime() / 1000)) {
+      fail(
+        "not yet valid",
+        `${c.subject} is valid from ${c.cert.notBefore.toISOString()}`,
+        c,
+        "RFC 5280 §4.1.2.5",
+      );
     }
-    if (at > c.cert.notAfter) {
-      fail("expired", `${c.subject} expired ${c.cert.notAfter.toISOString()}`, c);
+    if (second > Math.floor(c.cert.notAfter.getTime() / 1000)) {
+      fail(
+        "expired",
+        `${c.subject} expired ${c.cert.notAfter.toISOString()}`,
+        c,
+        "RFC 5280 §4.1.2.5",
+      );
     }
   }
 
   // Leaf name syntax and CN, then name constraints (self-issued intermediates exempt).
   const nameViolation = endEntityNameViolation(leaf.cert) ?? pathNameConstraintViolation(path);
   if (nameViolation) {
-    fail(
-      nameViolation.reason,
-      `${nameViolation.detail} (${nameViolation.rule})`,
-      path[nameViolation.index],
-    );
+    fail(nameViolation.reason, nameViolation.detail, path[nameViolation.index], nameViolation.rule);
   }
 
   checkPurpose(path, options.purpose, fail);
+  checkPolicies(path, fail);
 
   const crlUntil = await checkRevocation(path, context, fail);
 
   if (options.host !== undefined && !certificateMatchesHost(leaf.cert, options.host)) {
-    fail("name mismatch", `${leaf.subject} is not valid for ${options.host}`);
+    fail("name mismatch", `${leaf.subject} is not valid for ${options.host}`, leaf, "RFC 6125 §6");
   }
   if (options.ip !== undefined && !certificateMatchesIp(leaf.cert, options.ip)) {
-    fail("name mismatch", `${leaf.subject} is not valid for IP ${options.ip}`);
+    fail("name mismatch", `${leaf.subject} is not valid for IP ${options.ip}`, leaf, "RFC 6125 §6");
   }
 
-  const notAfters = path.map((c) => c.cert.notAfter.getTime());
+  // The last millisecond of the earliest notAfter's second, or a CRL's nextUpdate.
+  const notAfters = path.map((c) => Math.floor(c.cert.notAfter.getTime() / 1000) * 1000 + 999);
   return new Date(Math.min(...notAfters, crlUntil ?? Infinity));
 }
 
 type Fail = (reason: ChainFailureReason, detail: string, c?: Candidate, rule?: string) => never;
 
-/** Leaf key usage and extended key usage, and EKU restrictions on the CAs above it. */
+/** What a certificate is in its path: the leaf, an intermediate CA, or the trust anchor. */
+type Role = "leaf" | "intermediate" | "anchor" | "pinned";
+
+function roleIn(path: Candidate[], i: number): Role {
+  if (path.length === 1) return "pinned";
+  return i === 0 ? "leaf" : i === path.length - 1 ? "anchor" : "intermediate";
+}
+
+const SAN_OID = "2.5.29.17";
+const SKI_OID = "2.5.29.14";
+const AKI_OID = "2.5.29.35";
+const BASIC_CONSTRAINTS_OID = "2.5.29.19";
+const EKU_OID = "2.5.29.37";
+const POLICY_CONSTRAINTS_OID = "2.5.29.36";
+const ANY_POLICY = "2.5.29.32.0";
+
+/** The profile's rules on one certificate's form, whatever its place in the path. */
+function checkForm(c: Candidate, role: Role, fail: Fail): void {
+  const extensions = c.cert.extensions;
+  const seen = new Set<string>();
+  for (const e of extensions) {
+    if (seen.has(e.type)) {
+      fail("duplicate extension", `${c.subject} has extension ${e.type} twice`, c, "RFC 5280 §4.2");
+    }
+    seen.add(e.type);
+  }
+  if (!c.algorithmsAgree) {
+    fail(
+      "signature algorithm mismatch",
+      `${c.subject}: signatureAlgorithm differs from tbsCertificate.signature`,
+      c,
+      "RFC 5280 §4.1.1.2",
+    );
+  }
+  const serial = c.serial;
+  const serialProblem = serial.length > 20
+    ? `is ${serial.length} octets long, more than 20`
+    : serial[0] & 0x80
+    ? "is negative"
+    : serial.every((b) => b === 0)
+    ? "is zero"
+    : undefined;
+  if (serialProblem) {
+    fail(
+      "bad serial number",
+      `${c.subject}: serial number ${serialProblem}`,
+      c,
+      "RFC 5280 §4.1.2.2",
+    );
+  }
+  const keyProblem = publicKeyProblem(c.asn.tbsCertificate.subjectPublicKeyInfo);
+  if (keyProblem) {
+    fail("unsupported key", `${c.subject}: ${keyProblem}`, c, "CA/Browser Forum BR §6.1.5");
+  }
+  if (role !== "anchor" && !isSupportedSignatureAlgorithm(c.asn.signatureAlgorithm.algorithm)) {
+    fail(
+      "unsupported signature algorithm",
+      `${c.subject} is signed with ${c.asn.signatureAlgorithm.algorithm}`,
+      c,
+      "RFC 5280 §4.1.1.2",
+    );
+  }
+  const critical = (oid: string) => extensions.find((e) => e.type === oid)?.critical;
+  if (critical(AKI_OID)) {
+    fail(
+      "bad extension",
+      `${c.subject}: authorityKeyIdentifier is critical`,
+      c,
+      "RFC 5280 §4.2.1.1",
+    );
+  }
+  if (critical(SKI_OID)) {
+    fail("bad extension", `${c.subject}: subjectKeyIdentifier is critical`, c, "RFC 5280 §4.2.1.2");
+  }
+  if (critical(POLICY_CONSTRAINTS_OID) === false) {
+    fail(
+      "bad extension",
+      `${c.subject}: policyConstraints is not critical`,
+      c,
+      "RFC 5280 §4.2.1.11",
+    );
+  }
+  const emptySubject = c.cert.subjectName.toJSON().length === 0;
+  if (emptySubject && (role === "intermediate" || role === "anchor")) {
+    fail("empty subject", "a CA certificate has an empty subject", c, "RFC 5280 §4.1.2.6");
+  }
+  const sanCritical = critical(SAN_OID);
+  if (emptySubject && sanCritical !== true) {
+    fail(
+      "bad extension",
+      `a certificate with an empty subject needs a critical subjectAltName (${
+        sanCritical === undefined ? "it has none" : "it is not critical"
+      })`,
+      c,
+      "RFC 5280 §4.2.1.6",
+    );
+  }
+  if (!emptySubject && sanCritical) {
+    fail(
+      "bad extension",
+      `${c.subject}: subjectAltName is critical though the subject is not empty`,
+      c,
+      "RFC 5280 §4.2.1.6",
+    );
+  }
+
+  const constraints = c.cert.getExtension(x509.BasicConstraintsExtension);
+  const usage = c.cert.getExtension(x509.KeyUsagesExtension);
+  const keyCertSign = !!usage && !!(usage.usages & x509.KeyUsageFlags.keyCertSign);
+  if (role === "leaf" && constraints?.ca) {
+    fail(
+      "CA as end entity",
+      `${c.subject} is a CA certificate (basicConstraints cA) presented as the leaf`,
+      c,
+      "RFC 5280 §4.2.1.9",
+    );
+  }
+  if (keyCertSign && !constraints?.ca) {
+    fail(
+      "bad key usage",
+      `${c.subject} asserts keyCertSign but is not a CA (basicConstraints cA absent)`,
+      c,
+      "RFC 5280 §4.2.1.3",
+    );
+  }
+  if (role === "intermediate" || role === "anchor") {
+    if (critical(BASIC_CONSTRAINTS_OID) !== true) {
+      fail(
+        "bad extension",
+        `${c.subject}: basicConstraints of a CA must be present and critical`,
+        c,
+        "RFC 5280 §4.2.1.9",
+      );
+    }
+    if (!c.subjectKeyId) {
+      fail(
+        "missing key identifier",
+        `${c.subject}: a CA certificate has no subjectKeyIdentifier`,
+        c,
+        "RFC 5280 §4.2.1.2",
+      );
+    }
+  }
+}
+
+/**
+ * authorityKeyIdentifier (RFC 5280 §4.2.1.1): present, with a keyIdentifier, in every
+ * certificate that is not self-signed; never naming the issuer by name and serial
+ * (CA/Browser Forum BR §7.1.2.11.1); and in a self-signed trust anchor, naming its own key.
+ */
+async function checkKeyIdentifiers(path: Candidate[], fail: Fail): Promise<void> {
+  for (const [i, c] of path.entries()) {
+    const extension = c.cert.extensions.find((e) => e.type === AKI_OID);
+    const aki = extension ? AsnConvert.parse(extension.value, AuthorityKeyIdentifier) : undefined;
+    if (aki && (aki.authorityCertIssuer || aki.authorityCertSerialNumber)) {
+      fail(
+        "bad key identifier",
+        `${c.subject}: authorityKeyIdentifier names the issuer by name and serial number`,
+        c,
+        "CA/Browser Forum BR §7.1.2.11.1",
+      );
+    }
+    if (aki && !aki.keyIdentifier) {
+      fail(
+        "bad key identifier",
+        `${c.subject}: authorityKeyIdentifier has no keyIdentifier`,
+        c,
+        "RFC 5280 §4.2.1.1",
+      );
+    }
+    const selfSigned = await c.selfSigned();
+    if (!aki && !selfSigned && roleIn(path, i) !== "pinned") {
+      fail(
+        "missing key identifier",
+        `${c.subject} is not self-signed and has no authorityKeyIdentifier`,
+        c,
+        "RFC 5280 §4.2.1.1",
+      );
+    }
+    if (aki && selfSigned && c.authorityKeyId !== c.subjectKeyId) {
+      fail(
+        "bad key identifier",
+        `${c.subject} is self-signed but its authorityKeyIdentifier names another key`,
+        c,
+        "RFC 5280 §4.2.1.1",
+      );
+    }
+  }
+}
+
+/**
+ * Leaf key usage and extended key usage (the CA/Browser Forum subscriber profile, §7.1.2.7.10:
+ * an EKU, not critical, naming the role and not anyExtendedKeyUsage alone), EKU restrictions on
+ * the CAs above it, and no EKU in a root (§7.1.2.1.2).
+ */
 function checkPurpose(path: Candidate[], purpose: Purpose, fail: Fail): void {
-  if (purpose === "any") return;
+  if (path.length === 1) return;
   const leaf = path[0];
+  const anchor = path[path.length - 1];
+  if (anchor.selfIssued && anchor.cert.getExtension(x509.ExtendedKeyUsageExtension)) {
+    fail(
+      "purpose mismatch",
+      `root ${anchor.subject} carries an extKeyUsage extension`,
+      anchor,
+      "CA/Browser Forum BR §7.1.2.1.2",
+    );
+  }
+  const leafRule = "CA/Browser Forum BR §7.1.2.7.10";
+  const leafEku = leaf.cert.getExtension(x509.ExtendedKeyUsageExtension);
+  if (!leafEku) fail("purpose mismatch", `${leaf.subject} has no extKeyUsage`, leaf, leafRule);
+  if (leaf.cert.extensions.find((e) => e.type === EKU_OID)?.critical) {
+    fail("purpose mismatch", `${leaf.subject}: extKeyUsage is critical`, leaf, leafRule);
+  }
+  if (!leafEku.usages.some((u) => u !== EKU_ANY)) {
+    fail(
+      "purpose mismatch",
+      `${leaf.subject}: extKeyUsage ${
+        leafEku.usages.length ? "is anyExtendedKeyUsage only" : "is empty"
+      }`,
+      leaf,
+      leafRule,
+    );
+  }
+  if (purpose === "any") return;
   const usage = leaf.cert.getExtension(x509.KeyUsagesExtension);
   // TLS 1.3 authenticates with a signature whatever the key type.
   if (usage && !(usage.usages & x509.KeyUsageFlags.digitalSignature)) {
-    fail("bad key usage", `${leaf.subject} may not make signatures (no digitalSignature)`);
+    fail(
+      "bad key usage",
+      `${leaf.subject} may not make signatures (no digitalSignature)`,
+      leaf,
+      "RFC 5280 §4.2.1.3",
+    );
   }
   const wanted = purpose === "server" ? EKU_SERVER : EKU_CLIENT;
-  for (const c of path) {
+  if (!leafEku.usages.includes(wanted)) {
+    fail(
+      "purpose mismatch",
+      `${leaf.subject} is not valid for TLS ${purpose} authentication`,
+      leaf,
+      leafRule,
+    );
+  }
+  // A CA's EKU restricts what it issues for.
+  for (const c of path.slice(1)) {
     const eku = c.cert.getExtension(x509.ExtendedKeyUsageExtension);
     if (eku && !eku.usages.some((u) => u === wanted || u === EKU_ANY)) {
-      fail("purpose mismatch", `${c.subject} is not valid for TLS ${purpose} authentication`, c);
+      fail(
+        "purpose mismatch",
+        `${c.subject} may not issue for TLS ${purpose} authentication (its extKeyUsage)`,
+        c,
+        "RFC 5280 §4.2.1.12",
+      );
+    }
+  }
+}
+
+/**
+ * policyConstraints requireExplicitPolicy (RFC 5280 §6.1.3 (d), §6.1.4 (i), §6.1.5): qsign
+ * asks for no particular policy, so a path must carry a valid policy only when a CA requires
+ * one; then every certificate below the anchor needs certificatePolicies, and the policies of
+ * the path must intersect (anyPolicy matching all). Policy mapping is not supported, so a
+ * critical policyMappings stays an unknown critical extension.
+ */
+function checkPolicies(path: Candidate[], fail: Fail): void {
+  const processed = path.slice(0, -1).reverse(); // below the anchor, top first
+  let explicit = processed.length + 1;
+  for (const [k, c] of processed.entries()) {
+    const last = k === processed.length - 1;
+    if (!last && !c.selfIssued && explicit > 0) explicit--;
+    if (last && explicit > 0) explicit--;
+    const extension = c.cert.extensions.find((e) => e.type === POLICY_CONSTRAINTS_OID);
+    if (!extension) continue;
+    const skip = AsnConvert.parse(extension.value, PolicyConstraints).requireExplicitPolicy;
+    if (skip === undefined) continue;
+    const required = skipCerts(skip);
+    if (!last || required === 0) explicit = Math.min(explicit, required);
+  }
+  if (explicit > 0) return;
+  let valid: Set<string> | undefined; // undefined: anyPolicy so far
+  for (const c of processed) {
+    const policies = c.cert.getExtension(x509.CertificatePolicyExtension)?.policies;
+    if (!policies?.length) {
+      fail(
+        "policy constraints",
+        `an explicit policy is required and ${c.subject} has no certificatePolicies`,
+        c,
+        "RFC 5280 §6.1.5",
+      );
+    }
+    if (policies.includes(ANY_POLICY)) continue;
+    valid = new Set(valid ? policies.filter((p) => valid!.has(p)) : policies);
+    if (!valid.size) {
+      fail(
+        "policy constraints",
+        `an explicit policy is required and no policy of ${c.subject} is valid for the path`,
+        c,
+        "RFC 5280 §6.1.5",
+      );
     }
   }
 }
@@ -643,46 +1040,63 @@ async function checkRevocation(
   for (let i = 0; i + 1 < path.length; i++) {
     const subject = path[i];
     const issuer = path[i + 1];
-    const crls = context.crls.filter((crl) => crl.covers(issuer));
+    const crls = context.crls.filter((crl) =>
+      crl.covers(issuer) && crlScopeIncludes(crl, subject, issuer, fail)
+    );
     const required = crlCheck === "chain" || (crlCheck === "leaf" && i === 0);
     if (required && !crls.length) {
       fail(
         "crl missing",
         `no CRL from ${issuer.subject} to check ${subject.subject} against`,
         subject,
+        "RFC 5280 §6.3",
       );
     }
     for (const parsed of crls) {
+      await context.work.pause();
       const crl = parsed.crl;
+      const invalid = (detail: string, rule: string): never =>
+        fail("crl invalid", `CRL of ${issuer.subject} ${detail}`, issuer, rule);
+      if (!parsed.algorithmsAgree) {
+        invalid(
+          "has a signatureAlgorithm other than its tbsCertList.signature",
+          "RFC 5280 §5.1.1.2",
+        );
+      }
+      const algorithm = (crl as unknown as { asn: { signatureAlgorithm: { algorithm: string } } })
+        .asn.signatureAlgorithm.algorithm;
+      if (!isSupportedSignatureAlgorithm(algorithm)) {
+        invalid(`is signed with ${algorithm}, which qsign does not accept`, "RFC 5280 §5.1.1.2");
+      }
       if (!(await parsed.signedBy(issuer))) {
-        fail("crl invalid", `CRL of ${issuer.subject} is not signed by its key`, issuer);
+        invalid("is not signed by its key", "RFC 5280 §6.3.3 (g)");
       }
       const usage = issuer.cert.getExtension(x509.KeyUsagesExtension);
       if (usage && !(usage.usages & x509.KeyUsageFlags.cRLSign)) {
-        fail("crl invalid", `${issuer.subject} may not sign CRLs (no cRLSign)`, issuer);
-      }
-      if (context.at < crl.thisUpdate) {
         fail(
           "crl invalid",
-          `CRL of ${issuer.subject} is not valid before ${crl.thisUpdate.toISOString()}`,
+          `${issuer.subject} may not sign CRLs (no cRLSign)`,
           issuer,
+          "RFC 5280 §4.2.1.3",
         );
       }
-      if (crl.nextUpdate && context.at > crl.nextUpdate) {
-        fail(
-          "crl invalid",
-          `CRL of ${issuer.subject} expired ${crl.nextUpdate.toISOString()}`,
-          issuer,
-        );
+      const second = Math.floor(context.at.getTime() / 1000);
+      if (second < Math.floor(crl.thisUpdate.getTime() / 1000)) {
+        invalid(`is not valid before ${crl.thisUpdate.toISOString()}`, "RFC 5280 §5.1.2.4");
       }
+      const nextUpdate = crl.nextUpdate;
+      if (!nextUpdate) return invalid("has no nextUpdate", "RFC 5280 §5.1.2.5");
+      if (nextUpdate < crl.thisUpdate) {
+        invalid("has a nextUpdate before its thisUpdate", "RFC 5280 §5.1.2.5");
+      }
+      if (second > Math.floor(nextUpdate.getTime() / 1000)) {
+        invalid(`expired ${nextUpdate.toISOString()}`, "RFC 5280 §5.1.2.5");
+      }
+      const number = crl.extensions.find((e) => e.type === CRL_NUMBER_OID);
+      if (!number) return invalid("has no CRLNumber", "RFC 5280 §5.2.3");
+      if (number.critical) invalid("marks CRLNumber critical", "RFC 5280 §5.2.3");
       const critical = crl.extensions.find((e) => e.critical && !KNOWN_CRL_EXTENSIONS.has(e.type));
-      if (critical) {
-        fail(
-          "crl invalid",
-          `CRL of ${issuer.subject} has critical extension ${critical.type}`,
-          issuer,
-        );
-      }
+      if (critical) invalid(`has critical extension ${critical.type}`, "RFC 5280 §5.2");
       const entry = crl.findRevoked(subject.cert.serialNumber);
       if (entry && entry.revocationDate <= context.at) {
         const reason = entry.reason !== undefined ? `, ${x509.X509CrlReason[entry.reason]}` : "";
@@ -690,10 +1104,63 @@ async function checkRevocation(
           "revoked",
           `${subject.subject} (serial ${subject.cert.serialNumber}) was revoked ${entry.revocationDate.toISOString()}${reason}`,
           subject,
+          "RFC 5280 §6.3.3",
         );
       }
-      if (crl.nextUpdate) until = Math.min(until ?? Infinity, crl.nextUpdate.getTime());
+      until = Math.min(until ?? Infinity, nextUpdate.getTime());
     }
   }
   return until;
+}
+
+/**
+ * Whether a CRL's scope (its issuingDistributionPoint, RFC 5280 §5.2.5 and §6.3.3 (b)) takes in
+ * `subject`: a CRL for user certificates only does not cover a CA, one for CA certificates only
+ * does not cover a leaf, one for attribute certificates or some reasons only covers nothing
+ * qsign checks, and one for a named distribution point covers a certificate whose
+ * cRLDistributionPoints names it. An issuingDistributionPoint that is not critical, or an
+ * indirect CRL (not supported), makes the CRL invalid.
+ */
+function crlScopeIncludes(
+  parsed: ParsedCrl,
+  subject: Candidate,
+  issuer: Candidate,
+  fail: Fail,
+): boolean {
+  const extension = parsed.crl.extensions.find((e) => e.type === ISSUING_DISTRIBUTION_POINT_OID);
+  if (!extension) return true;
+  const invalid = (detail: string): never =>
+    fail("crl invalid", `CRL of ${issuer.subject} ${detail}`, issuer, "RFC 5280 §5.2.5");
+  if (!extension.critical) invalid("has an issuingDistributionPoint that is not critical");
+  let idp: IssuingDistributionPoint;
+  try {
+    idp = AsnConvert.parse(extension.value, IssuingDistributionPoint);
+  } catch (e) {
+    return invalid(`has a malformed issuingDistributionPoint (${(e as Error).message})`);
+  }
+  if (idp.indirectCRL) invalid("is an indirect CRL, which qsign does not support");
+  if (idp.onlyContainsAttributeCerts || idp.onlySomeReasons) return false;
+  if (idp.onlyContainsUserCerts && subject.isCa) return false;
+  if (idp.onlyContainsCACerts && !subject.isCa) return false;
+  const scoped = idp.distributionPoint?.fullName;
+  if (!scoped) return true;
+  const points = subject.cert.extensions.find((e) => e.type === CRL_DISTRIBUTION_POINTS_OID);
+  if (!points) return false;
+  const names = new Set(
+    scoped.map((n) => toHexString(AsnConvert.serialize(n))),
+  );
+  return AsnConvert.parse(points.value, CRLDistributionPoints).some((point) =>
+    point.distributionPoint?.fullName?.some((n) => names.has(toHexString(AsnConvert.serialize(n))))
+  );
+}
+
+/** A SkipCerts INTEGER (its content octets) as a number; huge values saturate. */
+function skipCerts(content: ArrayBuffer): number {
+  let value = 0;
+  for (const byte of new Uint8Array(content)) value = Math.min(value * 256 + byte, 1 << 20);
+  return value;
+}
+
+function toHexString(buffer: ArrayBuffer): string {
+  return toHex(new Uint8Array(buffer));
 }

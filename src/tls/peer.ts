@@ -38,6 +38,8 @@ export function alertForChainFailure(reason: ChainFailureReason): AlertName {
       return "bad_certificate";
     case "purpose mismatch":
     case "bad key usage":
+    case "unsupported key":
+    case "unsupported signature algorithm":
     case "unknown critical extension":
       return "unsupported_certificate";
     default:

@@ -73,11 +73,16 @@ export async function issueTestLeaf(
   profile: "server" | "client",
   options: { cn?: string; sans?: string[]; now?: Date; ttlSeconds?: number } = {},
 ): Promise<IssuedTestLeaf> {
+  const cn = options.cn ?? `${profile}-test.qsign.local`;
+  // The CN must be a copy of a subjectAltName (CA/Browser Forum BR §7.1.4.3).
+  const sans = options.sans && !options.sans.includes(`DNS:${cn}`)
+    ? [`DNS:${cn}`, ...options.sans]
+    : options.sans;
   const issued = await issueLeaf({
     dir: pki.dir,
     profile,
-    cn: options.cn ?? `${profile}-test.qsign.local`,
-    sans: options.sans,
+    cn,
+    sans,
     now: options.now,
     ttlSeconds: options.ttlSeconds,
   });
