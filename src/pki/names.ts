@@ -84,14 +84,6 @@ const FORMS = [
   "registeredID",
 ] as const;
 type Form = typeof FORMS[number];
-/** The forms whose constraints this module evaluates. */
-const SUPPORTED_FORMS = new Set<Form>([
-  "rfc822Name",
-  "dNSName",
-  "directoryName",
-  "uniformResourceIdentifier",
-  "iPAddress",
-]);
 
 /** One GeneralName: IA5 forms as text, iPAddress as octets, directoryName as its RDNs. */
 type GeneralName =
@@ -346,7 +338,7 @@ export function dnsNameProblem(name: string): { rule: string; problem: string } 
   if (name.includes("*")) return syntax("a wildcard may only be the whole leftmost label");
   if (!isHostName(name)) {
     return syntax(
-      /[^\x00-\x7f]/.test(name)
+      /[\u0080-\uffff]/.test(name)
         ? "not ASCII (an internationalized name must be its A-label)"
         : "not a host name (letters, digits and inner hyphens in non-empty labels)",
     );
@@ -939,7 +931,7 @@ export function certificateMatchesIp(cert: x509.X509Certificate, address: string
 
 /** A reference host in A-label form (a U-label name is converted, as a client would). */
 function asciiHost(host: string): string | undefined {
-  if (!/[^\x00-\x7f]/.test(host)) return host;
+  if (!/[\u0080-\uffff]/.test(host)) return host;
   try {
     return new URL(`http://${host}/`).hostname;
   } catch {
