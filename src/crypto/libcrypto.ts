@@ -667,22 +667,41 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
 
   // ---- ML-KEM (OpenSSL 3.5 on).
 
+  const kemKeys = new FinalizationRegistry<Pointer>((pkey) => f.EVP_PKEY_free(pkey));
+
   function kem(name: KemName): Kem {
     const { publicKey: publicKeyLength, ciphertext: ciphertextLength } = KEM_SIZES[name];
     const secretLength = new BigUint64Array(new ArrayBuffer(8));
 
+    /**
+     * The pair holds the EVP_PKEY it was made with until its first decapsulation (the one a TLS
+     * key share has), which frees it; a later one rebuilds the key from the seed, and a pair
+     * never used is freed by the registry.
+     */
     function keyPair(seed: Uint8Array): KemKeyPair {
-      const made = keyFromSeed(name, seed);
-      if (!made) throw fail(lib, `${name} key from seed`);
-      const publicKey = using(made, () => rawKey(made, "public", publicKeyLength));
-      return {
+      let held = keyFromSeed(name, seed);
+      if (!held) throw fail(lib, `${name} key from seed`);
+      let publicKey: Uint8Array;
+      try {
+        publicKey = rawKey(held, "public", publicKeyLength);
+      } catch (error) {
+        f.EVP_PKEY_free(held);
+        throw error;
+      }
+      const pair: KemKeyPair = {
         publicKey,
         async decapsulate(ciphertext) {
           checkPeerLength(`${name} ciphertext`, ciphertext, ciphertextLength);
-          const pkey = keyFromSeed(name, seed);
-          if (!pkey) throw fail(lib, `${name} key from seed`);
-          return using(pkey, () =>
-            withKeyContext(pkey, (ctx) => {
+          let pkey = held;
+          if (pkey) {
+            held = null;
+            kemKeys.unregister(pair);
+          } else {
+            pkey = keyFromSeed(name, seed);
+            if (!pkey) throw fail(lib, `${name} key from seed`);
+          }
+          return using(pkey, (key) =>
+            withKeyContext(key, (ctx) => {
               check(f.EVP_PKEY_decapsulate_init(ctx, null), "EVP_PKEY_decapsulate_init");
               const secret = new Uint8Array(KEM_SHARED_SECRET_LENGTH);
               sizeOut[0] = BigInt(secret.length);
@@ -695,6 +714,8 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
             }));
         },
       };
+      kemKeys.register(pair, held, pair);
+      return pair;
     }
 
     return {
