@@ -273,3 +273,13 @@ Deno.test("libcrypto: 100k traffic keys made and disposed leave RSS flat", () =>
   // Two contexts of ≈1 KiB each per key: 90k leaked keys would be ≥ 170 MiB.
   ok(end.rss - baseline.rss < 32, `RSS grew ${(end.rss - baseline.rss).toFixed(1)} MiB`);
 });
+
+Deno.test("libcrypto: an ML-KEM key pair decapsulates more than once", async () => {
+  // The first decapsulation uses (and frees) the key made with the pair, later ones rebuild it.
+  const kem = libcrypto.kem("ML-KEM-768");
+  const pair = await kem.generateKeyPair();
+  for (let i = 0; i < 3; i++) {
+    const { ciphertext, sharedSecret } = await noble.kem("ML-KEM-768").encapsulate(pair.publicKey);
+    deepEqual(await pair.decapsulate(ciphertext), sharedSecret);
+  }
+});
