@@ -11,9 +11,11 @@ DENO_VERSION=2.9.6
 PEER_NODE_VERSION=26
 PEER_BUN_VERSION=1.4
 PLAYWRIGHT_CORE_VERSION=1.65
-# chromium, libnss3-tools: the browser test; rsyslog, haproxy: the shipped log rules and load
-# balancer configuration; openssl: keys made by the openssl CLI.
-APT_PACKAGES=(softhsm2 opensc prometheus systemd openssl chromium libnss3-tools rsyslog haproxy)
+# chromium, libnss3-tools: the browser test; rsyslog, haproxy, nginx-light, curl: the shipped
+# log, load balancer and gateway configurations; openssl: keys made by the openssl CLI; zsh: the
+# completion test.
+APT_PACKAGES=(softhsm2 opensc prometheus systemd openssl chromium libnss3-tools rsyslog haproxy
+  nginx-light curl zsh)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
