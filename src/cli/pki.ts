@@ -29,7 +29,7 @@ import {
   readDerObjects,
   readInputFile,
 } from "../pki/pem.ts";
-import { CRL_CHECKS, type Purpose, verifyChain } from "../pki/verify.ts";
+import { ChainVerificationError, CRL_CHECKS, type Purpose, verifyChain } from "../pki/verify.ts";
 
 const PROFILES = ["server", "client"] as const;
 const CAS = ["root", "server", "client"] as const;
@@ -396,17 +396,24 @@ async function runVerify(args: Args): Promise<number> {
   if (args.has("host") && args.has("ip")) {
     throw new UsageError("pki verify: give --host or --ip, not both");
   }
-  const result = await verifyChain(leaf, {
-    trustAnchors: trust,
-    intermediates: untrusted,
-    crls,
-    crlCheck: args.choice("crl-check", CRL_CHECKS),
-    purpose: args.choice("purpose", PURPOSES) as Purpose,
-    host: args.string("host"),
-    ip: args.string("ip"),
-    at: args.has("at") ? parseTime(args.requireString("at")) : undefined,
-    maxDepth: args.integer("max-depth", { min: 0, max: 16 }),
-  });
+  let result;
+  try {
+    result = await verifyChain(leaf, {
+      trustAnchors: trust,
+      intermediates: untrusted,
+      crls,
+      crlCheck: args.choice("crl-check", CRL_CHECKS),
+      purpose: args.choice("purpose", PURPOSES) as Purpose,
+      host: args.string("host"),
+      ip: args.string("ip"),
+      at: args.has("at") ? parseTime(args.requireString("at")) : undefined,
+      maxDepth: args.integer("max-depth", { min: 0, max: 16 }),
+    });
+  } catch (e) {
+    if (!(e instanceof ChainVerificationError)) throw e;
+    console.error(refusalReport(e));
+    return 1;
+  }
   for (const cert of result.chain) console.log(cert.subject);
   return 0;
 }
@@ -426,6 +433,26 @@ async function readCrlFile(path: string): Promise<Uint8Array[]> {
 /**
  * Refuses to replace existing output files without `--force`, and names a directory that is
  * missing or not writable before anything is issued.
+/**
+ * A refused chain for people: what failed, on which certificate of the path, under which rule
+ * (RFC 5280, RFC 6125 or CA/Browser Forum section).
+ */
+function refusalReport(e: ChainVerificationError): string {
+  const lines = [`pki verify: refused: ${e.message}`];
+  if (e.subject !== undefined || e.index !== undefined) {
+    const position = e.index === undefined
+      ? ""
+      : e.index === 0
+      ? "the leaf"
+      : `certificate ${e.index + 1} of the path (${e.index} above the leaf)`;
+    lines.push(
+      `  certificate: ${[position, e.subject ? `"${e.subject}"` : ""].filter(Boolean).join(", ")}`,
+    );
+  }
+  if (e.rule) lines.push(`  rule: ${e.rule}`);
+  return lines.join("\n");
+}
+
  */
 async function checkOutputs(paths: string[], force: boolean): Promise<void> {
   for (const path of paths) {
