@@ -17,6 +17,10 @@ export interface OptionSpec {
   /** Placeholder shown in `--help` for the value, e.g. `FILE`. */
   value?: string;
   default?: string | boolean;
+  /** The values an enum option takes: listed in `--help`, man page and completion. */
+  choices?: readonly string[];
+  /** Older spellings still accepted (without dashes), e.g. `label` for `key-label`. */
+  aliases?: string[];
 }
 
 /** A command's options, positional arguments and help text. */
@@ -126,12 +130,30 @@ export function parseCommand(spec: CommandSpec, argv: string[]): Args | null {
       ...(o.short ? { short: o.short } : {}),
       ...(o.multiple ? { multiple: true } : {}),
     };
+    for (const alias of o.aliases ?? []) {
+      options[alias] = { type: o.type, ...(o.multiple ? { multiple: true } : {}) };
+    }
   }
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
   } catch (e) {
-    throw new UsageError(`${spec.name}: ${describeParseError(e)} (see qsign ${spec.name} --help)`);
+    throw new UsageError(
+      `${spec.name}: ${describeParseError(e, spec)} (see qsign ${spec.name} --help)`,
+    );
+  }
+  const values: Record<string, string | boolean | (string | boolean)[] | undefined> = {
+    ...parsed.values,
+  };
+  for (const [name, o] of Object.entries(spec.options)) {
+    for (const alias of o.aliases ?? []) {
+      if (values[alias] === undefined) continue;
+      if (values[name] !== undefined) {
+        throw new UsageError(`${spec.name}: --${alias} is another spelling of --${name}: give one`);
+      }
+      values[name] = values[alias];
+      delete values[alias];
+    }
   }
   const declared = spec.positionals ?? [];
   const variadic = declared.some((p) => p.variadic);
@@ -142,16 +164,130 @@ export function parseCommand(spec: CommandSpec, argv: string[]): Args | null {
       }" (see qsign ${spec.name} --help)`,
     );
   }
-  return new Args(spec, parsed.values, parsed.positionals);
+  return new Args(spec, values, parsed.positionals);
 }
 
-function describeParseError(e: unknown): string {
+function describeParseError(e: unknown, spec: CommandSpec): string {
   const message = e instanceof Error ? e.message : String(e);
   const unknown = /Unknown option '([^']+)'/.exec(message);
-  if (unknown) return `unknown option ${unknown[1]}`;
+  if (unknown) {
+    const names = Object.entries(spec.options).flatMap(([n, o]) => [n, ...(o.aliases ?? [])]);
+    const guess = closest(unknown[1].replace(/^-+/, "").split("=")[0], [...names, "help"]);
+    return `unknown option ${unknown[1]}${guess ? ` (did you mean --${guess}?)` : ""}`;
+  }
   const missing = /Option '([^']+)' argument missing/.exec(message);
   if (missing) return `option ${missing[1].split(",").pop()!.trim()} needs a value`;
   return message.split("\n")[0].replace(/\.$/, "");
+}
+
+/**
+ * The name in `names` closest to `word` (edit distance at most a third of its length, at least
+ * 1; or the one name it is a prefix of), as config keys suggest one.
+ */
+export function closest(word: string, names: readonly string[]): string | undefined {
+  const prefixed = names.filter((n) => n.startsWith(word));
+  if (word.length >= 3 && prefixed.length === 1) return prefixed[0];
+  let best: { name: string; distance: number } | undefined;
+  for (const name of names) {
+    const distance = editDistance(word, name);
+    if (!best || distance < best.distance) best = { name, distance };
+  }
+  const allowed = Math.max(word.length >= 3 ? 2 : 1, Math.floor(word.length / 3));
+  return best && best.distance <= allowed ? best.name : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/** Where `--help` wraps its lines. */
+const HELP_WIDTH = 100;
+/** The widest flag column; longer flags put their help on the next line, keeping the column. */
+const MAX_FLAG_COLUMN = 34;
+
+/** One option as `--help`, the man page and completion show it. */
+export interface OptionView {
+  name: string;
+  spec: OptionSpec;
+  /** `-s, --name VALUE`. */
+  flag: string;
+  /** The help line with its values, default, aliases and repeatability. */
+  text: string;
+}
+
+/** The options of `spec` in `--help` order (alphabetical, `--help` last), described. */
+export function optionViews(spec: CommandSpec): OptionView[] {
+  const entries = Object.entries(spec.options).sort(([a], [b]) => a.localeCompare(b));
+  const all: [string, OptionSpec][] = [
+    ...entries,
+    ["help", { type: "boolean", help: "show this help" }],
+  ];
+  return all.map(([name, o]) => {
+    const value = o.value ?? (o.choices ? o.choices.join("|") : "VALUE");
+    const flag = `${o.short ? `-${o.short}, ` : ""}--${name}${
+      o.type === "string" ? ` ${value}` : ""
+    }`;
+    const listsChoices = o.choices &&
+      (value === o.choices.join("|") || o.help.includes(o.choices.join("|")));
+    const extra = [
+      o.choices && !listsChoices ? `one of ${o.choices.join("|")}` : "",
+      o.multiple ? "repeatable" : "",
+      o.default !== undefined ? `default: ${o.default}` : "",
+      o.aliases?.length ? `also ${o.aliases.map((a) => `--${a}`).join(", ")}` : "",
+    ].filter(Boolean).join("; ");
+    return { name, spec: o, flag, text: `${o.help}${extra ? ` (${extra})` : ""}` };
+  });
+}
+
+/** `text` in lines of at most `width` characters, broken at spaces (and in a long a|b|c list). */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    // A list of values longer than a line breaks after a "|".
+    const pieces = word.length > width ? word.split(/(?<=\|)/) : [word];
+    pieces.forEach((piece, i) => {
+      const glue = i > 0 ? "" : " ";
+      if (line && line.length + glue.length + piece.length > width) {
+        lines.push(line);
+        line = piece;
+      } else line = line ? `${line}${glue}${piece}` : piece;
+    });
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+/** Two columns: `left` padded to the column, `text` wrapped beside it. */
+function columns(rows: [string, string][]): string[] {
+  const column = Math.min(MAX_FLAG_COLUMN, Math.max(...rows.map(([left]) => left.length)));
+  const indent = " ".repeat(2 + column + 2);
+  const out: string[] = [];
+  for (const [left, text] of rows) {
+    const body = wrap(text, Math.max(30, HELP_WIDTH - indent.length));
+    if (left.length > column) {
+      out.push(`  ${left}`);
+      out.push(...body.map((l) => indent + l));
+    } else {
+      out.push(
+        `  ${left.padEnd(column)}  ${body[0] ?? ""}`,
+        ...body.slice(1).map((l) => indent + l),
+      );
+    }
+  }
+  return out;
 }
 
 /** The `--help` text: usage line, summary, one line per option. */
@@ -163,29 +299,11 @@ export function helpText(spec: CommandSpec): string {
   const lines = [
     `usage: qsign ${spec.name} [options]${pos.length ? " " + pos.join(" ") : ""}`,
     "",
-    spec.summary,
+    ...wrap(spec.summary, HELP_WIDTH),
   ];
   if (spec.positionals?.length) {
-    lines.push("", "arguments:");
-    for (const p of spec.positionals) lines.push(`  ${p.name.padEnd(28)} ${p.help}`);
+    lines.push("", "arguments:", ...columns(spec.positionals.map((p) => [p.name, p.help])));
   }
-  lines.push("", "options:");
-  const entries = Object.entries(spec.options).sort(([a], [b]) => a.localeCompare(b));
-  for (
-    const [name, o] of [
-      ...entries,
-      ["help", { type: "boolean", help: "show this help" } as OptionSpec] as const,
-    ]
-  ) {
-    const flag = `${o.short ? `-${o.short}, ` : ""}--${name}${
-      o.type === "string" ? ` ${o.value ?? "VALUE"}` : ""
-    }`;
-    const extra = [
-      o.multiple ? "repeatable" : "",
-      o.default !== undefined ? `default: ${o.default}` : "",
-    ]
-      .filter(Boolean).join("; ");
-    lines.push(`  ${flag.padEnd(28)} ${o.help}${extra ? ` (${extra})` : ""}`);
-  }
+  lines.push("", "options:", ...columns(optionViews(spec).map((v) => [v.flag, v.text])));
   return lines.join("\n");
 }

@@ -46,6 +46,7 @@ const SPEC: CommandSpec = {
     "bytes-mode": {
       type: "string",
       value: "MODE",
+      choices: BYTES_MODES,
       help: "reply: qsign echo mode acknowledges each chunk with a reply line (default); " +
         "echo: the server sends every byte back (checked); sink: send, close_notify, wait for " +
         "the server's close",
@@ -67,6 +68,9 @@ const SPEC: CommandSpec = {
     json: { type: "boolean", help: "print the report as one JSON document" },
   },
 };
+
+/** This command's options, for completion and the man page. */
+export const COMMAND_SPECS: CommandSpec[] = [SPEC];
 
 /** Runs `qsign bench`. */
 export async function run(argv: string[]): Promise<number> {

@@ -5,7 +5,7 @@
  */
 import { type Args, type CommandSpec, type OptionSpec, parseCommand } from "./args.ts";
 import type { Address, Origin } from "../config/types.ts";
-import { coerce, formatAddress, parseAddress, parseDurationMs } from "../config/values.ts";
+import { coerce, parseAddress, parseDurationMs } from "../config/values.ts";
 import { isOsError, OsError, UsageError } from "../errors.ts";
 import type { HsmOptions } from "../hsm/options.ts";
 import { HSM_OPTIONS, hsmOptionsFromArgs } from "./hsm_options.ts";
@@ -60,6 +60,7 @@ export const CLIENT_TLS_OPTIONS: Record<string, OptionSpec> = {
   "crl-check": {
     type: "string",
     value: "available|leaf|chain",
+    choices: CRL_CHECKS,
     help: "which certificates of the server's chain must have a CRL from their issuer " +
       "(chain: every one below the root, so the Root CA's CRL too)",
     default: "available",
@@ -77,6 +78,11 @@ export const CLIENT_TLS_OPTIONS: Record<string, OptionSpec> = {
       "first (e.g. mldsa65, ecdsa_secp384r1_sha384): the server signs with the first it can",
   },
   "allow-classical": { type: "boolean", help: "also offer classical key exchange" },
+  "no-middlebox-compat": {
+    type: "boolean",
+    help: "send an empty legacy_session_id and no change_cipher_spec (TLS 1.3 middlebox " +
+      "compatibility mode, RFC 8446 D.4, is on by default)",
+  },
   "require-pq-auth": {
     type: "boolean",
     help: "refuse a server whose chain or signature is not post-quantum",
@@ -125,6 +131,9 @@ const SPEC: CommandSpec = {
     ...HSM_OPTIONS,
   },
 };
+
+/** This command's options, for completion and the man page. */
+export const COMMAND_SPECS: CommandSpec[] = [SPEC];
 
 /** Where a value came from: the flag `--name`. */
 const origin = (name: string): Origin => ({ field: `--${name}` });
@@ -191,6 +200,7 @@ export function clientSettingsFromArgs(
     crlCheck: args.choice("crl-check", CRL_CHECKS),
     signatureSchemes,
     allowClassical: args.boolean("allow-classical"),
+    middleboxCompat: !args.boolean("no-middlebox-compat"),
     requirePqAuth,
     alpn: args.list("alpn", { splitCommas: true }),
     handshakeTimeoutMs: parseDurationMs(
@@ -243,9 +253,7 @@ async function connect(
 
   // The conversation owns stdout; connection events of the engine stay off it.
   setLogSink((line) => console.error(line));
-  const tls = await openConnection(server, config).catch((e) => {
-    throw isOsError(e) ? new OsError(`cannot connect to ${formatAddress(server)}`, e) : e;
-  });
+  const tls = await openConnection(server, config);
   console.log(describeHandshake(tls, server));
   const send = args.string("send");
   const encoder = new TextEncoder();
@@ -283,9 +291,3 @@ function serverAddress(
 async function* once(message: string): AsyncIterable<string> {
   yield message;
 }
-  "no-middlebox-compat": {
-    type: "boolean",
-    help: "send an empty legacy_session_id and no change_cipher_spec (TLS 1.3 middlebox " +
-      "compatibility mode, RFC 8446 D.4, is on by default)",
-  },
-    middleboxCompat: !args.boolean("no-middlebox-compat"),

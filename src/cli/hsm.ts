@@ -4,7 +4,8 @@
  */
 import { Buffer } from "node:buffer";
 import { type Args, type CommandSpec, type OptionSpec, parseCommand } from "./args.ts";
-import { UsageError } from "../errors.ts";
+import { dirname } from "node:path";
+import { InputError, OsError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { readSecret } from "../secrets.ts";
 import { newMlDsaHalf, TokenCompositeKey } from "../hsm/composite.ts";
@@ -12,7 +13,7 @@ import { parseSans, parseSubject, tokenTbsSigner } from "../hsm/csr.ts";
 import { KEYGEN_TYPES, type KeyListing, TokenKeys } from "../hsm/keys.ts";
 import { Pkcs11Module } from "../hsm/module.ts";
 import { parseKeyId } from "../hsm/options.ts";
-import { HSM_TOKEN_OPTIONS, hsmTokenFromArgs } from "./hsm_options.ts";
+import { HSM_KEY_OPTIONS, HSM_TOKEN_OPTIONS, hsmTokenFromArgs } from "./hsm_options.ts";
 import { openHsmSigner } from "../hsm/signer.ts";
 import { createCertificateRequest } from "../pki/certificate.ts";
 
@@ -39,9 +40,23 @@ const KEYGEN: CommandSpec = {
     "object that never leaves it.",
   options: {
     ...HSM_TOKEN_OPTIONS,
-    type: { type: "string", value: KEYGEN_TYPES.join("|"), help: "key type", default: "ec-p384" },
-    label: { type: "string", value: "LABEL", help: "CKA_LABEL of both halves (required)" },
-    id: { type: "string", value: "HEX", help: "CKA_ID of both halves (default: 8 random bytes)" },
+    type: {
+      type: "string",
+      value: KEYGEN_TYPES.join("|"),
+      help: "key type",
+      default: "ec-p384",
+      choices: KEYGEN_TYPES,
+    },
+    "key-label": {
+      ...HSM_KEY_OPTIONS["key-label"],
+      help: "CKA_LABEL of both halves (required)",
+      aliases: ["label", "hsm-key-label"],
+    },
+    "key-id": {
+      ...HSM_KEY_OPTIONS["key-id"],
+      help: "CKA_ID of both halves (default: 8 random bytes)",
+      aliases: ["id", "hsm-key-id"],
+    },
     "composite-mldsa-key": {
       type: "string",
       value: "FILE",
@@ -57,8 +72,7 @@ const CSR: CommandSpec = {
     "(for qsign pki issue --csr or Vault's sign endpoint).",
   options: {
     ...HSM_TOKEN_OPTIONS,
-    "key-label": { type: "string", value: "LABEL", help: "private key by CKA_LABEL" },
-    "key-id": { type: "string", value: "HEX", help: "private key by CKA_ID (hex)" },
+    ...HSM_KEY_OPTIONS,
     subject: {
       type: "string",
       value: "DN",
@@ -80,24 +94,36 @@ const CSR: CommandSpec = {
   },
 };
 
+const DELETE: CommandSpec = {
+  name: "hsm delete",
+  summary: "Destroy a key pair in the token (its private and public key objects), selected by " +
+    "label or CKA_ID. There is no undo: certificates for that key stop working.",
+  options: { ...HSM_TOKEN_OPTIONS, ...HSM_KEY_OPTIONS },
+};
+
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   slots: (argv) => withArgs(SLOTS, argv, slots),
   keys: (argv) => withArgs(KEYS, argv, keys),
   keygen: (argv) => withArgs(KEYGEN, argv, keygen),
   csr: (argv) => withArgs(CSR, argv, csr),
+  delete: (argv) => withArgs(DELETE, argv, deletePair),
 };
+
+/** Every `qsign hsm` subcommand's options, for completion and the man page. */
+export const COMMAND_SPECS: CommandSpec[] = [SLOTS, KEYS, KEYGEN, CSR, DELETE];
 
 /** Runs `qsign hsm SUBCOMMAND …`. */
 export async function run(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h") {
     console.log([
-      "usage: qsign hsm slots|keys|keygen|csr [options]   (qsign hsm SUBCOMMAND --help)",
+      "usage: qsign hsm slots|keys|keygen|csr|delete [options]   (qsign hsm SUBCOMMAND --help)",
       "",
       "  slots    list slots and tokens",
       "  keys     list key objects and their protection attributes",
       "  keygen   generate a key pair inside the token",
       "  csr      write a certificate request signed inside the token",
+      "  delete   destroy a key pair in the token",
     ].join("\n"));
     return name === undefined ? 2 : 0;
   }
@@ -217,35 +243,64 @@ async function keys(args: Args): Promise<void> {
 
 async function keygen(args: Args): Promise<void> {
   const type = args.choice("type", KEYGEN_TYPES)!;
-  const label = args.requireString("label");
-  const idText = args.string("id");
+  const label = args.requireString("key-label");
+  const idText = args.string("key-id");
   const id = idText === undefined
     ? Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString("hex")
-    : parseKeyId(idText, "--id");
+    : parseKeyId(idText, "--key-id");
   const mldsaKeyPath = args.string("composite-mldsa-key");
   if (mldsaKeyPath !== undefined && type !== "ec-p384") {
     throw new UsageError("hsm keygen: --composite-mldsa-key goes with --type ec-p384");
   }
+  // The output is checked before the token is touched, and a pair whose file cannot be
+  // written is destroyed again: a failed keygen leaves no orphan key in the token.
+  if (mldsaKeyPath !== undefined) await checkOutputDirectory(mldsaKeyPath);
   const mldsaHalf = mldsaKeyPath === undefined ? undefined : await newMlDsaHalf(mldsaKeyPath);
-  const key = await withToken(
-    args,
-    { readWrite: true },
-    (keys, module) => keys.generate(type, label, id, module.mechanisms(keys.token)),
-  );
+  const key = await withToken(args, { readWrite: true }, async (keys, module) => {
+    const key = keys.generate(type, label, id, module.mechanisms(keys.token));
+    try {
+      await mldsaHalf?.write();
+    } catch (e) {
+      keys.deletePair({ id: key.id });
+      throw e;
+    }
+    return key;
+  });
   console.log(
     `generated ${type} key pair "${key.label}" (CKA_ID ${key.id}) in the token: ` +
       "private key sensitive, not extractable",
   );
   if (mldsaHalf) {
-    await mldsaHalf.write();
     console.log(`wrote ${mldsaKeyPath}: the ML-DSA-65 half of the composite key (PKCS#8, 0600)`);
   }
+}
+
+async function deletePair(args: Args): Promise<void> {
+  const label = args.string("key-label");
+  const keyId = args.string("key-id");
+  if ((label === undefined) === (keyId === undefined)) {
+    throw new UsageError("hsm delete: give exactly one of --key-label and --key-id");
+  }
+  const selector = label !== undefined ? { label } : { id: parseKeyId(keyId!, "--key-id") };
+  const removed = await withToken(args, { readWrite: true }, (keys) => keys.deletePair(selector));
+  console.log(
+    `deleted ${label !== undefined ? `"${label}"` : `CKA_ID ${selector.id}`}: ` +
+      `${removed.privateKeys} private and ${removed.publicKeys} public key object(s)`,
+  );
+}
+
+/** Names an output file's directory that is missing, before anything is made for it. */
+async function checkOutputDirectory(path: string): Promise<void> {
+  const dir = dirname(path);
+  const info = await Deno.stat(dir).catch(() => undefined);
+  if (!info?.isDirectory) throw new InputError(dir, `no such directory (for ${path})`);
 }
 
 async function csr(args: Args): Promise<void> {
   const subject = parseSubject(args.requireString("subject"));
   const sans = parseSans(args.list("san", { splitCommas: true }));
   const out = args.requireString("out");
+  await checkOutputDirectory(out);
   const keyLabel = args.string("key-label");
   const keyId = args.string("key-id");
   if ((keyLabel === undefined) === (keyId === undefined)) {
@@ -269,7 +324,9 @@ async function csr(args: Args): Promise<void> {
       signer: composite ? composite.tbsSigner() : await tokenTbsSigner(hsm.signer),
       subjectAltNames: sans,
     });
-    await writeFileAtomic(out, request.toString("pem") + "\n");
+    await writeFileAtomic(out, request.toString("pem") + "\n").catch((e) => {
+      throw new OsError(`${out}: cannot write the request`, e);
+    });
     console.log(
       `wrote ${out}: ${request.subject}, signed by ${(composite ?? hsm.signer).description}`,
     );

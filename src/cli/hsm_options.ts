@@ -28,12 +28,41 @@ export const HSM_TOKEN_OPTIONS: Record<string, OptionSpec> = {
   },
 };
 
+/**
+ * The key of `qsign hsm keygen|csr|delete`: the same spelling in each, and serve's
+ * `--hsm-key-label`/`--hsm-key-id` accepted too (as serve accepts `--key-label`).
+ */
+export const HSM_KEY_OPTIONS: Record<string, OptionSpec> = {
+  "key-label": {
+    type: "string",
+    value: "LABEL",
+    help: "the key pair by CKA_LABEL",
+    aliases: ["hsm-key-label"],
+  },
+  "key-id": {
+    type: "string",
+    value: "HEX",
+    help: "the key pair by CKA_ID (hex)",
+    aliases: ["hsm-key-id"],
+  },
+};
+
 /** Every `--hsm-*` option of `qsign serve` and `qsign connect`. */
 export const HSM_OPTIONS: Record<string, OptionSpec> = {
   hsm: { type: "boolean", help: "sign with a private key inside a PKCS#11 token (--hsm-*)" },
   ...HSM_TOKEN_OPTIONS,
-  "hsm-key-label": { type: "string", value: "LABEL", help: "private key by CKA_LABEL" },
-  "hsm-key-id": { type: "string", value: "HEX", help: "private key by CKA_ID (hex)" },
+  "hsm-key-label": {
+    type: "string",
+    value: "LABEL",
+    help: "private key by CKA_LABEL",
+    aliases: ["key-label"],
+  },
+  "hsm-key-id": {
+    type: "string",
+    value: "HEX",
+    help: "private key by CKA_ID (hex)",
+    aliases: ["key-id"],
+  },
   "hsm-sessions": {
     type: "string",
     value: "N",

@@ -40,6 +40,7 @@ const algOption = {
   value: "ALG",
   help: `key algorithm: ${KEY_ALGORITHMS.join("|")}`,
   default: DEFAULT_KEY_ALGORITHM,
+  choices: KEY_ALGORITHMS,
 } as const;
 const dirOption = { type: "string", value: "DIR", help: "PKI directory" } as const;
 const passphraseOption = {
@@ -86,7 +87,12 @@ const SPECS = {
     summary: "issue a leaf certificate from the Server or Client intermediate CA",
     options: {
       dir: dirOption,
-      profile: { type: "string", value: "server|client", help: "which intermediate CA and EKU" },
+      profile: {
+        type: "string",
+        value: "server|client",
+        help: "which intermediate CA and EKU",
+        choices: PROFILES,
+      },
       cn: {
         type: "string",
         value: "NAME",
@@ -137,6 +143,7 @@ const SPECS = {
         value: "REASON",
         help: REVOCATION_REASONS.join("|"),
         default: "unspecified",
+        choices: REVOCATION_REASONS,
       },
     },
   },
@@ -148,6 +155,7 @@ const SPECS = {
       ca: {
         type: "string",
         value: "root|server|client",
+        choices: CAS,
         help:
           "which CA signs it; root lists revoked intermediates (OpenSSL's chain check needs it)",
       },
@@ -199,6 +207,9 @@ const SPECS = {
   },
 } satisfies Record<string, CommandSpec>;
 
+/** Every `qsign pki` subcommand's options, for completion and the man page. */
+export const COMMAND_SPECS: CommandSpec[] = Object.values(SPECS);
+
 type Subcommand = keyof typeof SPECS;
 
 const HANDLERS: Record<Subcommand, (args: Args) => Promise<number>> = {
@@ -239,6 +250,10 @@ export async function run(argv: string[]): Promise<number> {
 
 async function runInit(args: Args): Promise<number> {
   const dir = args.requireString("dir");
+  for (const path of [dir, args.string("root-dir")]) {
+    const info = path === undefined ? undefined : await Deno.stat(path).catch(() => undefined);
+    if (info && !info.isDirectory) throw new InputError(path!, "exists and is not a directory");
+  }
   const passphrase = await newPassphrase(args);
   if (passphrase === undefined) {
     console.error(

@@ -52,6 +52,9 @@ export const RENEW_COMMAND: CommandSpec = {
   },
 };
 
+/** This command's options, for completion and the man page. */
+export const COMMAND_SPECS: CommandSpec[] = [RENEW_COMMAND];
+
 export async function run(argv: string[]): Promise<number> {
   const args = parseCommand(RENEW_COMMAND, argv);
   if (!args) return 0;

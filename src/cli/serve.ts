@@ -8,6 +8,12 @@ import { loadDaemonConfig } from "../config/load.ts";
 import { SETTINGS } from "../config/settings.ts";
 import { checkConfiguration, runDaemon } from "../daemon/daemon.ts";
 
+/** The spelling `qsign hsm keygen|csr|delete` use for the token key, accepted here too. */
+const SETTING_ALIASES: Record<string, string[]> = {
+  "hsm-key-label": ["key-label"],
+  "hsm-key-id": ["key-id"],
+};
+
 const SETTING_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(
   SETTINGS.map((s) => {
     const list = s.kind.type === "paths" || s.kind.type === "strings";
@@ -19,6 +25,8 @@ const SETTING_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(
         value: s.value,
         multiple: list || undefined,
         default: s.default,
+        choices: s.kind.type === "choice" ? s.kind.choices : undefined,
+        aliases: SETTING_ALIASES[s.flag],
       } satisfies OptionSpec,
     ];
   }),
@@ -46,6 +54,9 @@ export const SERVE_COMMAND: CommandSpec = {
     ...SETTING_OPTIONS,
   },
 };
+
+/** This command's options, for completion and the man page. */
+export const COMMAND_SPECS: CommandSpec[] = [SERVE_COMMAND];
 
 /** Runs `qsign serve`. */
 export async function run(argv: string[]): Promise<number> {

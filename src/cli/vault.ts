@@ -82,6 +82,9 @@ const SPEC: CommandSpec = {
   },
 };
 
+/** This command's options, for completion and the man page. */
+export const COMMAND_SPECS: CommandSpec[] = [SPEC];
+
 export async function run(argv: string[]): Promise<number> {
   const [subcommand, ...rest] = argv;
   if (subcommand === undefined || subcommand === "--help" || subcommand === "-h") {

@@ -5,6 +5,7 @@
  */
 import type { Address, Origin } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
+import { OsError } from "../errors.ts";
 import { audit } from "../observe/log.ts";
 import type { CrlCheck } from "../pki/verify.ts";
 import type { TlsClientConfig } from "../tls/config.ts";
@@ -63,7 +64,12 @@ export async function openConnection(
   server: Address,
   config: TlsClientConfig,
 ): Promise<TlsConnection> {
-  const tcp = await Deno.connect({ hostname: server.hostname, port: server.port });
+  let tcp: Deno.TcpConn;
+  try {
+    tcp = await Deno.connect({ hostname: server.hostname, port: server.port });
+  } catch (e) {
+    throw new OsError(`cannot connect to ${formatAddress(server)}`, e);
+  }
   return await connectTls(tcp, config);
 }
 

@@ -5,6 +5,7 @@
  */
 import type { Address, ServiceConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
+import { OsError } from "../errors.ts";
 import { audit } from "../observe/log.ts";
 import { FAILED_HANDSHAKE, metrics } from "../observe/metrics.ts";
 import { TlsError, TlsHandshakeError } from "../tls/alert.ts";
@@ -78,10 +79,18 @@ export class QtlsService {
 
   /** Binds the listener and starts accepting; returns the bound address. */
   listen(): Address {
-    const listener = Deno.listen({
-      hostname: this.config.listen.hostname,
-      port: this.config.listen.port,
-    });
+    let listener: Deno.TcpListener;
+    try {
+      listener = Deno.listen({
+        hostname: this.config.listen.hostname,
+        port: this.config.listen.port,
+      });
+    } catch (e) {
+      throw new OsError(
+        `service ${this.config.name}: cannot listen on ${formatAddress(this.config.listen)}`,
+        e,
+      );
+    }
     this.#listener = listener;
     this.#acceptLoop = this.#accept(listener);
     const address = { hostname: listener.addr.hostname, port: listener.addr.port };

@@ -318,6 +318,40 @@ export class TokenKeys {
     const { kind, modulusBits } = this.#kind(pair.privateKey);
     return { handle: pair.privateKey, label, id: id.toLowerCase(), kind: kind!, modulusBits };
   }
+
+  /**
+   * Destroys the key pair selected by label or CKA_ID: its private and public key objects.
+   * Returns how many of each it destroyed; throws `HsmError` when there is no private key, or
+   * when the selector matches several private keys (the operator must say which).
+   */
+  deletePair(selector: KeySelector): { privateKeys: number; publicKeys: number } {
+    const b = this.#b;
+    const privateKeys = this.#find([
+      { type: b.CKA_CLASS, value: b.CKO_PRIVATE_KEY },
+      this.#selectorTemplate(selector),
+    ]);
+    const wanted = "label" in selector ? `label "${selector.label}"` : `CKA_ID ${selector.id}`;
+    if (privateKeys.length !== 1) {
+      throw new HsmError({
+        ...this.#where,
+        operation: "delete",
+        module: this.module.path,
+        problem: privateKeys.length === 0
+          ? `no private key with ${wanted}`
+          : `${privateKeys.length} private keys have ${wanted}: select one by --key-id`,
+      });
+    }
+    const publicKeys = this.#find([
+      { type: b.CKA_CLASS, value: b.CKO_PUBLIC_KEY },
+      this.#selectorTemplate(selector),
+    ]);
+    this.module.call(this.#where, (api) => {
+      for (const object of [...privateKeys, ...publicKeys]) {
+        api.C_DestroyObject(this.session, object);
+      }
+    });
+    return { privateKeys: privateKeys.length, publicKeys: publicKeys.length };
+  }
 }
 
 /** The mechanism and public-key template of each keygen type. */

@@ -226,3 +226,67 @@ Deno.test("qsign hsm on a SoftHSM2 token", async (t) => {
     },
   );
 });
+
+Deno.test("hsm keygen leaves no orphan pair when its file cannot be written; hsm delete", async () => {
+  await using token = await createTestToken("qsign-delete");
+  const qsign = (...args: string[]) => runQsign(["hsm", ...args], { env: token.env });
+  const labels = async () => {
+    const r = await qsign("keys", ...token.loginArgs, "--json");
+    equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as KeyRow[]).map((k) => `${k.class}:${k.label}`).sort();
+  };
+
+  // A missing directory is named before the token is touched.
+  const missing = await qsign(
+    "keygen",
+    ...token.loginArgs,
+    "--key-label",
+    "orphan",
+    "--composite-mldsa-key",
+    `${token.dir}/no/such/dir/half.key`,
+  );
+  equal(missing.code, 2, missing.stderr);
+  ok(missing.stderr.includes("no/such/dir: no such directory"), missing.stderr);
+  deepEqual(await labels(), []);
+
+  // A file that cannot be written after the pair is made (an immutable directory refuses even
+  // root): the pair is destroyed again.
+  const immutable = `${token.dir}/immutable`;
+  await Deno.mkdir(immutable);
+  const chattr = (flag: string) =>
+    new Deno.Command("chattr", { args: [flag, immutable] }).output().then((o) => ok(o.success));
+  await chattr("+i");
+  let unwritable;
+  try {
+    unwritable = await qsign(
+      "keygen",
+      ...token.loginArgs,
+      "--key-label",
+      "orphan",
+      "--composite-mldsa-key",
+      `${immutable}/half.key`,
+    );
+  } finally {
+    await chattr("-i");
+  }
+  equal(unwritable.code, 1, unwritable.stderr);
+  ok(unwritable.stderr.includes("half.key"), unwritable.stderr);
+  deepEqual(await labels(), [], "no orphan key pair");
+
+  // --key-label (and the old --label) made a pair; hsm delete destroys both halves.
+  const made = await qsign("keygen", ...token.loginArgs, "--key-label", "gone", "--key-id", "0c");
+  equal(made.code, 0, made.stderr);
+  const old = await qsign("keygen", ...token.loginArgs, "--label", "kept", "--id", "0d");
+  equal(old.code, 0, old.stderr);
+  deepEqual(await labels(), ["private:gone", "private:kept", "public:gone", "public:kept"]);
+  const deleted = await qsign("delete", ...token.loginArgs, "--key-label", "gone");
+  equal(deleted.code, 0, deleted.stderr);
+  ok(deleted.stdout.includes("1 private and 1 public"), deleted.stdout);
+  deepEqual(await labels(), ["private:kept", "public:kept"]);
+  const byId = await qsign("delete", ...token.loginArgs, "--key-id", "0d");
+  equal(byId.code, 0, byId.stderr);
+  deepEqual(await labels(), []);
+  const none = await qsign("delete", ...token.loginArgs, "--key-label", "gone");
+  equal(none.code, 1);
+  ok(none.stderr.includes('no private key with label "gone"'), none.stderr);
+});
