@@ -6,6 +6,8 @@
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { basename, join } from "node:path";
 import { QsignError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
@@ -30,7 +32,7 @@ import {
 } from "./keys.ts";
 import { bufferSource } from "./der.ts";
 import { pemEncode, readCertificatesFile } from "./pem.ts";
-import { verifySignature } from "./signatures.ts";
+import { publicKeyProblem, verifySignature } from "./signatures.ts";
 import { lazySecret } from "../secrets.ts";
 import { noPassphrase } from "./key_formats.ts";
 
@@ -552,6 +554,11 @@ async function certifiableCsr(csrDer: Uint8Array): Promise<CertifiableCsr> {
   if (!(await verifySignature(csr, csr.publicKey))) {
     throw new CsrError(`the CSR's signature does not verify (subject ${csr.subject || "empty"})`);
   }
+  // The verifier refuses weak keys (publicKeyProblem): never certify one.
+  const keyProblem = publicKeyProblem(
+    AsnConvert.parse(csr.publicKey.rawData, SubjectPublicKeyInfo),
+  );
+  if (keyProblem) throw new CsrError(`the CSR's key cannot be certified: ${keyProblem}`);
   const extension = csr.getExtension(SUBJECT_ALT_NAME_OID);
   const sans = extension instanceof x509.SubjectAlternativeNameExtension
     ? extension.names.toJSON()

@@ -8,7 +8,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import * as asn1X509 from "@peculiar/asn1-x509";
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { createCertificate, generatorSigning, randomSerial } from "../../src/pki/certificate.ts";
 import { ecdsaRawToDer } from "../../src/crypto/der.ts";
 import { bufferSource, children, encodeTlv, readTlv, tlvBytes } from "../../src/pki/der.ts";
@@ -27,7 +27,7 @@ import {
   type Purpose,
   verifyChain,
 } from "../../src/pki/verify.ts";
-import { initPki, PKI_FILES } from "../../src/pki/ca.ts";
+import { CsrError, initPki, issueLeaf, PKI_FILES } from "../../src/pki/ca.ts";
 import { readPrivateKeyFile } from "../../src/pki/keys.ts";
 import { readCertificatesFile } from "../../src/pki/pem.ts";
 import { PEER_NODE, tempDir } from "../support/env.ts";
@@ -852,6 +852,60 @@ Deno.test("CRLs: the issuing distribution point decides which certificates a CRL
     ],
     crlCheck: "leaf",
   });
+});
+
+Deno.test("pki init and pki issue never make a certificate the profile refuses", async () => {
+  await using dir = await tempDir();
+  for (const alg of ["mldsa65", "ecdsa-p384"] as KeyAlgorithm[]) {
+    const pkiDir = `${dir.path}/${alg}`;
+    await initPki({ dir: pkiDir, alg });
+    const read = (name: string) => readCertificatesFile(`${pkiDir}/${name}`);
+    const [rootDer] = await read(PKI_FILES.rootCert);
+    const [serverLeaf, serverCa] = await read(PKI_FILES.serverCert);
+    const [clientLeaf, clientCa] = await read(PKI_FILES.clientCert);
+    const anchors = { trustAnchors: [rootDer] };
+    await verifyChain(serverLeaf, {
+      ...anchors,
+      intermediates: [serverCa],
+      purpose: "server",
+      host: "qtls-server.qsign.local",
+    });
+    await verifyChain(clientLeaf, { ...anchors, intermediates: [clientCa], purpose: "client" });
+    for (const [profile, cn] of [["server", "api.qsign.local"], ["client", "10.0.0.7"]] as const) {
+      const issued = await issueLeaf({ dir: pkiDir, profile, cn });
+      await verifyChain(issued.chain[0], {
+        ...anchors,
+        intermediates: issued.chain.slice(1),
+        purpose: profile,
+      });
+    }
+  }
+
+  // A request for an RSA-1024 key is refused rather than certified.
+  const weak = await crypto.subtle.generateKey(
+    {
+      name: "RSASSA-PKCS1-v1_5",
+      hash: "SHA-256",
+      modulusLength: 1024,
+      publicExponent: new Uint8Array([1, 0, 1]),
+    },
+    true,
+    ["sign", "verify"],
+  ) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: "CN=weak.qsign.local",
+    keys: weak,
+    signingAlgorithm: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+  });
+  await rejects(
+    issueLeaf({
+      dir: `${dir.path}/mldsa65`,
+      profile: "client",
+      csrDer: new Uint8Array(csr.rawData),
+      sans: ["DNS:weak.qsign.local"],
+    }),
+    (e: Error) => e instanceof CsrError && /1024 bits, below 2048/.test(e.message),
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
