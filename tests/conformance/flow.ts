@@ -534,9 +534,6 @@ export class ServerFlow {
   handshakeSecrets?: { client: Uint8Array; server: Uint8Array };
   appSecrets?: { client: Uint8Array; server: Uint8Array };
   schedule?: KeySchedule;
-  /** change_cipher_spec records read from the client, by how many hellos preceded them. */
-  readonly ccsAfterHellos: number[] = [];
-  hellos = 0;
 
   constructor(readonly rc: RecordConn, readonly server: CertifiedKey) {}
 
@@ -544,16 +541,12 @@ export class ServerFlow {
   async readClientHello(): Promise<Hello> {
     for (;;) {
       const r = await this.rc.next();
-      if (r.kind === "ccs") {
-        this.ccsAfterHellos.push(this.hellos);
-        continue;
-      }
+      if (r.kind === "ccs") continue;
       if (r.kind !== "handshake" || r.type !== HS.client_hello) {
         throw new Error(
           `expected ClientHello, got ${JSON.stringify(r.kind === "alert" ? r : r.kind)}`,
         );
       }
-      this.hellos++;
       this.clientHelloRaw = r.raw;
       this.transcript.add(r.raw);
       this.clientHello = parseClientHello(r.body);
@@ -625,7 +618,8 @@ export class ServerFlow {
         ext(EXT.cookie, out((o) => o.vec(2, (c) => c.raw([1, 2, 3, 4, 5, 6, 7, 8])))),
       );
     }
-    this.suite = suiteById(options.suite ?? SUITES.aes256)!;
+    // The transcript hash of an unknown suite: the default's (the client refuses it anyway).
+    this.suite = suiteById(options.suite ?? SUITES.aes256) ?? suiteById(SUITES.aes256)!;
     return {
       legacyVersion: 0x0303,
       random: HRR_RANDOM,
@@ -648,10 +642,17 @@ export class ServerFlow {
   }
 
   /** Sends the ServerHello (plus a CCS) and switches both directions to handshake keys. */
-  async sendServerHello(spec: ServerHelloSpec, options: { ccs?: boolean } = {}): Promise<void> {
+  async sendServerHello(
+    spec: ServerHelloSpec,
+    options: { ccs?: boolean; fragment?: number } = {},
+  ): Promise<void> {
     const bytes = encodeServerHello(spec);
     this.transcript.add(bytes);
-    const parts = [await this.rc.encode(CT.handshake, bytes)];
+    const parts: Uint8Array[] = [];
+    const size = options.fragment ?? bytes.length;
+    for (let at = 0; at < bytes.length; at += size) {
+      parts.push(await this.rc.encode(CT.handshake, bytes.subarray(at, at + size)));
+    }
     if (options.ccs ?? true) parts.push(await this.rc.encode(CT.ccs, Uint8Array.of(1)));
     await this.rc.writeRaw(concatBytes(...parts));
     const suite = this.suite!;

@@ -295,6 +295,11 @@ export class RecordConn {
   /** Handshake messages decoded so far, and after how many of them each CCS came. */
   handshakeCount = 0;
   readonly ccsAfter: number[] = [];
+  /**
+   * Set when the peer is to refuse our ServerHello itself: it then never had keys, and its
+   * alert is rightly plaintext.
+   */
+  plaintextAlertExpected = false;
   /** The longest protected record read (for record size limits). */
   largestProtected = 0;
   /** The first alert the peer sent, once read. */
@@ -492,7 +497,7 @@ export class RecordConn {
     }
     if (!this.alertSeen) return "closed";
     const { alert } = this.alertSeen;
-    return this.readProtected && !this.alertSeen.protected
+    return this.readProtected && !this.alertSeen.protected && !this.plaintextAlertExpected
       ? `${alert} in plaintext after ServerHello`
       : alert;
   }
