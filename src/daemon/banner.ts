@@ -4,6 +4,7 @@
  */
 import type { Address, DaemonConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
+import { describeCryptoProvider, formatCryptoProvider } from "../crypto/index.ts";
 import { metrics } from "../observe/metrics.ts";
 import { DEFAULT_GROUPS } from "../tls/groups.ts";
 import { offeredSchemes, schemeName } from "../tls/sigschemes.ts";
@@ -31,7 +32,10 @@ export function bannerText(
   addresses: readonly Address[],
   metricsAddress: Address | undefined,
 ): string {
-  const lines = [`qsign ${VERSION}: Q-TLS server (TLS 1.3, post-quantum)`];
+  const lines = [
+    `qsign ${VERSION}: Q-TLS server (TLS 1.3, post-quantum)`,
+    `  crypto: ${formatCryptoProvider()}`,
+  ];
   services.forEach((service, i) => {
     const c = service.config;
     const certs = service.materials.current.summaries;
@@ -92,6 +96,7 @@ export async function statusDocument(
     version: VERSION,
     started_at: startedAt.toISOString(),
     uptime_seconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+    crypto: describeCryptoProvider(),
     services: services.map((s) => ({
       name: s.config.name,
       listen: formatAddress(s.config.listen),
