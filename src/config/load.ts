@@ -11,6 +11,7 @@ import { GROUPS } from "../tls/groups.ts";
 import { LUNA_MODULE_PATH } from "../hsm/options.ts";
 import type { CrlCheck } from "../pki/verify.ts";
 import { type ConfigFile, readConfigFile } from "./file.ts";
+import { proxySources } from "./proxy_sources.ts";
 import { type Setting, SETTINGS } from "./settings.ts";
 import { coerce, formatAddress } from "./values.ts";
 import type {
@@ -18,6 +19,7 @@ import type {
   ClientAuthMode,
   DaemonConfig,
   HsmSettings,
+  LogFormat,
   LogLevel,
   Origin,
   ReplyLanguage,
@@ -82,6 +84,7 @@ export async function loadDaemonConfig(sources: ConfigSources): Promise<DaemonCo
     metricsListen: global("metrics_listen") as Address | undefined,
     drainTimeoutMs: global("drain_timeout") as number,
     logLevel: global("log_level") as LogLevel,
+    logFormat: global("log_format") as LogFormat,
     pidFile: global("pid_file") as string | undefined,
     services,
   };
@@ -201,6 +204,7 @@ function buildService(
     lang: typed.lang as ReplyLanguage,
     target,
     proxyProtocol: typed.proxy_protocol === true,
+    proxyFrom: proxySources(typed.accept_proxy_protocol === true, list("proxy_from"), fail),
     cert,
     key,
     keyPassphrase: typed.key_passphrase as string | undefined,

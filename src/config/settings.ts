@@ -72,6 +72,13 @@ export const SETTINGS: readonly Setting[] = [
     { value: "LEVEL", default: "INFO", env: "QTLS_LOG_LEVEL" },
   ),
   setting(
+    "log_format",
+    "global",
+    { type: "choice", choices: ["json", "text"] },
+    "audit-log lines as JSON objects (for journald, rsyslog and Filebeat) or as text for people",
+    { value: "FORMAT", default: "json", env: "QTLS_LOG_FORMAT" },
+  ),
+  setting(
     "pid_file",
     "global",
     { type: "path" },
@@ -115,6 +122,21 @@ export const SETTINGS: readonly Setting[] = [
     "service",
     BOOLEAN,
     "proxy mode: send a PROXY protocol v2 header (client address and identity) to the target",
+  ),
+  setting(
+    "accept_proxy_protocol",
+    "service",
+    BOOLEAN,
+    "read a PROXY protocol (v1 or v2) header before TLS from the load balancers in proxy_from; " +
+      "the client address it carries is the one limits, logs, metrics and the target see",
+  ),
+  setting(
+    "proxy_from",
+    "service",
+    STRINGS,
+    "load balancers (CIDR, e.g. 10.0.0.0/24) that must send a PROXY header; other sources are " +
+      "direct clients and their bytes are TLS from the first",
+    { value: "CIDR" },
   ),
   setting("cert", "service", PATHS, "certificate chain PEM (leaf first); repeat for more chains", {
     value: "FILE",

@@ -20,6 +20,8 @@ export interface Origin {
 }
 
 export type LogLevel = "DEBUG" | "INFO" | "WARN" | "ERROR";
+/** Audit-log lines as JSON objects (the default) or as text for a terminal. */
+export type LogFormat = "json" | "text";
 export type ServiceMode = "echo" | "proxy";
 export type ClientAuthMode = "require" | "request" | "none";
 export type ReplyLanguage = "ko" | "en";
@@ -33,6 +35,14 @@ export interface Limits {
   idleTimeoutMs: number;
   /** New connections per second from one IP address; 0 means unlimited. */
   maxHandshakesPerIp: number;
+}
+
+/** A load balancer address range whose PROXY protocol headers are believed. */
+export interface ProxySource {
+  /** As configured, for messages. */
+  text: string;
+  /** Whether a connection's source address lies in the range. */
+  contains(address: string): boolean;
 }
 
 /** Proxy mode: readiness follows the target's reachability. */
@@ -65,6 +75,8 @@ export interface ServiceConfig {
   lang: ReplyLanguage;
   target?: Address;
   proxyProtocol: boolean;
+  /** Load balancers whose connections start with a PROXY header (empty: none). */
+  proxyFrom: ProxySource[];
   /** Certificate chain files (leaf first, then intermediates), one per key. */
   cert: string[];
   /** Private key files, paired with `cert` in order; empty when the key is in an HSM. */
@@ -103,6 +115,7 @@ export interface DaemonConfig {
   metricsListen?: Address;
   drainTimeoutMs: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** Where the daemon writes its pid (for `qsign renew`'s SIGHUP); none when undefined. */
   pidFile?: string;
   services: ServiceConfig[];

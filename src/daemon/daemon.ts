@@ -8,7 +8,7 @@ import type { Address, DaemonConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { ConfigError, QsignError } from "../errors.ts";
 import { createObservabilityApp, serveObservability } from "../observe/http.ts";
-import { audit, setLogLevel } from "../observe/log.ts";
+import { audit, setLogFormat, setLogLevel } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
 import { registerReadinessCheck } from "../observe/readiness.ts";
 import { SystemdNotifier } from "../observe/sd_notify.ts";
@@ -88,6 +88,7 @@ export async function runDaemon(
 ): Promise<number> {
   const signals = processSignals();
   setLogLevel(config.logLevel);
+  setLogFormat(config.logFormat);
   const startedAt = new Date();
   const cleanup = new AsyncDisposableStack();
   cleanup.defer(closeTokens);

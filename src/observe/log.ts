@@ -1,12 +1,13 @@
 /**
  * The audit log: one JSON object per line on stdout (journald keeps it), one line per event
  * (listening, connection accepted, handshake ok or failed, closed, refused, reload). The least
- * severe level written comes from `QTLS_LOG_LEVEL` (DEBUG, INFO, WARN, ERROR) or the config.
+ * severe level written comes from `QTLS_LOG_LEVEL` (DEBUG, INFO, WARN, ERROR) or the config;
+ * `log_format = "text"` writes the same fields as `time LEVEL event key=value…` for people.
  *
  * Nothing secret is ever passed in: callers log names, subjects, serials and fingerprints. As a
  * second line of defence, fields whose names look like secrets are replaced before writing.
  */
-import type { LogLevel } from "../config/types.ts";
+import type { LogFormat, LogLevel } from "../config/types.ts";
 
 const SEVERITY: Record<LogLevel, number> = { DEBUG: 10, INFO: 20, WARN: 30, ERROR: 40 };
 const SECRET_FIELD = /(^|_)(pin|password|passphrase|secret|token|private_key|key_material)$/i;
@@ -19,6 +20,7 @@ export type LogFields = Record<string, LogValue>;
 
 let threshold = SEVERITY[parseLevel(Deno.env.get("QTLS_LOG_LEVEL")) ?? "INFO"];
 let sink: (line: string) => void = (line) => console.log(line);
+let format: (record: LogFields) => string = (record) => JSON.stringify(record);
 
 function parseLevel(text: string | undefined): LogLevel | undefined {
   const upper = text?.trim().toUpperCase();
@@ -28,6 +30,24 @@ function parseLevel(text: string | undefined): LogLevel | undefined {
 /** Sets the least severe level written. */
 export function setLogLevel(level: LogLevel): void {
   threshold = SEVERITY[level];
+}
+
+/** Chooses how a line is written: JSON (the default) or text. */
+export function setLogFormat(choice: LogFormat): void {
+  format = choice === "json" ? (record) => JSON.stringify(record) : textLine;
+}
+
+/**
+ * `ts LEVEL event key=value…`: values that are not a bare word are written as JSON strings, so
+ * a line stays one line and splits unambiguously.
+ */
+function textLine({ ts, level, event, ...fields }: LogFields): string {
+  const words = [String(ts), String(level).padEnd(5), String(event)];
+  for (const [name, value] of Object.entries(fields)) {
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    words.push(`${name}=${/^[\w.:/@+-]+$/.test(text) ? text : JSON.stringify(text)}`);
+  }
+  return words.join(" ");
 }
 
 /** Redirects log lines (tests, or a client that keeps stdout for the user); returns the old sink. */
@@ -44,7 +64,7 @@ export function log(level: LogLevel, event: string, fields: LogFields = {}): voi
   for (const [name, value] of Object.entries(fields)) {
     if (value !== undefined) record[name] = SECRET_FIELD.test(name) ? "[redacted]" : value;
   }
-  sink(JSON.stringify(record));
+  sink(format(record));
 }
 
 /** Shorthands by level. */
