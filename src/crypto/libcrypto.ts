@@ -63,7 +63,6 @@ import {
   KEM_SEED_LENGTH,
   KEM_SIZES,
   memoize,
-  RSA_MODULUS_BITS,
   sealedLength,
   type SignatureParams,
   SIGNATURES,
@@ -831,19 +830,8 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
     async generateKeyPair() {
       const params = this.#params;
       if (!("keyType" in params)) {
-        const pkey = withNamedContext("RSA", (ctx) => {
-          check(f.EVP_PKEY_keygen_init(ctx), "EVP_PKEY_keygen_init");
-          check(f.EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, RSA_MODULUS_BITS), "RSA key size");
-          return generate(ctx);
-        });
-        const pkcs8 = using(pkey, () => {
-          const info = fetched(f.EVP_PKEY2PKCS8(pkey), "EVP_PKEY2PKCS8");
-          try {
-            return i2d(f.i2d_PKCS8_PRIV_KEY_INFO, info, "i2d_PKCS8_PRIV_KEY_INFO");
-          } finally {
-            f.PKCS8_PRIV_KEY_INFO_free(info);
-          }
-        });
+        // RSA key generation takes half a second or more: WebCrypto runs it off the event loop.
+        const { pkcs8 } = await nativeProvider.signature(this.name).generateKeyPair();
         const privateKey = await this.importPrivateKey(pkcs8);
         return { privateKey, publicKeySpki: privateKey.publicKeySpki, pkcs8 };
       }

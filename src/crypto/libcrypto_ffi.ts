@@ -108,9 +108,6 @@ const SYMBOLS = {
   d2i_AutoPrivateKey: { parameters: ["pointer", "buffer", "i64"], result: "pointer" },
   d2i_PUBKEY: { parameters: ["pointer", "buffer", "i64"], result: "pointer" },
   i2d_PUBKEY: { parameters: ["pointer", "buffer"], result: "i32" },
-  EVP_PKEY2PKCS8: { parameters: ["pointer"], result: "pointer" },
-  i2d_PKCS8_PRIV_KEY_INFO: { parameters: ["pointer", "buffer"], result: "i32" },
-  PKCS8_PRIV_KEY_INFO_free: { parameters: ["pointer"], result: "void" },
 
   // Key contexts: generation, import from parameters, derivation, RSA options.
   EVP_PKEY_CTX_new_from_name: { parameters: ["pointer", "buffer", "pointer"], result: "pointer" },
@@ -122,7 +119,6 @@ const SYMBOLS = {
   EVP_PKEY_keygen_init: { parameters: ["pointer"], result: "i32" },
   EVP_PKEY_keygen: { parameters: ["pointer", "buffer"], result: "i32" },
   EVP_PKEY_CTX_set_group_name: { parameters: ["pointer", "buffer"], result: "i32" },
-  EVP_PKEY_CTX_set_rsa_keygen_bits: { parameters: ["pointer", "i32"], result: "i32" },
   EVP_PKEY_fromdata_init: { parameters: ["pointer"], result: "i32" },
   EVP_PKEY_fromdata: { parameters: ["pointer", "buffer", "i32", "buffer"], result: "i32" },
   EVP_PKEY_derive_init: { parameters: ["pointer"], result: "i32" },
