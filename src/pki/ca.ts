@@ -18,7 +18,7 @@ import {
   parseSubjectAltName,
   toHex,
 } from "./certificate.ts";
-import { dnsNameProblem, issuanceNameProblem } from "./names.ts";
+import { altNamesWithCommonName, dnsNameProblem, issuanceNameProblem } from "./names.ts";
 import {
   DEFAULT_KEY_ALGORITHM,
   generateKeyPair,
@@ -369,9 +369,10 @@ async function createLeafCertificate(options: {
   notAfter: Date;
 }): Promise<x509.X509Certificate> {
   // Never issue what the verifier refuses: bad host names, wildcards on a public suffix, a CN
-  // that is not one of the subjectAltNames.
+  // that is not one of the subjectAltNames (a host CN is added to them).
   const [cn] = new x509.Name(options.subject).getField("CN");
-  const problem = issuanceNameProblem(cn, options.subjectAltNames);
+  const subjectAltNames = altNamesWithCommonName(cn, options.subjectAltNames);
+  const problem = issuanceNameProblem(cn, subjectAltNames);
   if (problem) throw new UsageError(`cannot issue for "${options.subject}": ${problem}`);
   return await createCertificate({
     subject: options.subject,
@@ -382,7 +383,7 @@ async function createLeafCertificate(options: {
     notAfter: options.notAfter,
     keyUsage: x509.KeyUsageFlags.digitalSignature,
     extendedKeyUsage: [EKU[options.profile]],
-    subjectAltNames: options.subjectAltNames,
+    subjectAltNames,
   });
 }
 

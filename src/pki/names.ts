@@ -444,6 +444,28 @@ export function endEntityNameViolation(
   return undefined;
 }
 
+/** The texts a CN may copy: the dNSName values and the iPAddresses in canonical text. */
+function commonNameCopies(altNames: readonly x509.JsonGeneralName[]): string[] {
+  return altNames.flatMap((n) =>
+    n.type === "dns" ? [n.value] : n.type === "ip" ? [canonicalIpText(n.value) ?? ""] : []
+  );
+}
+
+/**
+ * The subjectAltNames to issue a certificate for `cn` with: `altNames`, preceded by the CN
+ * itself (an iPAddress when it is an address in canonical text, else a dNSName) when it names a
+ * host or address that none of them copies, so the CN is always one of the SANs.
+ */
+export function altNamesWithCommonName(
+  cn: string | undefined,
+  altNames: readonly x509.JsonGeneralName[],
+): x509.JsonGeneralName[] {
+  if (cn === undefined || !namesAHost(cn) || commonNameCopies(altNames).includes(cn)) {
+    return [...altNames];
+  }
+  return [{ type: canonicalIpText(cn) === cn ? "ip" : "dns", value: cn }, ...altNames];
+}
+
 /**
  * The same rules for a certificate about to be issued: the problem with `cn` and `altNames`,
  * in words for the operator, or undefined.
@@ -463,9 +485,7 @@ export function issuanceNameProblem(
     }
   }
   if (cn === undefined || !namesAHost(cn)) return undefined;
-  const copies = altNames.flatMap((n) =>
-    n.type === "dns" ? [n.value] : n.type === "ip" ? [canonicalIpText(n.value) ?? ""] : []
-  );
+  const copies = commonNameCopies(altNames);
   return copies.includes(cn) ? undefined : `subject CN "${cn}" must be a copy of one of the ` +
     `DNS or IP subjectAltNames (${copies.join(", ") || "none"}) (${RULES.commonName})`;
 }

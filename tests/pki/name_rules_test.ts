@@ -7,11 +7,13 @@
  */
 import "reflect-metadata";
 import type * as x509 from "@peculiar/x509";
-import { equal, ok } from "node:assert/strict";
+import { equal, ok, rejects } from "node:assert/strict";
+import { UsageError } from "../../src/errors.ts";
+import { initPki, issueLeaf, PKI_FILES } from "../../src/pki/ca.ts";
 import type { LoadedPrivateKey } from "../../src/pki/keys.ts";
 import { privateKeyPem } from "../../src/pki/keys.ts";
 import { MAX_COMPARISONS_PER_PAIR, RULES } from "../../src/pki/names.ts";
-import { pemEncode } from "../../src/pki/pem.ts";
+import { pemEncode, readCertificatesFile } from "../../src/pki/pem.ts";
 import {
   type ChainFailureReason,
   ChainVerificationError,
@@ -523,6 +525,42 @@ rule(
   constraintFailure(0),
   true,
 );
+
+// ---------------------------------------------------------------------------------------------
+// qsign pki issue makes only what these rules accept
+
+Deno.test("issueLeaf adds the CN to the SANs, and refuses names the rules refuse", async () => {
+  await using dir = await tempDir();
+  await initPki({ dir: dir.path, alg: ALG });
+  const trust = {
+    trustAnchors: await readCertificatesFile(`${dir.path}/${PKI_FILES.rootCert}`),
+    purpose: "server" as const,
+  };
+  const issued = await issueLeaf({
+    dir: dir.path,
+    profile: "server",
+    cn: "renewed.example.com",
+    sans: ["DNS:localhost", "IP:127.0.0.1"],
+  });
+  const [leafDer, caDer] = issued.chain;
+  for (const host of ["renewed.example.com", "localhost", "127.0.0.1"]) {
+    await verifyChain(leafDer, { ...trust, intermediates: [caDer], host });
+  }
+  for (
+    const [options, why] of [
+      [{ cn: "renewed.example.com", sans: ["DNS:*.com"] }, /public suffix/],
+      [{ cn: "renewed.example.com", sans: ["DNS:under_score.example.com"] }, /not a host name/],
+      [{ cn: "under_score.example.com" }, /not a host name/],
+      [{ cn: "192.168.001.001" }, /not a host name/],
+      [{ cn: "ops", sans: ["EMAIL:ops@a@example.com"] }, /mailbox/],
+    ] as const
+  ) {
+    await rejects(
+      issueLeaf({ dir: dir.path, profile: "server", ...options, sans: [...options.sans ?? []] }),
+      (e: Error) => e instanceof UsageError && why.test(e.message),
+    );
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // OpenSSL agrees (runs last: tests run in file order)

@@ -5,8 +5,9 @@
  */
 import "reflect-metadata";
 import type * as x509 from "@peculiar/x509";
-import { equal, match, ok } from "node:assert/strict";
+import { deepEqual, equal, match, ok } from "node:assert/strict";
 import {
+  altNamesWithCommonName,
   certificateMatchesHost,
   certificateMatchesIp,
   dnsNameMatches,
@@ -187,6 +188,24 @@ Deno.test("a descriptive CN that names no host or address is not held to the SAN
     const v = endEntityNameViolation(await leaf([gn.ip("192.168.1.1")], `CN=${cn}`));
     isViolation(v, "invalid name", RULES.commonName, 0);
   }
+});
+
+Deno.test("issuance adds a host or address CN to the SANs that do not hold it", () => {
+  deepEqual(altNamesWithCommonName("a.example", [{ type: "dns", value: "localhost" }]), [
+    { type: "dns", value: "a.example" },
+    { type: "dns", value: "localhost" },
+  ]);
+  deepEqual(altNamesWithCommonName("2001:db8::1", []), [{ type: "ip", value: "2001:db8::1" }]);
+  deepEqual(altNamesWithCommonName("a.example", [{ type: "dns", value: "a.example" }]), [
+    { type: "dns", value: "a.example" },
+  ]);
+  deepEqual(altNamesWithCommonName("alice", [{ type: "email", value: "alice@a.example" }]), [
+    { type: "email", value: "alice@a.example" },
+  ]);
+  // Added as it is: the rules then refuse what is not a valid name.
+  const odd = altNamesWithCommonName("192.168.001.001", []);
+  deepEqual(odd, [{ type: "dns", value: "192.168.001.001" }]);
+  match(issuanceNameProblem("192.168.001.001", odd)!, /not a host name/);
 });
 
 Deno.test("issuance refuses what the verifier refuses, in the operator's words", () => {
