@@ -5,7 +5,7 @@
  */
 
 /** Why a connection was refused; also the `reason` label of `qtls_handshake_failures_total`. */
-export type RefusalReason = "max_connections" | "rate_limited";
+export type RefusalReason = "max_connections" | "rate_limited" | "proxy_header";
 
 /** Token buckets per IP address: `ratePerSecond` tokens per second, bursts up to the same. */
 export class PerIpRateLimiter {

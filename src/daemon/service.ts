@@ -17,6 +17,7 @@ import { accessPolicy, describeAccessPolicy } from "./access.ts";
 import { BackendHealth } from "./backend_health.ts";
 import { type ConnectionHandler, handlerFor } from "./handlers.ts";
 import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
+import { type ProxyHeader, ProxyHeaderError, readProxyHeader } from "./proxy_header.ts";
 import type { ServiceMaterials } from "./materials.ts";
 import type { MaterialsHolder } from "./reload.ts";
 import { delay } from "./signals.ts";
@@ -155,20 +156,55 @@ export class QtlsService {
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
-      const ip = tcp.remoteAddr.hostname;
       if (this.#live.size >= this.config.limits.maxConnections) {
-        this.#refuse(tcp, "max_connections");
-      } else if (!this.#rateLimiter.admit(ip)) {
-        this.#refuse(tcp, "rate_limited");
+        this.#refuse(tcp, "max_connections", tcp.remoteAddr);
+      } else if (this.#fromBalancer(tcp.remoteAddr)) {
+        void this.#serveBehindBalancer(tcp);
       } else {
-        void this.#serve(tcp);
+        this.#admit(tcp, tcp.remoteAddr);
       }
     }
   }
 
-  #refuse(tcp: Deno.TcpConn, reason: RefusalReason): void {
+  /** Whether `source` is a load balancer of `proxy_from`, whose connections start with PROXY. */
+  #fromBalancer(source: Deno.NetAddr): boolean {
+    return this.config.proxyFrom.some((range) => range.contains(source.hostname));
+  }
+
+  /** The per-IP limit for `client` (the connection's peer, or the one its PROXY header names). */
+  #admit(tcp: Deno.TcpConn, client: Deno.NetAddr): void {
+    if (!this.#rateLimiter.admit(client.hostname)) this.#refuse(tcp, "rate_limited", client);
+    else void this.#serve(tcp, client);
+  }
+
+  /**
+   * Reads the PROXY header of a balancer's connection within the handshake timeout, then admits
+   * the client it names; a missing or malformed header closes the connection and is counted.
+   */
+  async #serveBehindBalancer(tcp: Deno.TcpConn): Promise<void> {
+    const timer = setTimeout(() => closeQuietly(tcp), this.config.limits.handshakeTimeoutMs);
+    let header: ProxyHeader;
+    try {
+      header = await readProxyHeader(tcp);
+    } catch (e) {
+      const problem = e instanceof ProxyHeaderError ? e.problem : String(e);
+      this.#refuse(tcp, "proxy_header", tcp.remoteAddr);
+      audit.warn("proxy_header_refused", {
+        service: this.config.name,
+        balancer: formatAddress(tcp.remoteAddr),
+        problem,
+      });
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+    // LOCAL: the balancer's own connection (a health check), which stands for itself.
+    this.#admit(tcp, header.command === "proxy" ? header.source : tcp.remoteAddr);
+  }
+
+  #refuse(tcp: Deno.TcpConn, reason: RefusalReason, client: Deno.NetAddr): void {
     metrics.handshakeFailures.inc({ service: this.config.name, reason });
-    this.#refusalLog.record(this.config.name, reason, formatAddress(tcp.remoteAddr));
+    this.#refusalLog.record(this.config.name, reason, formatAddress(client));
     try {
       tcp.close();
     } catch {
@@ -177,8 +213,8 @@ export class QtlsService {
   }
 
   /** One connection from accept to close; never throws. */
-  async #serve(tcp: Deno.TcpConn): Promise<void> {
-    const peer = formatAddress(tcp.remoteAddr);
+  async #serve(tcp: Deno.TcpConn, client: Deno.NetAddr): Promise<void> {
+    const peer = formatAddress(client);
     const startedMs = performance.now();
     const bytes = { received: 0, sent: 0 };
     let tls: TlsConnection | undefined;
@@ -213,7 +249,7 @@ export class QtlsService {
         idle,
         bytes,
         closing: closing.signal,
-        proxyHeader: () => proxyHeaderInfo(connection, tcp),
+        proxyHeader: () => proxyHeaderInfo(connection, tcp, client),
         backend: this.backend,
       });
     } catch (e) {
@@ -355,11 +391,11 @@ function isPqGroupName(name: string): boolean {
 }
 
 /** The facts for a PROXY v2 header. */
-function proxyHeaderInfo(tls: TlsConnection, tcp: Deno.TcpConn) {
+function proxyHeaderInfo(tls: TlsConnection, tcp: Deno.TcpConn, peer: Deno.NetAddr) {
   const info = tls.info;
   const client = info.peerIdentity;
   return {
-    client: tcp.remoteAddr,
+    client: peer,
     local: tcp.localAddr,
     tls: {
       version: info.version,

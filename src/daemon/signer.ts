@@ -9,10 +9,11 @@ import type { X509Certificate } from "@peculiar/x509";
 import type { ServiceConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { audit } from "../observe/log.ts";
+import { metrics } from "../observe/metrics.ts";
 import { noPassphrase, type PassphraseSource, readKeyFile } from "../pki/key_formats.ts";
 import { lazySecret } from "../secrets.ts";
 import { FileSigner } from "../tls/signers.ts";
-import { type KeyKind, keyKind, type Signer } from "../tls/sigschemes.ts";
+import { type KeyKind, keyKind, type SignatureScheme, type Signer } from "../tls/sigschemes.ts";
 import type { HsmOptions } from "../hsm/options.ts";
 import type { Pkcs11Signer } from "../hsm/signer.ts";
 
@@ -115,10 +116,30 @@ async function tokenSigner(source: KeySource, kind: KeyKind): Promise<Signer> {
     );
   }
   const { signer } = await openToken(token, source.origins["hsm.pin"]?.field);
-  if (compositeMldsaKey === undefined) return signer;
+  const counted = countedSigner(signer, token.keyLabel ?? `id:${token.keyId}`);
+  if (compositeMldsaKey === undefined) return counted;
   // Loaded on demand: the PKCS#11 addon is needed only when a token is configured.
   const { TokenCompositeKey } = await import("../hsm/composite.ts");
-  return (await TokenCompositeKey.open(signer, compositeMldsaKey)).tlsSigner();
+  return (await TokenCompositeKey.open(counted, compositeMldsaKey)).tlsSigner();
+}
+
+/** `signer`, counting each signature it makes in `qtls_hsm_signatures_total{key}`. */
+function countedSigner<T extends Signer>(signer: T, key: string): T {
+  metrics.hsmKeyInUse(key);
+  return new Proxy(signer, {
+    // The target's own `this`: its methods and getters may use private fields.
+    get(target, property) {
+      if (property !== "sign") {
+        const value = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return async (scheme: SignatureScheme, message: Uint8Array) => {
+        const signature = await target.sign(scheme, message);
+        metrics.hsmSigned(key);
+        return signature;
+      };
+    },
+  });
 }
 
 /** Opens the token key of `settings` once per process and reports its health. */

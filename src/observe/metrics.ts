@@ -17,7 +17,13 @@ export const FAILED_HANDSHAKE = {
 } as const;
 
 /** Why a connection is refused before or instead of a TLS alert. */
-const REFUSAL_REASONS = ["max_connections", "rate_limited", "handshake_timeout", "access_denied"];
+const REFUSAL_REASONS = [
+  "max_connections",
+  "rate_limited",
+  "handshake_timeout",
+  "access_denied",
+  "proxy_header",
+];
 
 /** One registry with every qsign metric. */
 export class QtlsMetrics {
@@ -41,7 +47,7 @@ export class QtlsMetrics {
   readonly handshakeFailures = new client.Counter({
     name: "qtls_handshake_failures_total",
     help: "Failed or refused handshakes by TLS alert or limit (max_connections, rate_limited, " +
-      "handshake_timeout, access_denied).",
+      "handshake_timeout, access_denied, proxy_header).",
     labelNames: ["service", "reason"] as const,
     registers: [this.registry],
   });
@@ -86,6 +92,13 @@ export class QtlsMetrics {
   readonly #hsmConnected = new client.Gauge({
     name: "qtls_hsm_connected",
     help: "1 when the configured PKCS#11 token is reachable, 0 when not (absent without HSM).",
+    registers: [],
+  });
+  /** Registered with the first token key, like `qtls_hsm_connected`. */
+  readonly #hsmSignatures = new client.Counter({
+    name: "qtls_hsm_signatures_total",
+    help: "Signatures made inside the PKCS#11 token, by key (CKA_LABEL, or id:CKA_ID).",
+    labelNames: ["key"] as const,
     registers: [],
   });
   readonly reloads = new client.Counter({
@@ -166,6 +179,19 @@ export class QtlsMetrics {
       this.registry.registerMetric(this.#hsmConnected);
     }
     this.#hsmConnected.set(connected ? 1 : 0);
+  }
+
+  /** Makes `qtls_hsm_signatures_total{key}` exist (at 0) for a token key now in use. */
+  hsmKeyInUse(key: string): void {
+    if (!this.registry.getSingleMetric("qtls_hsm_signatures_total")) {
+      this.registry.registerMetric(this.#hsmSignatures);
+    }
+    this.#hsmSignatures.inc({ key }, 0);
+  }
+
+  /** Counts one signature made in the token with `key`. */
+  hsmSigned(key: string): void {
+    this.#hsmSignatures.inc({ key });
   }
 
   /** The exposition, in Prometheus text format. */
