@@ -54,9 +54,16 @@ export class Peer implements AsyncDisposable {
   readonly #done: Promise<void>;
   #nextId = 1;
 
-  constructor() {
+  /**
+   * `middleboxCompat: false` runs OpenSSL with TLS 1.3 middlebox compatibility mode off (an
+   * OpenSSL configuration file clearing it), in both roles.
+   */
+  constructor(options: { middleboxCompat?: boolean } = {}) {
+    const config = options.middleboxCompat === false
+      ? [`--openssl-config=${ROOT}/tests/tls/peer/no-middlebox-compat.cnf`]
+      : [];
     this.#child = new Deno.Command(PEER_NODE, {
-      args: [`${ROOT}/tests/tls/peer/peer.mjs`],
+      args: [...config, `${ROOT}/tests/tls/peer/peer.mjs`],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
