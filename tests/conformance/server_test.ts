@@ -736,6 +736,29 @@ add(
   ),
 );
 
+add(row(
+  "4.2.7 (qsign: post-quantum only)",
+  "insufficient_security",
+  "x448, secp521r1, ffdhe2048 and GREASE only: the log names each",
+  async (ctx) => {
+    const c = await ClientFlow.open(ctx.port, ctx.pki.client);
+    try {
+      const spec = await c.defaultHello({ groups: [0x001e, 0x0019, 0x0100, 0x0a0a], share: null });
+      await c.sendHello(spec);
+      const ending = await c.rc.ending();
+      const port = (c.rc.conn.localAddr as Deno.NetAddr).port;
+      const event = await ctx.daemon.waitFor((e) =>
+        e.event === "handshake_failed" && String(e.peer).endsWith(`:${port}`)
+      );
+      const offer = event.client_offer as { groups: string[] };
+      equal(offer.groups.join(), "x448,secp521r1,ffdhe2048,grease");
+      return ending;
+    } finally {
+      c.close();
+    }
+  },
+));
+
 // §5, D.4: change_cipher_spec.
 const ccs = (c: ClientFlow, body = bytes(1)) => c.rc.writeRaw(record(CT.ccs, body));
 add(
