@@ -6,7 +6,10 @@
 import { type Args, type CommandSpec, type OptionSpec, parseCommand } from "./args.ts";
 import type { Address, Origin } from "../config/types.ts";
 import { coerce, parseAddress, parseDurationMs } from "../config/values.ts";
-import { isOsError, OsError, UsageError } from "../errors.ts";
+import { isOsError, OsError, QsignError, UsageError } from "../errors.ts";
+import { TlsError } from "../tls/alert.ts";
+import "reflect-metadata";
+import { X509Certificate } from "@peculiar/x509";
 import type { HsmOptions } from "../hsm/options.ts";
 import { HSM_OPTIONS, hsmOptionsFromArgs } from "./hsm_options.ts";
 import { setLogSink } from "../observe/log.ts";
@@ -17,6 +20,7 @@ import { closeTokens } from "../daemon/signer.ts";
 import {
   buildClientConfig,
   type ClientSettings,
+  CONVERSATION_TEXT,
   converse,
   describeHandshake,
   lines,
@@ -121,6 +125,13 @@ const SPEC: CommandSpec = {
     },
     listen: { type: "string", value: "ADDR:PORT", help: "forward: accept plaintext TCP here" },
     send: { type: "string", value: "MESSAGE", help: "send one message, print the reply, exit" },
+    lang: {
+      type: "string",
+      value: "ko|en",
+      help: "language of the conversation's own lines (prompt, connected, closed)",
+      default: "ko",
+      choices: ["ko", "en"],
+    },
     groups: {
       type: "string",
       value: "GROUP",
@@ -253,21 +264,125 @@ async function connect(
 
   // The conversation owns stdout; connection events of the engine stay off it.
   setLogSink((line) => console.error(line));
-  const tls = await openConnection(server, config);
-  console.log(describeHandshake(tls, server));
+  const lang = args.choice("lang", LANGUAGES) ?? "ko";
+  // The server's first session ticket comes after it verified our certificate and Finished.
+  const accepted = Promise.withResolvers<void>();
+  const cache = config.sessionCache;
+  const tls = await openConnection(server, {
+    ...config,
+    sessionCache: cache && {
+      take: (key) => cache.take(key),
+      put: (key, session) => {
+        cache.put(key, session);
+        accepted.resolve();
+      },
+    },
+  });
   const send = args.string("send");
   const encoder = new TextEncoder();
-  const answered = await converse(
-    tls,
-    send === undefined ? lines(Deno.stdin.readable) : once(send),
-    {
-      prompt: async () => {
-        if (send === undefined) await Deno.stdout.write(encoder.encode("메시지> "));
+  // Ctrl-C ends the conversation with close_notify rather than killing the process mid-record.
+  const interrupt = new AbortController();
+  const onInterrupt = () => interrupt.abort();
+  const interactive = send === undefined;
+  if (interactive) Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    const answered = await converse(
+      tls,
+      interactive ? lines(Deno.stdin.readable) : once(send),
+      {
+        lang,
+        prompt: async () => {
+          if (interactive) {
+            await Deno.stdout.write(encoder.encode(CONVERSATION_TEXT[lang].prompt));
+          }
+        },
+        print: (line) => console.log(line),
+        endPromptLine: () => {
+          if (interactive) console.log("");
+        },
+        signal: interrupt.signal,
+        accepted: accepted.promise,
+        announce: () => console.log(describeHandshake(tls, server, lang)),
       },
-      print: (line) => console.log(line),
-    },
-  );
-  return send === undefined || answered === 1 ? 0 : 1;
+    );
+    if (interrupt.signal.aborted) return 130;
+    return interactive || answered === 1 ? 0 : 1;
+  } catch (e) {
+    throw e instanceof TlsError
+      ? refusalInWords(e, settings, tls.info.signatureScheme !== undefined)
+      : e;
+  } finally {
+    if (interactive) Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+}
+
+const LANGUAGES = ["ko", "en"] as const;
+
+/** What a client-certificate alert from the server means for the certificate we sent. */
+const CERTIFICATE_ALERTS: Record<string, string> = {
+  certificate_required: "the server requires a client certificate",
+  bad_certificate: "the server found it bad (its chain or signature did not verify there)",
+  unsupported_certificate: "the server does not accept its kind of key or signature",
+  certificate_revoked: "the server found it revoked",
+  certificate_expired: "the server found it expired or not yet valid",
+  certificate_unknown: "the server could not accept it",
+  unknown_ca: "the server does not trust the CA that issued it (its chain reaches none of the " +
+    "server's roots)",
+  access_denied: "the server's access policy (allow_cn, allow_ou, allow_dns, allow_uri) does " +
+    "not admit it",
+  insufficient_security: "the server requires stronger (post-quantum) authentication",
+  handshake_failure: "the server refused the handshake",
+};
+
+/**
+ * A server's alert about our client certificate, in words: which certificate (or that none was
+ * given, or that ours was not sent because the server asked for signatures its key cannot
+ * make), and why the server would not take it. Other TLS errors are kept as they are.
+ */
+function refusalInWords(e: TlsError, settings: ClientSettings, sent: boolean): QsignError {
+  const why = CERTIFICATE_ALERTS[e.alert];
+  if (e.sent || !why) return e;
+  const server = e.peer ?? "the server";
+  const cert = settings.credentials.cert[0];
+  if (!cert) {
+    return new QsignError(
+      `${server}: ${why} and none was given: give one with --cert and --key (or --hsm) ` +
+        `(alert ${e.alert})`,
+      1,
+      { cause: e },
+    );
+  }
+  const leaf = leafSubject(cert);
+  const which = `the client certificate ${cert}${leaf ? ` (${leaf.name}, ${leaf.key} key)` : ""}`;
+  const classical = leaf !== undefined && !/ML-DSA/i.test(leaf.key);
+  const pqHint = classical
+    ? `; its ${leaf.key} key is classical, and a server with require_pq_auth takes only ` +
+      "ML-DSA or composite ML-DSA client certificates (qsign pki issue --alg mldsa65)"
+    : "";
+  const message = sent
+    ? `${server} did not accept ${which}: ${why} (alert ${e.alert})${
+      e.alert === "access_denied" ? "" : pqHint
+    }`
+    : `${which} was not sent: the server asked for signature schemes its key cannot make, ` +
+      `then refused the connection (alert ${e.alert})${pqHint}`;
+  return new QsignError(message, 1, { cause: e });
+}
+
+/** The subject and key kind of the leaf in a certificate file, read for the refusal message. */
+function leafSubject(path: string): { name: string; key: string } | undefined {
+  try {
+    const pem = Deno.readTextFileSync(path);
+    const cert = new X509Certificate(pem.slice(0, pem.indexOf("-----END CERTIFICATE-----") + 25));
+    const algorithm = cert.publicKey.algorithm as { name: string; namedCurve?: string };
+    const key = algorithm.name === "ECDSA"
+      ? `ECDSA ${algorithm.namedCurve}`
+      : /^\d/.test(algorithm.name)
+      ? "composite ML-DSA"
+      : algorithm.name;
+    return { name: cert.subject, key };
+  } catch {
+    return undefined;
+  }
 }
 
 function serverAddress(

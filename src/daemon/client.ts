@@ -33,6 +33,8 @@ export interface ClientSettings {
    */
   signatureSchemes?: string[];
   allowClassical: boolean;
+  /** TLS 1.3 middlebox compatibility mode (default on). */
+  middleboxCompat?: boolean;
   requirePqAuth: boolean;
   alpn: string[];
   handshakeTimeoutMs?: number;
@@ -52,6 +54,7 @@ export async function buildClientConfig(settings: ClientSettings): Promise<TlsCl
     groups: settings.groups,
     signatureSchemes: settings.signatureSchemes,
     allowClassical: settings.allowClassical,
+    middleboxCompat: settings.middleboxCompat,
     requirePqAuth: settings.requirePqAuth,
     alpn: settings.alpn.length ? settings.alpn : undefined,
     handshakeTimeoutMs: settings.handshakeTimeoutMs,
@@ -73,11 +76,34 @@ export async function openConnection(
   return await connectTls(tcp, config);
 }
 
+/** The words of `qsign connect`'s conversation, in the language of `--lang`. */
+export const CONVERSATION_TEXT = {
+  ko: {
+    connected: "Q-TLS 연결 완료",
+    bytes: "바이트",
+    serverClosed: "서버가 연결을 닫았습니다 (the server closed the connection)",
+    prompt: "메시지> ",
+    interrupted: "연결을 종료합니다 (close_notify sent)",
+  },
+  en: {
+    connected: "Q-TLS connection established",
+    bytes: "bytes",
+    serverClosed: "the server closed the connection",
+    prompt: "message> ",
+    interrupted: "closing the connection (close_notify sent)",
+  },
+} as const;
+export type ConversationLanguage = keyof typeof CONVERSATION_TEXT;
+
 /** Two lines on what was negotiated, for people. */
-export function describeHandshake(tls: TlsConnection, server: Address): string {
+export function describeHandshake(
+  tls: TlsConnection,
+  server: Address,
+  lang: ConversationLanguage = "ko",
+): string {
   const info = tls.info;
   return [
-    `Q-TLS 연결 완료: ${formatAddress(server)} (handshake ${
+    `${CONVERSATION_TEXT[lang].connected}: ${formatAddress(server)} (handshake ${
       info.timings.handshakeMs.toFixed(1)
     } ms)`,
     `  ${info.version} ${info.cipherSuite}, group ${info.group}, ` +
@@ -91,38 +117,116 @@ export function describeHandshake(tls: TlsConnection, server: Address): string {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** What the conversation reads from and writes to. */
+export interface ConversationIo {
+  /** Shows the prompt (nothing with `--send`). */
+  prompt(): Promise<void>;
+  print(line: string): void;
+  /** Ends a prompt line left open: before a notice the operator did not type for, or at Ctrl-D. */
+  endPromptLine?(): void;
+  /** Ctrl-C: the conversation stops and close_notify is sent. */
+  signal?: AbortSignal;
+  lang?: ConversationLanguage;
+  /**
+   * Says the connection is established (`describeHandshake`), once the server has shown it
+   * accepted the client: `accepted` settled (its first session ticket, sent after it verified
+   * the client's certificate and Finished), or `ANNOUNCE_WAIT_MS` passed without a refusal. A
+   * refusal in that time is thrown instead, so "connection established" never precedes it.
+   */
+  announce?(): void;
+  accepted?: Promise<unknown>;
+}
+
+/** How long a server that sends no session ticket has to refuse the client before it is
+ * announced as connected. */
+export const ANNOUNCE_WAIT_MS = 1000;
+
 /**
  * The demo conversation: sends each message and prints the server's reply, until `quit`, the
- * end of the input, or the server closing. Returns the number of messages answered.
+ * end of the input, Ctrl-C (`io.signal`), or the server closing. One read from the server is
+ * always pending, so its close or alert is reported at once, even while the prompt waits for
+ * the next line. Returns the number of messages answered; a server's alert is thrown
+ * (`TlsError`) after the connection is closed.
  */
 export async function converse(
   tls: TlsConnection,
   messages: AsyncIterable<string>,
-  io: { prompt(): Promise<void>; print(line: string): void },
+  io: ConversationIo,
 ): Promise<number> {
+  const text = CONVERSATION_TEXT[io.lang ?? "ko"];
   const connection = streamDuplex(tls);
+  const replies: Uint8Array[] = [];
+  let wake: () => void = () => {};
+  // Settles when the server ends the conversation: "closed" at its close_notify, or its error.
+  const serverEnd = (async (): Promise<"closed" | Error> => {
+    try {
+      for (let chunk; (chunk = await connection.read()) !== null;) {
+        replies.push(chunk);
+        wake();
+      }
+      return "closed";
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
+  })();
+  const stopped = new Promise<"stopped">((resolve) => {
+    if (io.signal?.aborted) resolve("stopped");
+    io.signal?.addEventListener("abort", () => resolve("stopped"), { once: true });
+  });
+  const input = messages[Symbol.asyncIterator]();
   let answered = 0;
+  const ended = async (end: "closed" | Error, atPrompt: boolean) => {
+    if (atPrompt) io.endPromptLine?.();
+    if (end !== "closed") throw end;
+    io.print(text.serverClosed);
+    return answered;
+  };
   try {
+    if (io.announce) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waited = new Promise<void>((resolve) => timer = setTimeout(resolve, ANNOUNCE_WAIT_MS));
+      const first = await Promise.race([serverEnd, io.accepted, waited, stopped]);
+      clearTimeout(timer);
+      if (first instanceof Error) throw first;
+      io.announce();
+    }
     await io.prompt();
-    for await (const message of messages) {
-      if (message.trim() === "quit") break;
+    for (;;) {
+      const next = await Promise.race([input.next(), serverEnd, stopped]);
+      if (next === "stopped") {
+        io.endPromptLine?.();
+        io.print(text.interrupted);
+        break;
+      }
+      if (next === "closed" || next instanceof Error) return await ended(next, true);
+      if (next.done) {
+        io.endPromptLine?.();
+        await connection.closeWrite();
+        break;
+      }
+      const message = next.value;
+      if (message.trim() === "quit") {
+        await connection.closeWrite();
+        break;
+      }
       if (message === "") {
         await io.prompt();
         continue;
       }
       const bytes = encoder.encode(message);
       await connection.write(bytes);
-      io.print(`→ ${message} (${bytes.length} 바이트)`);
-      const reply = await connection.read();
-      if (reply === null) {
-        io.print("서버가 연결을 닫았습니다 (the server closed the connection)");
-        return answered;
+      io.print(`→ ${message} (${bytes.length} ${text.bytes})`);
+      while (replies.length === 0) {
+        const woken = new Promise<void>((resolve) => wake = resolve);
+        const end = await Promise.race([woken, serverEnd, stopped]);
+        if (end === "stopped") break;
+        if (end !== undefined && replies.length === 0) return await ended(end, false);
       }
-      io.print(`← ${decoder.decode(reply).replace(/\n$/, "")}`);
+      if (replies.length === 0) continue; // stopped while waiting: the loop reports it
+      io.print(`← ${decoder.decode(replies.shift()!).replace(/\n$/, "")}`);
       answered++;
       await io.prompt();
     }
-    await connection.closeWrite();
   } finally {
     await connection.close();
   }
@@ -219,6 +323,3 @@ async function forward(
   }
   audit.info("closed", { peer, bytes_sent: bytes.up, bytes_received: bytes.down });
 }
-  /** TLS 1.3 middlebox compatibility mode (default on). */
-  middleboxCompat?: boolean;
-    middleboxCompat: settings.middleboxCompat,
