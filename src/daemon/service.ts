@@ -297,9 +297,23 @@ export class QtlsService {
       }
       return tls;
     } catch (e) {
+      closeQuietly(tcp);
       const alert = e instanceof TlsError ? e.alert : "internal_error";
       const reason = alert === "timeout" ? "handshake_timeout" : alert;
       const service = this.config.name;
+      // A peer that hangs up without an alert failed nothing: a load balancer's TCP check (no
+      // byte sent), or a client giving up mid-handshake (Chromium does when it must first ask
+      // its user for a certificate). Counted apart, so that alerts see only real failures.
+      if (alert === "connection_closed" && e instanceof TlsHandshakeError && e.phase) {
+        if (e.phase === "connect") {
+          metrics.probeConnections.inc({ service });
+          audit.debug("probe", { service, peer });
+        } else {
+          metrics.handshakesAborted.inc({ service, phase: e.phase });
+          audit.info("handshake_aborted", { service, peer, phase: e.phase });
+        }
+        return undefined;
+      }
       metrics.handshakes.inc({ service, ...FAILED_HANDSHAKE });
       metrics.handshakeFailures.inc({ service, reason });
       const offer = e instanceof TlsHandshakeError ? e.clientOffer : undefined;
@@ -314,7 +328,6 @@ export class QtlsService {
         reason: e instanceof TlsError ? e.reason : String(e),
         client_offer: offer && { groups: offer.groups, key_shares: offer.keyShares },
       });
-      closeQuietly(tcp);
       return undefined;
     }
   }

@@ -51,6 +51,21 @@ export class QtlsMetrics {
     labelNames: ["service", "reason"] as const,
     registers: [this.registry],
   });
+  /** TCP connections closed before their first byte: load balancers' health checks. */
+  readonly probeConnections = new client.Counter({
+    name: "qtls_probe_connections_total",
+    help: "Connections closed without sending a byte (TCP health checks); not failures.",
+    labelNames: ["service"] as const,
+    registers: [this.registry],
+  });
+  /** Handshakes the client abandoned without an alert, by how far they got. */
+  readonly handshakesAborted = new client.Counter({
+    name: "qtls_handshakes_aborted_total",
+    help: "Handshakes the client closed without an alert, by phase (client_hello: before its " +
+      "ClientHello arrived whole; handshake: later); not failures.",
+    labelNames: ["service", "phase"] as const,
+    registers: [this.registry],
+  });
   readonly connectionsActive = new client.Gauge({
     name: "qtls_connections_active",
     help: "Q-TLS connections open now, handshaking or established.",
@@ -170,6 +185,10 @@ export class QtlsMetrics {
       this.handshakes.inc({ service, ...FAILED_HANDSHAKE }, 0);
       for (const reason of REFUSAL_REASONS) this.handshakeFailures.inc({ service, reason }, 0);
       for (const pq of ["true", "false"]) this.clientOffers.inc({ service, pq }, 0);
+      this.probeConnections.inc({ service }, 0);
+      for (const phase of ["client_hello", "handshake"]) {
+        this.handshakesAborted.inc({ service, phase }, 0);
+      }
     }
   }
 

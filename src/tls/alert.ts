@@ -152,4 +152,12 @@ export class TlsError extends QsignError {
  */
 export class TlsHandshakeError extends TlsError {
   clientOffer?: ClientOffer;
+  /**
+   * Server side: how far the client got. `connect`: it sent no byte (a load balancer's TCP
+   * check); `client_hello`: its ClientHello never arrived whole; `handshake`: later.
+   */
+  phase?: HandshakePhase;
 }
+
+/** How far a failed server handshake got; see `TlsHandshakeError.phase`. */
+export type HandshakePhase = "connect" | "client_hello" | "handshake";

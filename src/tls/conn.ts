@@ -398,7 +398,14 @@ async function handshake(
       const alert = alertFor(e);
       if (alert) await records.sendAlert(alert);
     }
-    if (progress?.clientOffer) error.clientOffer = progress.clientOffer;
+    if (progress) {
+      if (progress.clientOffer) error.clientOffer = progress.clientOffer;
+      error.phase = records.bytesReceived === 0
+        ? "connect"
+        : progress.clientOffer
+        ? "handshake"
+        : "client_hello";
+    }
     records.discard();
     try {
       records.transport.close();

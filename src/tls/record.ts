@@ -254,6 +254,7 @@ export class RecordLayer {
   /** Records made by `hold`, sent with the next write. */
   #held?: Uint8Array;
   #eof = false;
+  #bytesReceived = 0;
 
   /**
    * Where the handshake is, for the records that only it allows (RFC 8446 §5, D.4):
@@ -345,6 +346,11 @@ export class RecordLayer {
     this.#write = await Protection.create(suite, secret);
   }
 
+  /** Bytes read from the transport so far: none means the peer never spoke (a probe). */
+  get bytesReceived(): number {
+    return this.#bytesReceived;
+  }
+
   // ---------------------------------------------------------------- reading
 
   async #fill(n: number): Promise<boolean> {
@@ -365,6 +371,7 @@ export class RecordLayer {
         this.#eof = true;
         return false;
       }
+      this.#bytesReceived += got;
       this.#end += got;
       this.#recordsThisTurn = 0;
     }
