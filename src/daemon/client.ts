@@ -175,7 +175,7 @@ export async function converse(
   });
   const input = messages[Symbol.asyncIterator]();
   let answered = 0;
-  const ended = async (end: "closed" | Error, atPrompt: boolean) => {
+  const ended = (end: "closed" | Error, atPrompt: boolean): number => {
     if (atPrompt) io.endPromptLine?.();
     if (end !== "closed") throw end;
     io.print(text.serverClosed);
@@ -198,7 +198,7 @@ export async function converse(
         io.print(text.interrupted);
         break;
       }
-      if (next === "closed" || next instanceof Error) return await ended(next, true);
+      if (next === "closed" || next instanceof Error) return ended(next, true);
       if (next.done) {
         io.endPromptLine?.();
         await connection.closeWrite();
@@ -220,7 +220,7 @@ export async function converse(
         const woken = new Promise<void>((resolve) => wake = resolve);
         const end = await Promise.race([woken, serverEnd, stopped]);
         if (end === "stopped") break;
-        if (end !== undefined && replies.length === 0) return await ended(end, false);
+        if (end !== undefined && replies.length === 0) return ended(end, false);
       }
       if (replies.length === 0) continue; // stopped while waiting: the loop reports it
       io.print(`← ${decoder.decode(replies.shift()!).replace(/\n$/, "")}`);
