@@ -460,23 +460,18 @@ function checkSecondHello(ch1: ClientHelloView, ch2: ClientHelloView): void {
   if (!equalBytes(ch2.random, ch1.random)) differs("random");
   if (!equalBytes(ch2.legacySessionId, ch1.legacySessionId)) differs("legacy_session_id");
   if (ch2.cipherSuites.join() !== ch1.cipherSuites.join()) differs("cipher_suites");
-  const fixed = (ch: ClientHelloView) =>
-    ch.extensions.filter((e) => !CHANGEABLE_AFTER_RETRY.includes(e.type));
-  const [before, after] = [fixed(ch1), fixed(ch2)];
+  const fixed = (extensions: Extension[]) =>
+    extensions.filter((e) => !CHANGEABLE_AFTER_RETRY.includes(e.type));
+  const [before, after] = [fixed(ch1.extensions), fixed(ch2.extensions)];
   if (before.map((e) => e.type).join() !== after.map((e) => e.type).join()) {
     differs("its extensions or their order");
   }
   const changed = after.find((e, i) => !equalBytes(e.data, before[i].data));
   if (changed) differs(`extension ${changed.type}`);
   // key_share may change its body, not its place among the fixed extensions.
-  const keyShareAt = (ch: ClientHelloView) =>
-    fixed({
-      ...ch,
-      extensions: ch.extensions.slice(
-        0,
-        ch.extensions.findIndex((e) => e.type === ExtensionType.key_share),
-      ),
-    }).length;
+  const keyShareAt = ({ extensions }: ClientHelloView) =>
+    fixed(extensions.slice(0, extensions.findIndex((e) => e.type === ExtensionType.key_share)))
+      .length;
   if (!ch1.shares || keyShareAt(ch1) !== keyShareAt(ch2)) differs("the place of key_share");
   if (ch2.psks) {
     const offered = ch1.psks?.identities.map((id) => id.identity) ?? [];
