@@ -1218,6 +1218,97 @@ add(
   ),
 );
 
+// §4.2.11, §4.6.1: resumption with a ticket this server issued.
+/** A full handshake that leaves the client one ticket; returns its PSK. */
+async function issueTicket(ctx: Ctx): Promise<Uint8Array | string> {
+  let psk: Uint8Array | undefined;
+  const outcome = await serve(ctx, {
+    after: async (f) => {
+      const ticket = await f.newSessionTicket();
+      psk = ticket.psk;
+      await f.rc.send(CT.handshake, ticket.message);
+    },
+  });
+  return outcome === "ok" && psk ? psk : `issuing the ticket: ${outcome}`;
+}
+
+/** Issues a ticket, then answers the next connection's PSK offer as `script` says. */
+function resumption(
+  script: (psk: Uint8Array) => ServerScript,
+): (ctx: Ctx) => Promise<Outcome> {
+  return async (ctx) => {
+    const psk = await issueTicket(ctx);
+    if (typeof psk === "string") return psk;
+    return await serve(ctx, script(psk));
+  };
+}
+
+/** A resumed server flight: EncryptedExtensions and Finished, nothing else. */
+const resumedFlight = async (f: ServerFlow) => {
+  const messages = [f.encryptedExtensions()];
+  messages.push(await f.finished(messages));
+  return messages;
+};
+const selectPsk = (identity: number) => (sh: ServerHelloSpec) =>
+  void sh.extensions.push(ext(EXT.pre_shared_key, u16(identity)));
+
+add(
+  row(
+    "4.2.11",
+    "ok",
+    "the client resumes with our ticket: no certificates",
+    resumption((psk) => ({
+      hello: (sh, f) => {
+        ok(findExt(f.clientHello!.extensions, EXT.pre_shared_key), "the client offers the ticket");
+        equal(f.clientHello!.extensions.at(-1)!.type, EXT.pre_shared_key);
+        selectPsk(0)(sh);
+      },
+      sendServerHello: (f, sh) => f.sendServerHello(sh, { psk }),
+      flight: resumedFlight,
+    })),
+  ),
+  row(
+    "4.2.11",
+    "illegal_parameter",
+    "selected_identity out of range",
+    resumption((psk) => ({
+      refusesServerHello: true,
+      hello: selectPsk(1),
+      sendServerHello: (f, sh) => f.sendServerHello(sh, { psk }),
+      flight: resumedFlight,
+    })),
+  ),
+  row(
+    "4.2.11",
+    "illegal_parameter",
+    "resumption under a suite of another hash",
+    resumption((psk) => ({
+      refusesServerHello: true,
+      hello: (sh) => {
+        sh.suite = SUITES.aes128;
+        selectPsk(0)(sh);
+      },
+      sendServerHello: (f, sh) => f.sendServerHello(sh, { psk }),
+      flight: resumedFlight,
+    })),
+  ),
+  row(
+    "4.4.2",
+    "unexpected_message",
+    "a Certificate in a resumed handshake",
+    resumption((psk) => ({
+      hello: selectPsk(0),
+      sendServerHello: (f, sh) => f.sendServerHello(sh, { psk }),
+      flight: async (f) => {
+        const messages = [f.encryptedExtensions(), f.certificate()];
+        messages.push(await f.finished(messages));
+        return messages;
+      },
+    })),
+  ),
+  row("4.2.11", "ok", "the server declines the ticket: a full handshake", resumption(() => ({}))),
+);
+
 Deno.test({
   name: "RFC 8446 conformance: qsign connect against a malicious server",
   sanitizeResources: false,

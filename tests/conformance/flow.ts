@@ -644,7 +644,7 @@ export class ServerFlow {
   /** Sends the ServerHello (plus a CCS) and switches both directions to handshake keys. */
   async sendServerHello(
     spec: ServerHelloSpec,
-    options: { ccs?: boolean; fragment?: number } = {},
+    options: { ccs?: boolean; fragment?: number; psk?: Uint8Array } = {},
   ): Promise<void> {
     const bytes = encodeServerHello(spec);
     this.transcript.add(bytes);
@@ -656,7 +656,7 @@ export class ServerFlow {
     if (options.ccs ?? true) parts.push(await this.rc.encode(CT.ccs, Uint8Array.of(1)));
     await this.rc.writeRaw(concatBytes(...parts));
     const suite = this.suite!;
-    this.schedule = await KeySchedule.start(suite);
+    this.schedule = await KeySchedule.start(suite, options.psk);
     await this.schedule.enterHandshake(this.secret!);
     this.handshakeSecrets = await this.schedule.trafficSecrets("hs", this.transcript.hash(suite));
     await this.rc.setWriteKeys(suite, this.handshakeSecrets.server);
@@ -718,6 +718,26 @@ export class ServerFlow {
         this.transcript.hash(this.suite!),
       );
     }
+  }
+
+  /**
+   * A NewSessionTicket for the finished handshake (call after the client's Finished) and the
+   * PSK it stands for (RFC 8446 §4.6.1).
+   */
+  async newSessionTicket(): Promise<{ message: Uint8Array; psk: Uint8Array }> {
+    const nonce = Uint8Array.of(1, 2, 3, 4);
+    const rms = await this.schedule!.resumptionMasterSecret(this.transcript.hash(this.suite!));
+    const message = handshake(
+      HS.new_session_ticket,
+      out((o) =>
+        o.u32(3600).u32(0).vec(1, (n) => n.raw(nonce)).vec(
+          2,
+          (t) => t.raw(new Uint8Array(32).fill(5)),
+        )
+          .vec(2, () => {})
+      ),
+    );
+    return { message, psk: await resumptionPsk(this.suite!, rms, nonce) };
   }
 
   /** Reads the client's Finished (and whatever precedes it) and enters application keys. */
