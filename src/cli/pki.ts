@@ -433,6 +433,21 @@ async function runVerify(args: Args): Promise<number> {
   return 0;
 }
 
+/**
+ * A refused chain for people, on one line as every qsign error: what failed, then on which
+ * certificate of the path and under which rule (RFC 5280, RFC 6125 or CA/Browser Forum section).
+ */
+function refusalReport(e: ChainVerificationError): string {
+  const position = e.index === undefined
+    ? undefined
+    : e.index === 0
+    ? "the leaf"
+    : `certificate ${e.index + 1} of the path (${e.index} above the leaf)`;
+  const where = [position, e.subject ? `"${e.subject}"` : undefined].filter(Boolean).join(" ");
+  const context = [where && `certificate: ${where}`, e.rule && `rule: ${e.rule}`].filter(Boolean);
+  return `qsign: ${e.message}${context.length ? ` [${context.join("; ")}]` : ""}`;
+}
+
 async function readCrlFile(path: string): Promise<Uint8Array[]> {
   const ders = await readDerObjects(path, "X509 CRL");
   for (const der of ders) {
@@ -448,26 +463,6 @@ async function readCrlFile(path: string): Promise<Uint8Array[]> {
 /**
  * Refuses to replace existing output files without `--force`, and names a directory that is
  * missing or not writable before anything is issued.
-/**
- * A refused chain for people: what failed, on which certificate of the path, under which rule
- * (RFC 5280, RFC 6125 or CA/Browser Forum section).
- */
-function refusalReport(e: ChainVerificationError): string {
-  const lines = [`pki verify: refused: ${e.message}`];
-  if (e.subject !== undefined || e.index !== undefined) {
-    const position = e.index === undefined
-      ? ""
-      : e.index === 0
-      ? "the leaf"
-      : `certificate ${e.index + 1} of the path (${e.index} above the leaf)`;
-    lines.push(
-      `  certificate: ${[position, e.subject ? `"${e.subject}"` : ""].filter(Boolean).join(", ")}`,
-    );
-  }
-  if (e.rule) lines.push(`  rule: ${e.rule}`);
-  return lines.join("\n");
-}
-
  */
 async function checkOutputs(paths: string[], force: boolean): Promise<void> {
   for (const path of paths) {

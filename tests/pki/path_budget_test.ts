@@ -11,7 +11,12 @@ import { TlsAlert, TlsError, TlsHandshakeError } from "../../src/tls/alert.ts";
 import { ChainPeerVerifier, withHandshakeDeadline } from "../../src/tls/peer.ts";
 import type { TlsClientConfig } from "../../src/tls/config.ts";
 import { connectTls } from "../../src/tls/conn.ts";
-import { ChainVerificationError, PATH_BUILDING_BUDGET, verifyChain } from "../../src/pki/verify.ts";
+import {
+  ChainVerificationError,
+  MAX_PRESENTED_CERTIFICATES,
+  PATH_BUILDING_BUDGET,
+  verifyChain,
+} from "../../src/pki/verify.ts";
 import { pemEncode } from "../../src/pki/pem.ts";
 import {
   clientArgs,
@@ -259,4 +264,28 @@ Deno.test("in-process engine: the maze on either side leaves the event loop free
     match(serverRefusal.message, /budget exceeded/);
     ok(delay < LOOP_DELAY_BOUND_MS, `event loop held for ${delay.toFixed(1)} ms (m=${m})`);
   }
+});
+
+Deno.test("duplicates are dropped and at most 10 presented certificates are considered", async () => {
+  const { root, intermediate, leaf } = await makeChain("ecdsa-p256");
+  const options = { trustAnchors: [root.der], purpose: "server" as const };
+  // Twenty copies of the intermediate are one certificate.
+  const copies = Array.from({ length: 20 }, () => intermediate.der.slice());
+  const result = await verifyChain(leaf.der, { ...options, intermediates: copies });
+  equal(result.chain.length, 3);
+  // Ten unrelated certificates first: the intermediate, eleventh, is not considered.
+  const strangers = await Promise.all(
+    Array.from({ length: MAX_PRESENTED_CERTIFICATES }, () => makeChain("ecdsa-p256")),
+  );
+  let caught: unknown;
+  try {
+    await verifyChain(leaf.der, {
+      ...options,
+      intermediates: [...strangers.map((s) => s.intermediate.der), intermediate.der],
+    });
+  } catch (e) {
+    caught = e;
+  }
+  ok(caught instanceof ChainVerificationError, String(caught));
+  equal(caught.reason, "unknown issuer");
 });
