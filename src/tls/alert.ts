@@ -35,7 +35,11 @@ export const ALERTS = {
   bad_certificate_status_response: 113,
   unknown_psk_identity: 115,
   certificate_required: 116,
+  /** RFC 9846: an error no more specific alert describes. */
+  general_error: 117,
   no_application_protocol: 120,
+  /** RFC 9849 (Encrypted Client Hello). */
+  ech_required: 121,
 } as const;
 
 export type AlertName = keyof typeof ALERTS;
@@ -80,7 +84,9 @@ const RECEIVED_MEANINGS: Partial<Record<AlertName, string>> = {
   bad_certificate_status_response: "the peer refused our certificate status response",
   unknown_psk_identity: "the peer does not know the PSK we offered",
   certificate_required: "the peer requires a client certificate and we sent none",
+  general_error: "the peer failed with an error it does not name",
   no_application_protocol: "the peer supports none of the ALPN protocols we offered",
+  ech_required: "the peer requires Encrypted Client Hello",
 };
 
 /** A log text for an alert received from the peer. */

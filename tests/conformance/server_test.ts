@@ -1857,6 +1857,7 @@ const received: [string, number][] = [
   ["handshake_failure", ALERT.handshake_failure],
   ["illegal_parameter", ALERT.illegal_parameter],
   ["internal_error", ALERT.internal_error],
+  ["general_error", 117],
   ["alert_255", 255],
 ];
 for (const [name, code] of received) {
