@@ -72,7 +72,10 @@ export interface ManagedCertificate {
   sans: string[];
   ttlSeconds: number;
   keySource: KeySource;
-  /** Key algorithm of new keys from the embedded CA (e.g. `mldsa65`); Vault's role decides its own. */
+  /**
+   * Key algorithm of new keys (e.g. `mldsa65`): what the embedded CA generates; for Vault and
+   * OpenBao, whose role decides, what every issued leaf must have (OpenBao: `key_type=mldsa`).
+   */
   keyAlgorithm?: KeyAlgorithm;
   renewBefore: RenewBefore;
   /** The table's field path, e.g. `certificate[0]`, for later error messages. */

@@ -24,7 +24,11 @@ export function openIssuers(config: RenewalConfig, log: (message: string) => voi
       }
       vault ??= openVaultClient(config.vault!, log);
       return vault.then((client) =>
-        new VaultIssuer(client, { mount: config.vault!.mount, roles: config.vault!.roles })
+        new VaultIssuer(client, {
+          mount: config.vault!.mount,
+          roles: config.vault!.roles,
+          keyAlgorithm: cert.keyAlgorithm,
+        })
       );
     },
     async csr(cert: ManagedCertificate, keyPem: string | undefined): Promise<Uint8Array> {

@@ -1,17 +1,23 @@
 /**
- * HashiCorp Vault's PKI secrets engine over its documented HTTP API: token or AppRole login,
+ * The PKI secrets engine of HashiCorp Vault and of OpenBao (its open fork, the same HTTP API)
+ * over the documented API: token or AppRole login,
  * `X-Vault-Namespace`, a CA file for Vault's own TLS, `POST /v1/<mount>/issue/<role>` (Vault makes
  * the key), `POST /v1/<mount>/sign/<role>` (our key, e.g. in the HSM), `GET /v1/<mount>/ca_chain`,
- * and `renew-self` for a token close to expiry.
+ * and `renew-self` for a token close to expiry. The role decides the key: HashiCorp Vault makes
+ * RSA, ECDSA and Ed25519 keys; OpenBao 2.7 and later also ML-DSA (`key_type=mldsa`, `key_bits`
+ * 44, 65 or 87), which gives qsign post-quantum chains from a Vault-family PKI.
  *
  * Vault's own `{"errors": [...]}` texts reach the operator verbatim in a `VaultError`. Server errors
  * (5xx: sealed, standby, overloaded) and network failures are retried with exponential backoff
  * until a deadline; client errors (4xx: bad request, permission denied) are final, because asking
  * again gets the same answer.
  */
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
 import { QsignError } from "../errors.ts";
 import { parseSubjectAltName } from "../pki/certificate.ts";
-import { pemEncode } from "../pki/pem.ts";
+import { type KeyAlgorithm, keyAlgorithmOfSpki } from "../pki/keys.ts";
+import { pemDecodeAll, pemEncode } from "../pki/pem.ts";
 import { readSecret } from "../secrets.ts";
 import type { IssuedCertificate, Issuer, IssueRequest } from "./issuer.ts";
 
@@ -318,23 +324,48 @@ export interface VaultIssuerOptions {
   mount?: string;
   /** The role per profile. Default `qtls-server` and `qtls-client`. */
   roles?: { server: string; client: string };
+  /**
+   * The key algorithm every issued leaf must have (`mldsa65` asks for an OpenBao role with
+   * `key_type=mldsa key_bits=65`); a certificate with another key is refused, not stored.
+   */
+  keyAlgorithm?: KeyAlgorithm;
+}
+
+/** A Vault-family role's `key_type` and `key_bits` for a qsign key algorithm, where one exists. */
+export function vaultRoleKeyParams(
+  alg: KeyAlgorithm,
+): { key_type: string; key_bits: number } | undefined {
+  const params: Partial<Record<KeyAlgorithm, { key_type: string; key_bits: number }>> = {
+    mldsa44: { key_type: "mldsa", key_bits: 44 },
+    mldsa65: { key_type: "mldsa", key_bits: 65 },
+    mldsa87: { key_type: "mldsa", key_bits: 87 },
+    "ecdsa-p256": { key_type: "ec", key_bits: 256 },
+    "ecdsa-p384": { key_type: "ec", key_bits: 384 },
+    "rsa-3072": { key_type: "rsa", key_bits: 3072 },
+    ed25519: { key_type: "ed25519", key_bits: 0 },
+  };
+  return params[alg];
 }
 
 export const DEFAULT_VAULT_ROLES = { server: "qtls-server", client: "qtls-client" } as const;
 
 /**
- * Certificates from Vault PKI: `issue` when Vault may make the key, `sign` for a CSR. Vault knows
- * only RSA, ECDSA and Ed25519, so these chains are classical; the TLS engine still uses the
- * hybrid key exchange with them.
+ * Certificates from Vault or OpenBao PKI: `issue` when the PKI may make the key, `sign` for a
+ * CSR. With HashiCorp Vault the chains are classical (RSA, ECDSA, Ed25519; the TLS engine still
+ * uses the hybrid key exchange with them); an OpenBao role with `key_type=mldsa` issues ML-DSA
+ * leaves, post-quantum end to end when its issuers are ML-DSA too.
  */
 export class VaultIssuer implements Issuer {
   readonly kind = "vault";
   readonly mount: string;
   readonly roles: { server: string; client: string };
 
+  readonly keyAlgorithm?: KeyAlgorithm;
+
   constructor(readonly client: VaultClient, options: VaultIssuerOptions = {}) {
     this.mount = options.mount ?? "pki";
     this.roles = options.roles ?? DEFAULT_VAULT_ROLES;
+    this.keyAlgorithm = options.keyAlgorithm;
   }
 
   async issue(request: IssueRequest): Promise<IssuedCertificate> {
@@ -352,6 +383,7 @@ export class VaultIssuer implements Issuer {
         params,
       )
       : await this.client.issue(this.mount, role, params);
+    this.#checkLeafKey(role, data.certificate, request.csrDer);
     // Vault before 1.11 answers only issuing_ca; then the mount's chain is the authority.
     const chainPem = data.ca_chain?.length
       ? data.ca_chain.map(endWithNewline).join("")
@@ -364,7 +396,50 @@ export class VaultIssuer implements Issuer {
       notAfter: new Date(Number(data.expiration) * 1000),
     };
   }
+
+  /**
+   * Refuses a leaf whose key is not the CSR's, or (for a key the PKI made) not of
+   * `keyAlgorithm`: a role changed to another key type must not silently downgrade the chain.
+   */
+  #checkLeafKey(role: string, certificatePem: string, csrDer: Uint8Array | undefined): void {
+    const [leaf] = pemDecodeAll(certificatePem, "CERTIFICATE");
+    const where = `the certificate from ${this.mount}/${csrDer ? "sign" : "issue"}/${role}`;
+    if (!leaf) throw new VaultKeyMismatchError(`${where} is not a PEM certificate`);
+    const spki = new Uint8Array(
+      new x509.X509Certificate(leaf.slice()).publicKey.rawData,
+    );
+    if (csrDer) {
+      const requested = new Uint8Array(
+        new x509.Pkcs10CertificateRequest(csrDer.slice()).publicKey.rawData,
+      );
+      if (!sameBytes(spki, requested)) {
+        throw new VaultKeyMismatchError(`${where} certifies another key than the CSR's`);
+      }
+      return;
+    }
+    if (this.keyAlgorithm === undefined) return;
+    const got = keyAlgorithmOfSpki(spki) ?? "an unknown key type";
+    if (got === this.keyAlgorithm) return;
+    const wanted = vaultRoleKeyParams(this.keyAlgorithm);
+    const fix = wanted
+      ? `: set the role's key_type=${wanted.key_type} key_bits=${wanted.key_bits} ` +
+        `(bao write ${this.mount}/roles/${role} key_type=${wanted.key_type} ` +
+        `key_bits=${wanted.key_bits} ...)${
+          wanted.key_type === "mldsa" ? "; ML-DSA needs OpenBao 2.7 or later" : ""
+        }`
+      : "";
+    throw new VaultKeyMismatchError(
+      `${where} has a ${got} key, not ${this.keyAlgorithm}; it was not stored${fix}`,
+    );
+  }
 }
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+/** A certificate whose key is not what was asked for (the role's key type, the CSR's key). */
+export class VaultKeyMismatchError extends QsignError {}
 
 /** Splits SANs (`DNS:…`, `IP:…`, `URI:…`, `EMAIL:…`) into Vault's request fields. */
 export function vaultSanParams(

@@ -1,9 +1,14 @@
 /**
- * An HTTP server that answers like HashiCorp Vault for the endpoints qsign uses, following the
- * request and response shapes of Vault's API documentation (PKI secrets engine, token and AppRole
- * auth), with real certificates issued underneath by the embedded QSIGN CA:
+ * An HTTP server that answers like HashiCorp Vault, or like OpenBao (`flavor: "openbao"`), for the
+ * endpoints qsign uses, following the request and response shapes of their API documentation (PKI
+ * secrets engine, token and AppRole auth), with real certificates issued underneath by the
+ * embedded QSIGN CA:
  *
  * - `POST /v1/<mount>/issue/<role>`, `POST /v1/<mount>/sign/<role>`, `GET /v1/<mount>/ca_chain`
+ * - `POST /v1/<mount>/roles/<role>` and `GET` of it: a role's `key_type` and `key_bits` decide
+ *   the keys `issue` makes and the CSR keys `sign` accepts. Vault knows `rsa`, `ec`, `ed25519`
+ *   and `any`; OpenBao (2.7) also `mldsa` with `key_bits` 44, 65 or 87, answering
+ *   `private_key_type: "mldsa"` and a PKCS#8 ML-DSA key.
  * - `GET /v1/auth/token/lookup-self`, `POST /v1/auth/token/renew-self`,
  *   `POST /v1/auth/token/create`, `POST /v1/auth/token/revoke-self`
  * - `POST /v1/auth/approle/login`
@@ -13,7 +18,10 @@
  * "Vault is sealed" while sealed.
  */
 import { join } from "node:path";
+import "reflect-metadata";
+import { Pkcs10CertificateRequest } from "@peculiar/x509";
 import { issueLeaf, PKI_FILES } from "../../../src/pki/ca.ts";
+import { type KeyAlgorithm, keyAlgorithmOfSpki } from "../../../src/pki/keys.ts";
 import { pemDecodeAll, pemEncodeAll } from "../../../src/pki/pem.ts";
 
 export interface MockRole {
@@ -21,11 +29,22 @@ export interface MockRole {
   /** Names this role may certify: exactly, or any subdomain. Empty: anything. */
   allowedDomains: string[];
   maxTtlSeconds: number;
+  /**
+   * The role's `key_type` and `key_bits`. Unset: `issue` makes ECDSA P-256 keys and `sign` takes
+   * a CSR of any key type, as the default roles of these tests always did.
+   */
+  keyType?: "rsa" | "ec" | "ed25519" | "mldsa" | "any";
+  keyBits?: number;
 }
+
+/** Which server the mock plays: the key types its roles know differ. */
+export type MockFlavor = "vault" | "openbao";
 
 export interface MockVaultOptions {
   /** The embedded CA directory (made by the PKI's init) that signs underneath. */
   caDir: string;
+  /** Default `vault` (HashiCorp Vault: no ML-DSA). */
+  flavor?: MockFlavor;
   mount?: string;
   roles?: Record<string, MockRole>;
   /** The token that is valid from the start, its remaining TTL and renewability. */
@@ -70,7 +89,7 @@ export class MockVault implements AsyncDisposable {
 
   constructor(options: MockVaultOptions) {
     this.#options = options;
-    this.#roles = options.roles ?? DEFAULT_ROLES;
+    this.#roles = structuredClone(options.roles ?? DEFAULT_ROLES);
     const root = options.rootToken ?? { token: "hvs.mock-root", ttl: 0, renewable: false };
     this.#tokens.set(root.token, {
       ttl: root.ttl,
@@ -177,6 +196,15 @@ export class MockVault implements AsyncDisposable {
       this.#tokens.delete(token);
       return new Response(null, { status: 204 });
     }
+    const roleRoute = new RegExp(`^/v1/${mount}/roles/([^/]+)$`).exec(path);
+    if (roleRoute && (request.method === "POST" || request.method === "PUT")) {
+      return this.#writeRole(decodeURIComponent(roleRoute[1]), body ?? {});
+    }
+    if (roleRoute && request.method === "GET") {
+      const role = this.#roles[decodeURIComponent(roleRoute[1])];
+      if (!role) return new Response(null, { status: 404 });
+      return json({ data: roleData(role) });
+    }
     const issue = new RegExp(`^/v1/${mount}/(issue|sign)/([^/]+)$`).exec(path);
     if (request.method === "POST" && issue) {
       return await this.#issue(
@@ -186,6 +214,51 @@ export class MockVault implements AsyncDisposable {
       );
     }
     return errors(404, [`no handler for route "${path.slice(4)}". route entry not found.`]);
+  }
+
+  /**
+   * Creates or updates a role as `bao write pki/roles/NAME key_type=… key_bits=…` does; the key
+   * type is checked as each server checks it.
+   */
+  #writeRole(name: string, body: Record<string, unknown>): Response {
+    const known = this.#flavor === "openbao"
+      ? ["rsa", "ec", "ed25519", "mldsa", "any"]
+      : ["rsa", "ec", "ed25519", "any"];
+    const keyType = typeof body.key_type === "string" ? body.key_type : "rsa";
+    if (!known.includes(keyType)) return errors(400, [`unknown key type ${keyType}`]);
+    const bits = body.key_bits === undefined ? 0 : Number(body.key_bits);
+    const allowedBits: Record<string, number[]> = {
+      rsa: [0, 2048, 3072, 4096],
+      ec: [0, 224, 256, 384, 521],
+      ed25519: [0],
+      mldsa: [44, 65, 87],
+      any: [0],
+    };
+    if (!allowedBits[keyType].includes(bits)) {
+      return errors(400, [
+        `invalid key_bits ${bits} for key_type ${keyType}` +
+        (keyType === "mldsa" ? ": use 44, 65 or 87" : ""),
+      ]);
+    }
+    const previous = this.#roles[name];
+    this.#roles[name] = {
+      profile: body.client_flag === true && body.server_flag === false
+        ? "client"
+        : previous?.profile ?? "server",
+      allowedDomains: typeof body.allowed_domains === "string"
+        ? splitList(body.allowed_domains)
+        : Array.isArray(body.allowed_domains)
+        ? body.allowed_domains as string[]
+        : previous?.allowedDomains ?? [],
+      maxTtlSeconds: parseTtl(body.max_ttl) ?? previous?.maxTtlSeconds ?? 72 * 3600,
+      keyType: keyType as MockRole["keyType"],
+      keyBits: bits || (keyType === "ec" ? 256 : keyType === "rsa" ? 2048 : 0),
+    };
+    return new Response(null, { status: 204 });
+  }
+
+  get #flavor(): MockFlavor {
+    return this.#options.flavor ?? "vault";
   }
 
   #appRoleLogin(body: Record<string, unknown>): Response {
@@ -259,17 +332,35 @@ export class MockVault implements AsyncDisposable {
       ? pemDecodeAll(body.csr as string, "CERTIFICATE REQUEST")[0]
       : undefined;
     if (kind === "sign" && !csrDer) return errors(400, ["certificate request could not be parsed"]);
+    const alg = roleKeyAlgorithm(role);
+    if (kind === "issue" && alg === undefined) {
+      return errors(400, [`this mock cannot generate keys of type ${role.keyType}`]);
+    }
+    if (csrDer && role.keyType !== undefined && role.keyType !== "any") {
+      const csrAlg = keyAlgorithmOfSpki(
+        new Uint8Array(new Pkcs10CertificateRequest(csrDer.slice()).publicKey.rawData),
+      );
+      if (csrAlg !== alg) {
+        return errors(400, [
+          `role requires keys of type ${role.keyType ?? "ec"} with ${role.keyBits ?? 256} bits; ` +
+          `the CSR has ${csrAlg ?? "an unknown key"}`,
+        ]);
+      }
+    }
     const issued = await issueLeaf({
       dir: this.#options.caDir,
       profile: role.profile,
       cn,
       sans: [
-        ...splitList(body.alt_names).map((n) => n.includes("@") ? `EMAIL:${n}` : `DNS:${n}`),
+        // Vault and OpenBao put the common name among the SANs unless exclude_cn_from_sans.
+        ...(body.exclude_cn_from_sans === true ? [] : [cn])
+          .concat(splitList(body.alt_names).filter((n) => n !== cn))
+          .map((n) => n.includes("@") ? `EMAIL:${n}` : `DNS:${n}`),
         ...splitList(body.ip_sans).map((n) => `IP:${n}`),
         ...splitList(body.uri_sans).map((n) => `URI:${n}`),
       ],
       ttlSeconds: ttl,
-      alg: "ecdsa-p256",
+      alg,
       csrDer,
     });
     const [leaf] = pemDecodeAll(issued.certPem, "CERTIFICATE");
@@ -283,7 +374,9 @@ export class MockVault implements AsyncDisposable {
         certificate: pemEncodeAll("CERTIFICATE", [leaf]).trim(),
         issuing_ca: pemEncodeAll("CERTIFICATE", chain.slice(0, 1)).trim(),
         ca_chain: chain.map((der) => pemEncodeAll("CERTIFICATE", [der]).trim()),
-        ...(issued.keyPem ? { private_key: issued.keyPem.trim(), private_key_type: "ec" } : {}),
+        ...(issued.keyPem
+          ? { private_key: issued.keyPem.trim(), private_key_type: role.keyType ?? "ec" }
+          : {}),
         serial_number: serial,
         expiration: Math.floor(issued.notAfter.getTime() / 1000),
       },
@@ -300,6 +393,38 @@ export class MockVault implements AsyncDisposable {
     return (await Deno.readTextFile(join(dir, intermediate))).trim() + "\n" +
       (await Deno.readTextFile(join(dir, PKI_FILES.rootCert))).trim() + "\n";
   }
+}
+
+/** The key a role makes, as the embedded CA names it (undefined: one this mock cannot make). */
+function roleKeyAlgorithm(role: MockRole): KeyAlgorithm | undefined {
+  const bits = role.keyBits ?? 256;
+  switch (role.keyType ?? "ec") {
+    case "ec":
+      return bits === 384 ? "ecdsa-p384" : bits === 256 ? "ecdsa-p256" : undefined;
+    case "mldsa":
+      return ({ 44: "mldsa44", 65: "mldsa65", 87: "mldsa87" } as Record<number, KeyAlgorithm>)[
+        bits
+      ];
+    case "ed25519":
+      return "ed25519";
+    case "rsa":
+      return bits === 3072 ? "rsa-3072" : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** A role as `GET /v1/<mount>/roles/<name>` answers it (the fields qsign's docs mention). */
+function roleData(role: MockRole) {
+  return {
+    key_type: role.keyType ?? "ec",
+    key_bits: role.keyBits ?? 256,
+    allowed_domains: role.allowedDomains,
+    allow_subdomains: true,
+    max_ttl: role.maxTtlSeconds,
+    server_flag: role.profile === "server",
+    client_flag: role.profile === "client",
+  };
 }
 
 function json(value: unknown, status = 200): Response {
