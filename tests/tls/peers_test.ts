@@ -184,6 +184,56 @@ Deno.test("OpenSSL 3.5: middlebox compatibility on and off, full and HelloRetryR
   }
 });
 
+Deno.test("OpenSSL 3.5: rsa_pss_rsae_sha512 and rsa_pss_pss_sha512 both ways", async (t) => {
+  await using dir = await tempDir();
+  await using peer = new Peer();
+  for (
+    const [alg, scheme] of [["rsa-3072", "rsa_pss_rsae_sha512"], [
+      "rsa-pss-3072",
+      "rsa_pss_pss_sha512",
+    ]] as const
+  ) {
+    const pki = await makePki(`${dir.path}/${alg}`, alg);
+    await t.step(`qsign client → OpenSSL server, ${scheme}`, async () => {
+      const { server, port } = await peer.listen({
+        ca: pki.rootPem,
+        cert: pki.serverCertPem,
+        key: pki.serverKeyPem,
+        sigalgs: [scheme],
+        requestCert: true,
+      });
+      const { info } = await qsignEcho(
+        port,
+        clientConfig(pki, { signatureSchemes: [scheme] }),
+        payload,
+      );
+      equal(info.peerSignatureScheme, scheme);
+      const events = await peer.events(server);
+      await peer.closeServer(server);
+      equal(events[0]?.event, "secure", JSON.stringify(events));
+    });
+    await t.step(`OpenSSL client → qsign server, ${scheme}`, async () => {
+      await using qsign = new EchoServer({
+        certificates: [pki.server],
+        clientAuth: "require",
+        trustAnchors: [pki.rootDer],
+      });
+      const r = await peer.connect(qsign.port, {
+        ca: pki.rootPem,
+        cert: pki.clientCertPem,
+        key: pki.clientKeyPem,
+        sigalgs: [scheme],
+        servername: "localhost",
+      });
+      equal(r.ok, true, JSON.stringify(r));
+      const [outcome] = await qsign.waitFor(1);
+      ok("info" in outcome, String("error" in outcome && outcome.error));
+      equal(outcome.info.peerSignatureScheme, scheme);
+      equal(outcome.info.signatureScheme, scheme);
+    });
+  }
+});
+
 Deno.test("BoringSSL (Bun): both directions, X25519MLKEM768, ECDSA and ML-DSA-65", async (t) => {
   await using dir = await tempDir();
   const cases: [string, "ecdsa-p384" | "mldsa65", string][] = [
