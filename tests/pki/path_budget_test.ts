@@ -27,14 +27,18 @@ import {
   qsignClientConfig,
   serveArgs,
 } from "../daemon/support.ts";
-import { runQsign, tempDir } from "../support/env.ts";
+import { PEER_NODE, runQsign, tempDir } from "../support/env.ts";
 import { makePki } from "../tls/support/pki.ts";
 import { EchoServer, qsignEcho } from "../tls/support/qsign.ts";
 import { makeChain } from "./helpers.ts";
 import { crossCertificateMaze, watchEventLoop } from "./maze.ts";
 
-/** Event-loop lateness allowed while a maze is verified: generous for a loaded machine. */
-const LOOP_DELAY_BOUND_MS = 50;
+/**
+ * Event-loop lateness allowed while a maze is verified. On an idle machine the verifier holds
+ * the loop 2-8 ms at most; the unbounded search held it for minutes. The margin absorbs the
+ * preemption of a loaded two-core machine, which the lateness timer cannot tell apart.
+ */
+const LOOP_DELAY_BOUND_MS = 100;
 const SIZES = [8, 12];
 
 const { root } = await makeChain("ecdsa-p256");
@@ -152,43 +156,101 @@ Deno.test("qsign serve --client-auth require stays responsive while clients send
   for (const m of SIZES) {
     const maze = await crossCertificateMaze(m, { validSignatures: true });
     const attackConfig: TlsClientConfig = { ...legitimate, certificate: maze.certified };
-    let attacking = true;
-    const probes: number[] = [];
-    const health = (async () => {
-      while (attacking && probes.length < 200) {
-        const started = performance.now();
-        const response = await fetch(`http://127.0.0.1:${daemon.metricsPort}/healthz`);
-        await response.text();
-        equal(response.status, 200);
-        probes.push(performance.now() - started);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    })();
-    const attacks = Array.from({ length: 4 }, () =>
-      tryExchange(async () => {
-        const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
-        return await connectTls(tcp, attackConfig);
-      }));
-    const legit = await tryExchange(() => qsignClient(pki, port));
-    const outcomes = await Promise.all(attacks);
-    attacking = false;
-    await health;
+    // /healthz is probed from another process, so the prober's own work does not count.
+    const prober = await HealthProber.start(daemon.metricsPort, 1500);
+    const outcomes: (string | TlsError)[] = [];
+    const legits: (string | TlsError)[] = [];
+    for (let round = 0; round < 10 && !prober.done; round++) {
+      const attacks = Array.from({ length: 2 }, () =>
+        tryExchange(async () => {
+          const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+          return await connectTls(tcp, attackConfig);
+        }));
+      legits.push(await tryExchange(() => qsignClient(pki, port)));
+      outcomes.push(...await Promise.all(attacks));
+    }
+    const probes = await prober.result();
 
-    match(String(legit), /QSIGN 서버 응답/, `legitimate client: ${legit}`);
+    for (const legit of legits) {
+      match(String(legit), /QSIGN 서버 응답/, `legitimate client: ${legit}`);
+    }
     for (const outcome of outcomes) {
       ok(outcome instanceof TlsError, `attacker was answered: ${outcome}`);
       equal(outcome.alert, "bad_certificate", outcome.message);
     }
     const failures = await daemon.waitForCount(
       (e) => e.event === "handshake_failed" && /budget exceeded/.test(String(e.reason)),
-      outcomes.length * (SIZES.indexOf(m) + 1),
+      outcomes.length,
     );
     for (const failure of failures) equal(failure.alert, "bad_certificate");
-    ok(probes.length > 0);
+    ok(probes.length > 10, `only ${probes.length} /healthz probes`);
     const slowest = Math.max(...probes);
     ok(slowest < 100, `/healthz took ${slowest.toFixed(1)} ms during the m=${m} maze`);
   }
 });
+
+/**
+ * A Node.js process fetching /healthz every 10 ms for `durationMs` once warmed up, reporting
+ * each response time.
+ */
+class HealthProber {
+  done = false;
+  private constructor(
+    readonly child: Deno.ChildProcess,
+    readonly lines: AsyncIterator<string>,
+  ) {
+    child.status.then(() => this.done = true);
+  }
+
+  static async start(port: number, durationMs: number): Promise<HealthProber> {
+    const script = `
+      const [port, duration] = process.argv.slice(1).map(Number);
+      const url = "http://127.0.0.1:" + port + "/healthz";
+      const probe = async () => {
+        const started = performance.now();
+        const response = await fetch(url);
+        await response.text();
+        if (response.status !== 200) throw new Error("status " + response.status);
+        return performance.now() - started;
+      };
+      for (let i = 0; i < 5; i++) await probe();
+      console.log("ready");
+      const times = [];
+      for (const end = Date.now() + duration; Date.now() < end;) {
+        times.push(await probe());
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      console.log(JSON.stringify(times));
+    `;
+    const child = new Deno.Command(PEER_NODE, {
+      args: ["-e", script, String(port), String(durationMs)],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
+      new TransformStream<string, string>(
+        {
+          buffered: "",
+          transform(chunk, controller) {
+            const parts = (this.buffered + chunk).split("\n");
+            this.buffered = parts.pop()!;
+            for (const line of parts) controller.enqueue(line);
+          },
+        } as Transformer<string, string> & { buffered: string },
+      ),
+    )[Symbol.asyncIterator]();
+    const first = await lines.next();
+    equal(first.value, "ready");
+    return new HealthProber(child, lines);
+  }
+
+  async result(): Promise<number[]> {
+    const line = await this.lines.next();
+    const status = await this.child.status;
+    equal(status.code, 0);
+    return JSON.parse(line.value as string) as number[];
+  }
+}
 
 Deno.test("qsign connect refuses a server presenting the maze, before the handshake timeout", async () => {
   await using dir = await tempDir();
