@@ -892,8 +892,11 @@ async function checkKeyIdentifiers(path: Candidate[], fail: Fail): Promise<void>
         "RFC 5280 §4.2.1.1",
       );
     }
-    const selfSigned = await c.selfSigned();
-    if (!aki && !selfSigned && roleIn(path, i) !== "pinned") {
+    const role = roleIn(path, i);
+    // A trust anchor's own signature is not part of path validation (RFC 5280 §6.1): a
+    // self-issued anchor counts as self-signed whatever algorithm signed it.
+    const selfSigned = role === "anchor" || role === "pinned" ? c.selfIssued : await c.selfSigned();
+    if (!aki && !selfSigned && role !== "pinned") {
       fail(
         "missing key identifier",
         `${c.subject} is not self-signed and has no authorityKeyIdentifier`,

@@ -616,6 +616,25 @@ Deno.test("signatures: an algorithm qsign does not accept; outer and inner algor
     index: 0,
   });
 
+  // A trust anchor's own signature is not checked: a root labelled SHA-1 still anchors.
+  const rootKey = await webCryptoRsaSigner(2048);
+  const sha1Root = await craft({
+    subject: "CN=Rules Root",
+    ca: true,
+    signer: rootKey,
+    algorithm: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-1" } as TbsSigner["algorithm"],
+  });
+  const underSha1Root = await craft({
+    subject: "CN=Rules Intermediate",
+    ca: true,
+    issuer: sha1Root,
+  });
+  await verify({
+    root: sha1Root,
+    intermediate: underSha1Root,
+    leaf: await craft({ subject: `CN=${HOST}`, issuer: underSha1Root }),
+  });
+
   const c = await chain();
   // tbsCertificate.signature says ecdsa-with-SHA384; the outer field says SHA-256.
   const mismatched = await resigned(c.leaf, c.intermediate.key, (fields) => {
