@@ -233,8 +233,28 @@ function readTime(r: ByteReader): number {
   return r.u32() * 2 ** 32 + r.u32() - 2 ** 52;
 }
 
-/** The sealed form of `auth`. */
-export function encodeAuthentication(auth: SessionAuthentication): Uint8Array {
+/**
+ * Most bytes of sealed authentication in a ticket: far more than a real chain's facts (under
+ * 1 KB for leaf and intermediate), and tickets beyond a few KB are dropped by clients anyway.
+ */
+export const MAX_SEALED_AUTHENTICATION = 8 * 1024;
+
+/**
+ * The sealed form of `auth`, or undefined when it would exceed MAX_SEALED_AUTHENTICATION (a
+ * chain with huge names: its client gets no ticket).
+ */
+export function encodeAuthentication(auth: SessionAuthentication): Uint8Array | undefined {
+  try {
+    const sealed = writeAuthentication(auth);
+    return sealed.length <= MAX_SEALED_AUTHENTICATION ? sealed : undefined;
+  } catch (e) {
+    // A single name longer than a length prefix holds.
+    if (e instanceof RangeError) return undefined;
+    throw e;
+  }
+}
+
+function writeAuthentication(auth: SessionAuthentication): Uint8Array {
   const w = new ByteWriter(1024).u8(VERSION).opaque(1, auth.binding);
   time(w, auth.authenticatedMs);
   const client = auth.client;

@@ -635,7 +635,9 @@ async function sendTicket(hs: ServerState, resumptionMasterSecret: Uint8Array): 
     authentication,
     nowMs,
   );
-  if (lifetimeSeconds === 0) return;
+  const sealed = encodeAuthentication(authentication);
+  // A client whose chain's facts are too large to seal gets full handshakes, not a ticket.
+  if (lifetimeSeconds === 0 || !sealed) return;
   const p = getCryptoProvider();
   const nonce = p.randomBytes(8);
   const ageAdd = new DataView(p.randomBytes(4).buffer).getUint32(0);
@@ -646,7 +648,7 @@ async function sendTicket(hs: ServerState, resumptionMasterSecret: Uint8Array): 
     ageAdd,
     lifetimeSeconds,
     alpn: hs.alpn,
-    authentication: encodeAuthentication(authentication),
+    authentication: sealed,
   });
   const ticket = await tickets.seal(state);
   await hs.records.write(

@@ -301,6 +301,15 @@ Deno.test("resumption re-checks the authentication a ticket stands for", async (
     match(honest.resumptionDeclined ?? "", /expired/);
   });
 
+  await t.step("a chain whose facts are too large to seal gets no ticket, and works", async () => {
+    const huge = await clientChain({ subject: `CN=client-a.qsign.test, OU=${"x".repeat(9000)}` });
+    await using server = new EchoServer(serverConfig({ trustAnchors: [huge.root.der] }));
+    const cache = new MemorySessionCache();
+    const full = info(await visit(server, cache, { certificate: huge.key }));
+    equal(full.peerIdentity?.ou[0].length, 9000);
+    equal(cache.size, 0);
+  });
+
   await t.step("ticket size for an ML-DSA-65 mutual-TLS chain", async () => {
     await using server = new EchoServer(serverConfig());
     const cache = new MemorySessionCache();
