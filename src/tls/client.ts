@@ -414,6 +414,8 @@ function checkEncryptedExtensions(cs: ClientState, extensions: Extension[]): str
     const value = decodeU16(limit, "record_size_limit");
     if (value < 64) throw new TlsAlert("illegal_parameter", `record_size_limit ${value}`);
     cs.records.peerMaxFragment = Math.min(16384, value - 1);
+    // The server took up ours (solicited, so we sent one): its records after this obey it.
+    cs.records.receiveLimit = cs.config.recordSizeLimit!;
   }
   const alpnExt = findExtension(extensions, ExtensionType.application_layer_protocol_negotiation);
   if (!alpnExt) return undefined;

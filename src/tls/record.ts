@@ -268,6 +268,11 @@ export class RecordLayer {
   #earlyDataBudget?: number;
   /** Largest plaintext per record the peer accepts (RFC 8449), excluding the content type. */
   peerMaxFragment = MAX_PLAINTEXT;
+  /**
+   * Largest TLSInnerPlaintext (content, type and padding) accepted: 2^14 + 1 (RFC 8446 §5.4),
+   * or the record_size_limit we announced once the peer took it up (RFC 8449 §4).
+   */
+  receiveLimit = MAX_PLAINTEXT + 1;
   /** Set once a close_notify or fatal alert was sent; nothing is written after it. */
   writeClosed = false;
 
@@ -468,8 +473,11 @@ export class RecordLayer {
       return null;
     }
     this.#earlyDataBudget = undefined;
-    if (inner.length > MAX_PLAINTEXT + 1) {
-      throw new TlsAlert("record_overflow", `inner plaintext of ${inner.length} bytes`);
+    if (inner.length > this.receiveLimit) {
+      throw new TlsAlert(
+        "record_overflow",
+        `inner plaintext of ${inner.length} bytes, over ${this.receiveLimit}`,
+      );
     }
     let end = inner.length - 1;
     while (end >= 0 && inner[end] === 0) end--;

@@ -540,7 +540,10 @@ function encryptedExtensions(hs: ServerState): Uint8Array {
   }
   if (hs.ch.recordSizeLimit !== undefined) {
     hs.records.peerMaxFragment = Math.min(16384, hs.ch.recordSizeLimit - 1);
-    ext.push(encodeU16(ExtensionType.record_size_limit, hs.config.recordSizeLimit ?? 16385));
+    const ours = hs.config.recordSizeLimit ?? 16385;
+    // Everything the client protects comes after it reads this (RFC 8449 §4).
+    hs.records.receiveLimit = ours;
+    ext.push(encodeU16(ExtensionType.record_size_limit, ours));
   }
   return encodeEncryptedExtensions(ext);
 }
