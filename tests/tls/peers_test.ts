@@ -256,7 +256,12 @@ Deno.test("BoringSSL (Bun): both directions, X25519MLKEM768, ECDSA and ML-DSA-65
         }),
       );
       const { port } = await bun.line((l) => "port" in l);
-      const { info, echo } = await qsignEcho(Number(port), clientConfig(pki), payload);
+      // The server's group after a HelloRetryRequest is offered first the next time.
+      const config = clientConfig(pki, { keyShareHints: new KeyShareHints() });
+      const first = await qsignEcho(Number(port), config, payload);
+      const { info, echo } = await qsignEcho(Number(port), config, payload);
+      equal(first.info.helloRetry, true);
+      equal(info.helloRetry, false);
       equal(info.group, "X25519MLKEM768");
       equal(info.peerSignatureScheme, sigalg);
       equal(new TextDecoder().decode(echo), "peer interop");
@@ -333,7 +338,12 @@ Deno.test("rustls (Deno's built-in TLS): both directions", async (t) => {
       }),
     );
     const { port } = await server.line((l) => "port" in l);
-    const { info, echo } = await qsignEcho(Number(port), clientConfig(pki), payload);
+    // rustls prefers X25519MLKEM768: a HelloRetryRequest the first time, none the next.
+    const config = clientConfig(pki, { keyShareHints: new KeyShareHints() });
+    const first = await qsignEcho(Number(port), config, payload);
+    const { info, echo } = await qsignEcho(Number(port), config, payload);
+    equal(first.info.helloRetry, true);
+    equal(info.helloRetry, false);
     equal(info.group, "X25519MLKEM768");
     equal(info.peerSignatureScheme, "ecdsa_secp384r1_sha384");
     equal(new TextDecoder().decode(echo), "peer interop");
