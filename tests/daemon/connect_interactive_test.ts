@@ -17,20 +17,21 @@ class Client {
   readonly #stderr: Promise<string>;
 
   constructor(args: string[]) {
-    this.#child = new Deno.Command(DENO, {
+    const child = new Deno.Command(DENO, {
       args: [...QSIGN_RUN_FLAGS, "connect", ...args],
       env: { NO_COLOR: "1" },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    this.#writer = this.#child.stdin.getWriter();
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
     this.#pump = (async () => {
-      for await (const chunk of this.#child.stdout.pipeThrough(new TextDecoderStream())) {
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
         this.stdout += chunk;
       }
     })();
-    this.#stderr = new Response(this.#child.stderr).text();
+    this.#stderr = new Response(child.stderr).text();
   }
 
   /** Waits (bounded) until stdout matches. */
