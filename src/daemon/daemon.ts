@@ -4,7 +4,11 @@
  * SIGHUP or a changed certificate file, and on SIGTERM/SIGINT stop accepting, drain, remove the
  * pid file and exit 0 (a second SIGTERM/SIGINT ends the drain early, still with 0).
  */
-import type { Address, DaemonConfig } from "../config/types.ts";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import "reflect-metadata";
+import { X509Certificate } from "@peculiar/x509";
+import type { Address, DaemonConfig, Origin } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { ConfigError, QsignError } from "../errors.ts";
 import { createObservabilityApp, serveObservability } from "../observe/http.ts";
@@ -12,6 +16,7 @@ import { audit, setLogFormat, setLogLevel } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
 import { registerReadinessCheck } from "../observe/readiness.ts";
 import { SystemdNotifier } from "../observe/sd_notify.ts";
+import { keyAlgorithmOfSpki } from "../pki/keys.ts";
 import { TicketKeys } from "../tls/tickets.ts";
 import type { BackendHealth } from "./backend_health.ts";
 import { bannerText, statusDocument } from "./banner.ts";
@@ -44,6 +49,13 @@ export async function checkConfiguration(
   } finally {
     await closeTokens();
   }
+  for (const holder of holders) {
+    await checkResolvable(holder.service.listen, holder.service.origins.listen);
+    checkSatisfiable(holder);
+  }
+  if (config.metricsListen) {
+    await checkResolvable(config.metricsListen, { field: "metrics_listen", file: config.file });
+  }
   const now = Date.now();
   for (const holder of holders) {
     const service = holder.service;
@@ -69,6 +81,68 @@ export async function checkConfiguration(
     }
   }
   return holders;
+}
+
+/** Refuses a listen address that is neither an IP address nor a name this host resolves. */
+async function checkResolvable(address: Address, origin: Origin | undefined): Promise<void> {
+  if (address.hostname === "" || isIP(address.hostname)) return;
+  try {
+    await lookup(address.hostname);
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? (e as Error).message;
+    throw new ConfigError(
+      origin?.field ?? "listen",
+      `"${address.hostname}" is neither an IP address nor a name this host resolves (${code}); ` +
+        `give an address such as 0.0.0.0:${address.port} or 127.0.0.1:${address.port}`,
+      origin?.file,
+    );
+  }
+}
+
+/**
+ * Refuses a service whose client requirements no certificate can meet: every client would be
+ * refused, which `--check-config` should say rather than the first handshake.
+ */
+function checkSatisfiable(holder: MaterialsHolder): void {
+  const service = holder.service;
+  const materials = holder.current;
+  if (service.clientAuth === "none") return;
+  const fail = (key: string, problem: string): never => {
+    const origin = service.origins[key];
+    throw new ConfigError(origin?.field ?? key, problem, origin?.file);
+  };
+  const anchors = materials.trustAnchors.map((der) => new X509Certificate(der.slice()));
+  if (service.requirePqAuth) {
+    const postQuantum = anchors.some((cert) =>
+      keyAlgorithmOfSpki(new Uint8Array(cert.publicKey.rawData))?.startsWith("mldsa")
+    );
+    if (!postQuantum) {
+      fail(
+        "require_pq_auth",
+        `no client chain can meet it: every root in ca (${service.ca.join(", ")}) has a ` +
+          `classical key, so what it signs is classical; trust an ML-DSA root (qsign pki init ` +
+          `makes one) or set require_pq_auth = false`,
+      );
+    }
+  }
+  if (service.crlCheck !== "available" && materials.crls.length === 0) {
+    fail(
+      "crl_check",
+      `"${service.crlCheck}" needs a CRL from each client chain's issuer and crl names none: ` +
+        `every client would be refused; add the CRLs (qsign pki crl) or crl_check = "available"`,
+    );
+  }
+  if (service.crlCheck === "chain") {
+    const roots = new Set(anchors.map((cert) => cert.subject));
+    if (!materials.crlSummaries.some((crl) => roots.has(crl.issuer))) {
+      fail(
+        "crl_check",
+        `"chain" needs a CRL from the root too, and crl has none from ${
+          [...roots].join(" or ")
+        }: every client would be refused; add it (qsign pki crl --ca root) or crl_check = "leaf"`,
+      );
+    }
+  }
 }
 
 /** What `runDaemon` prints besides the audit log. */
@@ -103,6 +177,21 @@ export async function runDaemon(
   const tickets = TicketKeys.random();
   const services = holders.map((h) => new QtlsService(h.service, h, sessions, tickets));
   try {
+    const notifier = cleanup.use(SystemdNotifier.fromEnv());
+    const reloads = new ReloadQueue(holders, notifier);
+    cleanup.use(
+      await watchMaterialFiles(config.services, (changed, paths) => {
+        const changedHolders = holders.filter((h) => changed.includes(h.service));
+        void reloads.run(changedHolders, `file change: ${paths.join(", ")}`, {
+          onlyChanged: true,
+        });
+      }),
+    );
+    cleanup.use(signals.onHangup(() => void reloads.run(holders, "SIGHUP")));
+    // Before anything listens, so a pid file that cannot be written stops the start before a
+    // client or the banner sees the daemon; and only once SIGHUP is handled: `qsign renew` may
+    // send it as soon as the pid is in the file.
+    if (config.pidFile) cleanup.use(await writePidFile(config.pidFile));
     const addresses = listenAll(services, cleanup);
     let metricsAddress: Address | undefined;
     if (config.metricsListen) {
@@ -135,19 +224,6 @@ export async function runDaemon(
     for (const backend of backends) cleanup.use(backend).start();
 
     output.banner(bannerText(config, services, addresses, metricsAddress));
-    const notifier = cleanup.use(SystemdNotifier.fromEnv());
-    const reloads = new ReloadQueue(holders, notifier);
-    cleanup.use(
-      await watchMaterialFiles(config.services, (changed, paths) => {
-        const changedHolders = holders.filter((h) => changed.includes(h.service));
-        void reloads.run(changedHolders, `file change: ${paths.join(", ")}`, {
-          onlyChanged: true,
-        });
-      }),
-    );
-    cleanup.use(signals.onHangup(() => void reloads.run(holders, "SIGHUP")));
-    // Only now: `qsign renew` may send SIGHUP as soon as the pid is in the file.
-    if (config.pidFile) cleanup.use(await writePidFile(config.pidFile));
     audit.info("ready", { services: services.map((s) => s.config.name) });
     await notifier.ready(`serving ${services.length} service(s)`);
 

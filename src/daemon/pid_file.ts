@@ -29,7 +29,16 @@ export async function writePidFile(path: string): Promise<AsyncDisposable> {
     // daemon's file watch instead: the watch is running by then.
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    throw new QsignError(`pid_file: cannot write ${path}: ${(e as Error).message}`, 1);
+    const missing = e instanceof Deno.errors.NotFound
+      ? ` (its directory does not exist: under systemd, RuntimeDirectory= creates it; elsewhere ` +
+        `set pid_file, --pid-file or QSIGN_PID_FILE to a writable path, or remove it)`
+      : e instanceof Deno.errors.PermissionDenied
+      ? ` (not writable by this user: set pid_file to a path it may write)`
+      : "";
+    throw new QsignError(
+      `pid_file: cannot write ${path}: ${(e as Error).message}${missing}`,
+      1,
+    );
   }
   await file.lock(true);
   return {

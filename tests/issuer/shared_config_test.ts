@@ -99,21 +99,29 @@ Deno.test("a syntax error or an unknown key gets the same message from serve and
 Deno.test("the sample deploy/qsign.toml serves and renews the same certificate", async () => {
   await using dir = await tempDir();
   const etc = join(dir.path, "etc", "qsign");
-  const pki = await makePki(join(etc, "certs"));
+  // The layout of docs/production.md: the CA in ca/, what the daemon serves in certs/.
+  const pki = await makePki(join(etc, "ca"));
+  const certs = join(etc, "certs");
+  await Deno.mkdir(certs);
+  await Deno.copyFile(pki.serverCert, join(certs, "server.crt"));
+  await Deno.copyFile(pki.serverKey, join(certs, "server.key"));
+  await Deno.copyFile(pki.root, join(certs, "root-ca.crt"));
   const crl = await generateCrl({ dir: pki.dir, profile: "client" });
-  await Deno.writeTextFile(join(pki.dir, "client-ca.crl"), pemEncode("X509 CRL", crl));
+  await Deno.writeTextFile(join(certs, "client-ca.crl"), pemEncode("X509 CRL", crl));
   const config = join(etc, "qsign.toml");
   await Deno.copyFile(join(ROOT, "deploy", "qsign.toml"), config);
 
-  // `qsign pki init` made a one-year server certificate: not due.
+  // `qsign pki init` made a one-year server certificate, and the CRL is new: nothing is due.
   const fresh = await runQsign(["--renewal"], { env: { QSIGN_CONFIG: config } });
   equal(fresh.code, 0, fresh.stderr);
-  equal(lines(fresh.stdout).map((l) => l.result).join(), "fresh");
+  equal(lines(fresh.stdout).map((l) => l.result).join(), "fresh,fresh");
 
   const forced = await runQsign(["--renewal", "--force"], { env: { QSIGN_CONFIG: config } });
   equal(forced.code, 0, forced.stderr);
-  const [renewed] = lines(forced.stdout);
+  const [renewed, refreshed] = lines(forced.stdout);
   equal(renewed.result, "renewed");
+  equal(refreshed.result, "refreshed");
+  equal(refreshed.crl, join(certs, "client-ca.crl"));
 
   const check = await runQsign(["serve", "--config", config, "--check-config"]);
   equal(check.code, 0, check.stderr);
