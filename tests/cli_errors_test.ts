@@ -153,6 +153,23 @@ Deno.test("no command answers a bad input with a stack trace", async () => {
     [["completion", "fish"], /bash|zsh/],
     [["version", "extra"], /unexpected argument/],
   ];
+  // An address already in use is named with the service and the address.
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  cases.push([
+    [
+      "serve",
+      "--listen",
+      `127.0.0.1:${busy.addr.port}`,
+      "--metrics-listen",
+      "off",
+      "--cert",
+      `${pki}/server.crt`,
+      "--key",
+      `${pki}/server.key`,
+      ...client,
+    ],
+    new RegExp(`cannot listen on 127\\.0\\.0\\.1:${busy.addr.port}: address already in use`),
+  ]);
   const failures: string[] = [];
   // A few at a time: each is a subprocess on a shared machine.
   for (let i = 0; i < cases.length; i += 4) {

@@ -31,6 +31,7 @@ const SPEC: CommandSpec = {
       value: "server|client",
       help: "which role to use when --role is not given",
       default: "server",
+      choices: ["server", "client"],
     },
     role: {
       type: "string",
@@ -49,6 +50,7 @@ const SPEC: CommandSpec = {
       type: "string",
       value: "LABEL",
       help: "make the CSR inside the token with this key (with --hsm-*)",
+      aliases: ["key-label"],
     },
     ...HSM_TOKEN_OPTIONS,
     "vault-addr": { type: "string", value: "URL", help: "Vault address (env VAULT_ADDR)" },

@@ -412,3 +412,31 @@ Deno.test("a key qsign encrypts (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC) is read
     hex(key.spki),
   );
 });
+
+Deno.test("a combined PEM (stunnel's cert = file.pem: certificate and key) serves as the key", async () => {
+  await using dir = await tempDir();
+  await openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "k",
+    "-subj",
+    "/CN=stunnel",
+    "-days",
+    "1",
+    "-out",
+    "c",
+  ], dir.path);
+  const combined = `${dir.path}/stunnel.pem`;
+  await Deno.writeTextFile(
+    combined,
+    (await Deno.readTextFile(`${dir.path}/c`)) + (await Deno.readTextFile(`${dir.path}/k`)),
+  );
+  const key = await readPrivateKeyFile(combined);
+  equal(hex(key.spki), await opensslSpki("k", dir.path));
+});
