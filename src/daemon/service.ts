@@ -326,7 +326,12 @@ export class QtlsService {
         alert: reason,
         sent: e instanceof TlsError ? e.sent : undefined,
         reason: e instanceof TlsError ? e.reason : String(e),
-        client_offer: offer && { groups: offer.groups, key_shares: offer.keyShares },
+        client_offer: offer && {
+          groups: offer.groups,
+          key_shares: offer.keyShares,
+          signature_schemes: offer.signatureSchemes,
+          cipher_suites: offer.cipherSuites,
+        },
       });
       return undefined;
     }

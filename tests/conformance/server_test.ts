@@ -739,19 +739,29 @@ add(
 add(row(
   "4.2.7 (qsign: post-quantum only)",
   "insufficient_security",
-  "x448, secp521r1, ffdhe2048 and GREASE only: the log names each",
+  "x448, secp521r1, ffdhe2048 and GREASE only: the log names each group, scheme and suite",
   async (ctx) => {
     const c = await ClientFlow.open(ctx.port, ctx.pki.client);
     try {
-      const spec = await c.defaultHello({ groups: [0x001e, 0x0019, 0x0100, 0x0a0a], share: null });
+      const spec = await c.defaultHello({
+        groups: [0x001e, 0x0019, 0x0100, 0x0a0a],
+        share: null,
+        schemes: [0x0603, 0x0a0a, 0x0808, 0x0806, 0x0201],
+      });
+      spec.suites = [0x2a2a, 0x1304, 0x1302];
       await c.sendHello(spec);
       const ending = await c.rc.ending();
       const port = (c.rc.conn.localAddr as Deno.NetAddr).port;
       const event = await ctx.daemon.waitFor((e) =>
         e.event === "handshake_failed" && String(e.peer).endsWith(`:${port}`)
       );
-      const offer = event.client_offer as { groups: string[] };
+      const offer = event.client_offer as Record<string, string[]>;
       equal(offer.groups.join(), "x448,secp521r1,ffdhe2048,grease");
+      equal(
+        offer.signature_schemes.join(),
+        "ecdsa_secp521r1_sha512,grease,ed448,rsa_pss_rsae_sha512,rsa_pkcs1_sha1",
+      );
+      equal(offer.cipher_suites.join(), "grease,TLS_AES_128_CCM_SHA256,TLS_AES_256_GCM_SHA384");
       return ending;
     } finally {
       c.close();
