@@ -152,6 +152,8 @@ Deno.test("no command answers a bad input with a stack trace", async () => {
     ],
     [["completion", "fish"], /bash|zsh/],
     [["version", "extra"], /unexpected argument/],
+    [["man", "extra"], /unexpected argument/],
+    [["completion"], /missing SHELL/],
   ];
   // An address already in use is named with the service and the address.
   using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
