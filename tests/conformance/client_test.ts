@@ -1068,8 +1068,7 @@ add(
       sendFlight: async (f, messages) => {
         f.transcript.add(...messages);
         await f.rc.sendHandshake(concatBytes(...messages), 7);
-        await f.schedule!.enterMaster();
-        f.appSecrets = await f.schedule!.trafficSecrets("ap", f.transcript.hash(f.suite!));
+        await f.enterMaster();
       },
     }),
   ),
@@ -1081,8 +1080,63 @@ add(
       sendFlight: async (f, messages) => {
         f.transcript.add(...messages);
         await f.rc.send(CT.handshake, concatBytes(...messages), { padding: 500 });
-        await f.schedule!.enterMaster();
-        f.appSecrets = await f.schedule!.trafficSecrets("ap", f.transcript.hash(f.suite!));
+        await f.enterMaster();
+      },
+    }),
+  ),
+);
+
+// §5.1, §4.4.4: what may not come with or before the server's Finished.
+const flightThen = (extra: (f: ServerFlow) => Promise<Uint8Array>) =>
+  s({
+    sendFlight: async (f, messages) => {
+      f.transcript.add(...messages);
+      await f.rc.writeRaw(concatBytes(
+        await f.rc.encode(CT.handshake, concatBytes(...messages.slice(0, -1))),
+        await extra(f),
+        await f.rc.encode(CT.handshake, messages.at(-1)!),
+      ));
+      throw new Error(STOPPED);
+    },
+  });
+add(
+  row(
+    "5",
+    "unexpected_message",
+    "application data before the server's Finished",
+    flightThen((f) => f.rc.encode(CT.data, bytes(1, 2, 3))),
+  ),
+  row(
+    "4.6.3",
+    "unexpected_message",
+    "a KeyUpdate before the server's Finished",
+    flightThen((f) => f.rc.encode(CT.handshake, handshake(HS.key_update, bytes(0)))),
+  ),
+  row(
+    "4.6.1",
+    "unexpected_message",
+    "a NewSessionTicket before the server's Finished",
+    flightThen((f) =>
+      f.rc.encode(
+        CT.handshake,
+        handshake(HS.new_session_ticket, bytes(0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0)),
+      )
+    ),
+  ),
+  row(
+    "5.1",
+    "unexpected_message",
+    "the server's Finished and a ticket in one record (straddles keys)",
+    s({
+      sendFlight: async (f, messages) => {
+        f.transcript.add(...messages);
+        const ticket = handshake(
+          HS.new_session_ticket,
+          bytes(0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0),
+        );
+        await f.rc.send(CT.handshake, concatBytes(...messages, ticket));
+        await f.enterMaster();
+        throw new Error(STOPPED);
       },
     }),
   ),

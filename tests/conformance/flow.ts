@@ -711,13 +711,14 @@ export class ServerFlow {
   async sendFlight(messages: Uint8Array[]): Promise<void> {
     this.transcript.add(...messages);
     await this.rc.sendHandshake(concatBytes(...messages));
-    if (messages.at(-1)?.[0] === HS.finished) {
-      await this.schedule!.enterMaster();
-      this.appSecrets = await this.schedule!.trafficSecrets(
-        "ap",
-        this.transcript.hash(this.suite!),
-      );
-    }
+    if (messages.at(-1)?.[0] === HS.finished) await this.enterMaster();
+  }
+
+  /** After our Finished: the application secrets, and the client's next read keys. */
+  async enterMaster(): Promise<void> {
+    await this.schedule!.enterMaster();
+    this.appSecrets = await this.schedule!.trafficSecrets("ap", this.transcript.hash(this.suite!));
+    await this.rc.expectReadKeys(this.suite!, this.appSecrets.client);
   }
 
   /**
