@@ -198,6 +198,9 @@ class Candidate {
   /** The ASN.1 structure @peculiar/x509 parsed (key info, algorithm OIDs). */
   readonly asn: AsnCertificate;
   #selfSigned?: Promise<boolean>;
+  /** `checkForm` verdicts by role: they depend on the certificate alone, not the path. */
+  readonly #formProblems = new Map<Role, FormProblem | null>();
+  #authorityKeyIdentifier?: AuthorityKeyIdentifier | null;
 
   private constructor(
     readonly cert: x509.X509Certificate,
@@ -222,6 +225,35 @@ class Candidate {
       ? verifySignature(this.cert, this.cert.publicKey)
       : Promise.resolve(false);
     return this.#selfSigned;
+  }
+
+  /** The first rule of `checkForm` this certificate breaks in `role`, or null. */
+  formProblem(role: Role): FormProblem | null {
+    let problem = this.#formProblems.get(role);
+    if (problem === undefined) {
+      problem = null;
+      try {
+        checkForm(this, role, (reason, detail, _c, rule) => {
+          throw new FormProblem(reason, detail, rule);
+        });
+      } catch (e) {
+        if (!(e instanceof FormProblem)) throw e;
+        problem = e;
+      }
+      this.#formProblems.set(role, problem);
+    }
+    return problem;
+  }
+
+  /** The parsed authorityKeyIdentifier extension, or null without one. */
+  get authorityKeyIdentifier(): AuthorityKeyIdentifier | null {
+    if (this.#authorityKeyIdentifier === undefined) {
+      const extension = this.cert.extensions.find((e) => e.type === AKI_OID);
+      this.#authorityKeyIdentifier = extension
+        ? AsnConvert.parse(extension.value, AuthorityKeyIdentifier)
+        : null;
+    }
+    return this.#authorityKeyIdentifier;
   }
 
   get isCa(): boolean {
@@ -392,6 +424,29 @@ export async function certificateFingerprint(der: Uint8Array): Promise<string> {
 
 const parsedCertificates = new Map<string, Candidate>();
 
+/**
+ * Signature verdicts by (certificate, issuer) fingerprints, least recently used dropped first:
+ * a signature's validity depends on those bytes alone, and a busy server sees the same
+ * intermediates and clients again and again (an ML-DSA-65 verification is most of the cost).
+ */
+const signatureVerdicts = new Map<string, Promise<boolean>>();
+const SIGNATURE_CACHE_SIZE = 2048;
+
+function signatureVerdict(subject: Candidate, issuer: Candidate): Promise<boolean> {
+  const key = `${subject.fingerprint}>${issuer.fingerprint}`;
+  let verdict = signatureVerdicts.get(key);
+  if (verdict) {
+    signatureVerdicts.delete(key);
+  } else {
+    verdict = verifySignature(subject.cert, issuer.cert.publicKey);
+    if (signatureVerdicts.size >= SIGNATURE_CACHE_SIZE) {
+      signatureVerdicts.delete(signatureVerdicts.keys().next().value!);
+    }
+  }
+  signatureVerdicts.set(key, verdict);
+  return verdict;
+}
+
 async function sha256Hex(der: Uint8Array): Promise<string> {
   return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bufferSource(der))));
 }
@@ -500,7 +555,8 @@ class Work {
 /**
  * Depth-first path building from a leaf. Each certificate appears at most once per path; the
  * path ends at the first trust anchor; a signature is checked when its issuer joins the path
- * (once per pair of certificates), so a forged link cuts every path through it.
+ * (once per pair of certificates, see `signatureVerdict`), so a forged link cuts every path
+ * through it.
  */
 class PathBuilder {
   /** The path being built, leaf first; after a successful `build`, the validated path. */
@@ -509,7 +565,6 @@ class PathBuilder {
   pathFailure?: ChainVerificationError;
   /** The first signature that did not verify. */
   signatureFailure?: ChainVerificationError;
-  readonly #signatures = new Map<string, Promise<boolean>>();
 
   constructor(
     readonly anchors: readonly Candidate[],
@@ -568,13 +623,7 @@ class PathBuilder {
       );
       return false;
     }
-    const key = `${subject.fingerprint}>${issuer.fingerprint}`;
-    let verdict = this.#signatures.get(key);
-    if (!verdict) {
-      verdict = verifySignature(subject.cert, issuer.cert.publicKey);
-      this.#signatures.set(key, verdict);
-    }
-    if (await verdict) return true;
+    if (await signatureVerdict(subject, issuer)) return true;
     this.signatureFailure ??= new ChainVerificationError(
       "bad signature",
       `${subject.subject} is not signed by ${issuer.subject}`,
@@ -620,7 +669,10 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
     throw new ChainVerificationError(reason, detail, c.subject, { rule, index: path.indexOf(c) });
   };
 
-  for (const [i, c] of path.entries()) checkForm(c, roleIn(path, i), fail);
+  for (const [i, c] of path.entries()) {
+    const problem = c.formProblem(roleIn(path, i));
+    if (problem) fail(problem.reason, problem.detail, c, problem.rule);
+  }
   await checkKeyIdentifiers(path, fail);
 
   for (const c of path) {
@@ -721,6 +773,15 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
 }
 
 type Fail = (reason: ChainFailureReason, detail: string, c?: Candidate, rule?: string) => never;
+
+/** A broken form rule, before it is placed in a path. */
+class FormProblem {
+  constructor(
+    readonly reason: ChainFailureReason,
+    readonly detail: string,
+    readonly rule?: string,
+  ) {}
+}
 
 /** What a certificate is in its path: the leaf, an intermediate CA, or the trust anchor. */
 type Role = "leaf" | "intermediate" | "anchor" | "pinned";
@@ -874,8 +935,7 @@ function checkForm(c: Candidate, role: Role, fail: Fail): void {
  */
 async function checkKeyIdentifiers(path: Candidate[], fail: Fail): Promise<void> {
   for (const [i, c] of path.entries()) {
-    const extension = c.cert.extensions.find((e) => e.type === AKI_OID);
-    const aki = extension ? AsnConvert.parse(extension.value, AuthorityKeyIdentifier) : undefined;
+    const aki = c.authorityKeyIdentifier;
     if (aki && (aki.authorityCertIssuer || aki.authorityCertSerialNumber)) {
       fail(
         "bad key identifier",
@@ -998,7 +1058,17 @@ function checkPolicies(path: Candidate[], fail: Fail): void {
     if (last && explicit > 0) explicit--;
     const extension = c.cert.extensions.find((e) => e.type === POLICY_CONSTRAINTS_OID);
     if (!extension) continue;
-    const skip = AsnConvert.parse(extension.value, PolicyConstraints).requireExplicitPolicy;
+    let skip: ArrayBuffer | undefined;
+    try {
+      skip = AsnConvert.parse(extension.value, PolicyConstraints).requireExplicitPolicy;
+    } catch (e) {
+      fail(
+        "bad extension",
+        `${c.subject}: policyConstraints cannot be parsed (${(e as Error).message})`,
+        c,
+        "RFC 5280 §4.2.1.11",
+      );
+    }
     if (skip === undefined) continue;
     const required = skipCerts(skip);
     if (!last || required === 0) explicit = Math.min(explicit, required);
