@@ -131,7 +131,7 @@ export function describeCryptoProvider(
 
 /**
  * One line for a banner: the provider, its library, and the families served by something else,
- * e.g. `libcrypto (OpenSSL 3.0.19 27 Jan 2026); ML-KEM, ML-DSA: webcrypto`.
+ * e.g. `libcrypto (OpenSSL 3.0.19 27 Jan 2026); ECDH P-384, ML-KEM, ML-DSA: webcrypto`.
  */
 export function formatCryptoProvider(provider: CryptoProvider = getCryptoProvider()): string {
   const { library, primitives } = describeCryptoProvider(provider);

@@ -8,9 +8,11 @@
  *   them, a FinalizationRegistry backstops a key that is never disposed.
  * - HMAC runs on one EVP_MAC_CTX per hash made at start-up, re-keyed per call; HKDF (RFC 5869)
  *   is Extract = one HMAC and Expand = the HMAC chain, over it.
- * - Ephemeral (EC)DH key pairs keep their secret as bytes; the EVP_PKEYs of an agreement are
- *   built, used and freed inside `deriveSharedSecret`. Imported signing keys hold their EVP_PKEY
- *   for the handle's lifetime (freed when the handle is collected; keys are few and long-lived).
+ * - Ephemeral (EC)DH and ML-KEM key pairs hold the EVP_PKEY they were made as for their first
+ *   agreement or decapsulation (the one a TLS key share has), which frees it; a later one builds
+ *   the key again from the secret kept as bytes, inside the call. Imported signing keys hold
+ *   their EVP_PKEY for the handle's lifetime (freed when the handle is collected; keys are few
+ *   and long-lived). A FinalizationRegistry frees whatever is dropped unused.
  * - Key containers of raw key types are parsed by keys.ts first, so this provider accepts and
  *   refuses exactly the encodings the others do; ECDSA signatures must be strict DER here too.
  * - ML-KEM and ML-DSA come from libcrypto where it has them (OpenSSL 3.5 on, detected at load:
@@ -141,9 +143,27 @@ function scalarInRange(curve: EcCurve, scalar: Uint8Array): boolean {
   return false;
 }
 
+/**
+ * From 3.2 on OpenSSL has an optimised P-384 (ecp_nistp384); before, its generic code makes a
+ * P-384 key share cost a quarter more than Deno's (OpenSSL 3.0.19 against WebCrypto, measured in
+ * tests/bench/crypto_bench.ts; 3.5.9 takes 0.4 of WebCrypto's time), so P-384 agreement comes
+ * from native there. P-384 ECDSA stays here: 3.0 signs and verifies faster than WebCrypto.
+ */
+const FAST_P384_VERSION = 0x30200000n;
+
+/** Choices `createLibcryptoProvider` otherwise makes from the library's version. */
+export interface LibcryptoProviderOptions {
+  /** Whether P-384 key agreement runs in libcrypto (default: from OpenSSL 3.2 on). */
+  readonly p384Agreement?: boolean;
+}
+
 /** Makes the libcrypto provider over a loaded library. */
-export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
+export function createLibcryptoProvider(
+  lib: Libcrypto,
+  options: LibcryptoProviderOptions = {},
+): CryptoProvider {
   const f = lib.symbols;
+  const p384Agreement = options.p384Agreement ?? lib.versionNumber >= FAST_P384_VERSION;
   /** One scratch cell for `int`/`size_t` out-lengths: each call reads it back at once. */
   const intOut = new Int32Array(new ArrayBuffer(4));
   const sizeOut = new BigUint64Array(new ArrayBuffer(8));
@@ -538,6 +558,8 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
 
   // ---- Key agreement.
 
+  const agreementKeys = new FinalizationRegistry<Pointer>((pkey) => f.EVP_PKEY_free(pkey));
+
   /** Key generation contexts, one per curve, initialised once and reused. */
   const keygenContexts = memoize((name: EcdhName): Pointer => {
     const ctx = fetched(
@@ -560,15 +582,20 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
     const privateKeyLength = PRIVATE_KEY_LENGTHS[name];
 
     /** Our key pair and the peer's key as EVP_PKEYs, for one derivation; freed after. */
-    function derive(privateKey: Uint8Array, publicKey: Uint8Array, peer: Uint8Array) {
-      const own = name === "X25519"
+    function derive(
+      privateKey: Uint8Array,
+      publicKey: Uint8Array,
+      peer: Uint8Array,
+      held: Pointer | null,
+    ) {
+      const own = held ?? (name === "X25519"
         ? f.EVP_PKEY_new_raw_private_key(
           EVP_PKEY_X25519,
           null,
           privateKey,
           BigInt(privateKey.length),
         )
-        : ecKeyFromData(name, publicKey, privateKey);
+        : ecKeyFromData(name, publicKey, privateKey));
       if (!own) throw fail(lib, `${name} private key`);
       return using(own, () => {
         const theirs = name === "X25519"
@@ -605,39 +632,51 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
       });
     }
 
-    function keyPair(privateKey: Uint8Array, publicKey: Uint8Array): KeyAgreementKeyPair {
-      return {
+    /**
+     * A key pair over its secret bytes and the EVP_PKEY it was made as, which serves (and is
+     * freed by) its first agreement, the one a TLS key share has; later ones rebuild the key
+     * from the bytes, and a pair never used is freed by the registry.
+     */
+    function keyPair(pkey: Pointer): KeyAgreementKeyPair {
+      let privateKey: Uint8Array;
+      let publicKey: Uint8Array;
+      try {
+        [privateKey, publicKey] = name === "X25519"
+          ? [rawKey(pkey, "private", privateKeyLength), rawKey(pkey, "public", publicKeyLength)]
+          : [
+            ecScalar(pkey, privateKeyLength),
+            octetStringParam(pkey, "encoded-pub-key", publicKeyLength),
+          ];
+      } catch (error) {
+        f.EVP_PKEY_free(pkey);
+        throw error;
+      }
+      let held: Pointer | null = pkey;
+      const pair: KeyAgreementKeyPair = {
         publicKey,
         async deriveSharedSecret(peerPublicKey) {
           checkRawPublicKey(name, peerPublicKey);
-          const secret = derive(privateKey, publicKey, peerPublicKey);
+          const own = held;
+          if (own) {
+            held = null;
+            agreementKeys.unregister(pair);
+          }
+          const secret = derive(privateKey, publicKey, peerPublicKey, own);
           if (name === "X25519" && secret.every((byte) => byte === 0)) {
             throw new InvalidPublicValueError("X25519 public key (all-zero shared secret)");
           }
           return secret;
         },
       };
-    }
-
-    /** A key pair from a new EVP_PKEY, which is freed once its halves are read. */
-    function fromPkey(pkey: Pointer): KeyAgreementKeyPair {
-      return using(pkey, () =>
-        name === "X25519"
-          ? keyPair(
-            rawKey(pkey, "private", privateKeyLength),
-            rawKey(pkey, "public", publicKeyLength),
-          )
-          : keyPair(
-            ecScalar(pkey, privateKeyLength),
-            octetStringParam(pkey, "encoded-pub-key", publicKeyLength),
-          ));
+      agreementKeys.register(pair, pkey, pair);
+      return pair;
     }
 
     return {
       name,
       publicKeyLength,
       async generateKeyPair() {
-        return fromPkey(generate(keygenContexts(name)));
+        return keyPair(generate(keygenContexts(name)));
       },
       async keyPairFromPrivateKey(privateKey) {
         if (privateKey.length !== privateKeyLength) {
@@ -651,7 +690,7 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
             BigInt(privateKey.length),
           );
           if (!pkey) throw fail(lib, "X25519 private key");
-          return fromPkey(pkey);
+          return keyPair(pkey);
         }
         if (!scalarInRange(name, privateKey)) {
           throw new InvalidPrivateKeyError(`${name} scalar out of range`);
@@ -659,7 +698,7 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
         // OpenSSL derives the public point when it decodes an ECPrivateKey without one.
         const pkey = d2i(f.d2i_AutoPrivateKey, encodePkcs8(name, privateKey));
         if (!pkey) throw fail(lib, `${name} private key`);
-        return fromPkey(pkey);
+        return keyPair(pkey);
       },
     };
   }
@@ -1045,7 +1084,8 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
       "AES-GCM": "libcrypto",
       "ChaCha20-Poly1305": "libcrypto",
       "X25519": "libcrypto",
-      "ECDH P-256/P-384": "libcrypto",
+      "ECDH P-256": "libcrypto",
+      "ECDH P-384": p384Agreement ? "libcrypto" : nativeProvider.primitives["ECDH P-384"],
       "ECDSA": "libcrypto",
       "Ed25519": "libcrypto",
       "RSA": "libcrypto",
@@ -1065,7 +1105,9 @@ export function createLibcryptoProvider(lib: Libcrypto): CryptoProvider {
     aead: async (alg, key) => aeadSync(alg, key),
     aeadSync,
     kem: lib.hasMlKem ? memoize(kem) : nativeProvider.kem,
-    keyAgreement: memoize(keyAgreement),
+    keyAgreement: memoize((name: EcdhName) =>
+      name === "P-384" && !p384Agreement ? nativeProvider.keyAgreement(name) : keyAgreement(name)
+    ),
     signature: memoize(signature),
   };
 }

@@ -173,6 +173,8 @@ export interface Libcrypto {
   readonly version: string;
   /** The path or soname it was loaded from. */
   readonly path: string;
+  /** `OPENSSL_VERSION_NUMBER`: 0xMNN00PP0L (major, minor, patch). */
+  readonly versionNumber: bigint;
   /** Whether EVP_KEM_fetch finds ML-KEM-768 and EVP_SIGNATURE_fetch ML-DSA-65. */
   readonly hasMlKem: boolean;
   readonly hasMlDsa: boolean;
@@ -227,6 +229,7 @@ function tryLoad(): LibcryptoLoad {
       symbols,
       version,
       path,
+      versionNumber: number,
       hasMlKem: fetched(symbols.EVP_KEM_fetch, symbols.EVP_KEM_free)("ML-KEM-768"),
       hasMlDsa: fetched(symbols.EVP_SIGNATURE_fetch, symbols.EVP_SIGNATURE_free)("ML-DSA-65"),
     },

@@ -14,7 +14,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { type EcdhName, InvalidPublicValueError } from "../../src/crypto/index.ts";
 import { decodeSpki } from "../../src/crypto/keys.ts";
 import { fromHex, hexField, label, type WycheproofTest, wycheproofTests } from "./vectors.ts";
-import { ALL_PROVIDERS } from "./providers.ts";
+import { ALL_PROVIDERS, libcryptoOwnP384, noble } from "./providers.ts";
 
 /** Wycheproof writes scalars as ASN.1 integers (maybe a leading 00); the provider wants fixed width. */
 function fixedWidthScalar(hex: string, length: number): Uint8Array {
@@ -38,9 +38,20 @@ function selected(spki: boolean, test: WycheproofTest, index: number): boolean {
   return !spki || index % 8 === 0 || !test.flags.some((flag) => ARITHMETIC_FLAGS.includes(flag));
 }
 
-for (const provider of ALL_PROVIDERS) {
-  for (const { file, curve, spki } of FILES) {
-    Deno.test(`${provider.name}: ${file} (Wycheproof)`, async () => {
+const RUNS = [
+  ...ALL_PROVIDERS.map((provider) => ({ provider, label: provider.name, files: FILES })),
+  ...(libcryptoOwnP384
+    ? [{
+      provider: libcryptoOwnP384,
+      label: "libcrypto (own P-384)",
+      files: FILES.filter(({ curve }) => curve === "P-384"),
+    }]
+    : []),
+];
+
+for (const { provider, label: name, files } of RUNS) {
+  for (const { file, curve, spki } of files) {
+    Deno.test(`${name}: ${file} (Wycheproof)`, async () => {
       const agreement = provider.keyAgreement(curve);
       const scalarLength = curve === "P-384" ? 48 : 32;
       let agreed = 0;
@@ -70,7 +81,9 @@ for (const provider of ALL_PROVIDERS) {
       ok(agreed > 20);
     });
   }
+}
 
+for (const provider of ALL_PROVIDERS) {
   Deno.test(`${provider.name}: X25519 RFC 7748 §6.1 exchange from fixed private keys`, async () => {
     const x25519 = provider.keyAgreement("X25519");
     const alice = await x25519.keyPairFromPrivateKey(
@@ -90,5 +103,14 @@ for (const provider of ALL_PROVIDERS) {
     const shared = fromHex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
     deepEqual(await alice.deriveSharedSecret(bob.publicKey), shared);
     deepEqual(await bob.deriveSharedSecret(alice.publicKey), shared);
+  });
+}
+
+const ownP384 = libcryptoOwnP384;
+if (ownP384) {
+  Deno.test("libcrypto (own P-384): agreement with noble both ways", async () => {
+    const a = await ownP384.keyAgreement("P-384").generateKeyPair();
+    const b = await noble.keyAgreement("P-384").generateKeyPair();
+    deepEqual(await a.deriveSharedSecret(b.publicKey), await b.deriveSharedSecret(a.publicKey));
   });
 }

@@ -10,6 +10,8 @@ import {
   type PrimitiveFamily,
   type SignatureAlgorithmName,
 } from "../../src/crypto/index.ts";
+import { createLibcryptoProvider } from "../../src/crypto/libcrypto.ts";
+import { loadLibcrypto } from "../../src/crypto/libcrypto_ffi.ts";
 import { PROVIDERS } from "./vectors.ts";
 
 function requireLibcrypto(): CryptoProvider {
@@ -21,6 +23,18 @@ function requireLibcrypto(): CryptoProvider {
 export const [native, noble] = PROVIDERS;
 export const libcrypto = requireLibcrypto();
 export const ALL_PROVIDERS: readonly CryptoProvider[] = [native, noble, libcrypto];
+
+/**
+ * libcrypto with its own P-384 key agreement even where the provider takes it from native (before
+ * OpenSSL 3.2, whose P-384 is slower than Deno's): that code is tested on every OpenSSL all the
+ * same. Undefined where libcrypto already runs it.
+ */
+export const libcryptoOwnP384: CryptoProvider | undefined =
+  libcrypto.primitives["ECDH P-384"] === "libcrypto" ? undefined : (() => {
+    const load = loadLibcrypto();
+    if (!load.ok) throw new Error(load.reason);
+    return createLibcryptoProvider(load.lib, { p384Agreement: true });
+  })();
 
 /**
  * Ordered pairs of providers whose implementations of `family` differ, one pair per pair of
