@@ -11,7 +11,7 @@ import { type CommandSpec, parseCommand } from "./args.ts";
 import { UsageError } from "../errors.ts";
 import { loadRenewalConfig } from "../issuer/config.ts";
 import { openIssuers } from "../issuer/factory.ts";
-import { refreshAllCrls } from "../issuer/crl.ts";
+import { planCrlRefresh, refreshAllCrls } from "../issuer/crl.ts";
 import { planRenewal, readServedCertificate, renewAll, signalDaemon } from "../issuer/renewal.ts";
 
 /** A signal or pid file refused for want of permission (EPERM, EACCES). */
@@ -82,6 +82,17 @@ export async function run(argv: string[]): Promise<number> {
         reason: decision.reason,
         serial: served?.serial ?? null,
         not_after: served?.notAfter.toISOString() ?? null,
+        due_at: decision.dueAt?.toISOString() ?? null,
+      }));
+    }
+    for (const crl of only.length ? [] : config.crls) {
+      const decision = await planCrlRefresh(crl, new Date(), args.boolean("force"));
+      console.log(JSON.stringify({
+        crl: crl.name,
+        source: crl.source.kind,
+        result: decision.due ? "due" : "fresh",
+        reason: decision.reason,
+        next_update: decision.current?.nextUpdate?.toISOString() ?? null,
         due_at: decision.dueAt?.toISOString() ?? null,
       }));
     }

@@ -5,6 +5,7 @@
  * pid file and exit 0 (a second SIGTERM/SIGINT ends the drain early, still with 0).
  */
 import { lookup } from "node:dns/promises";
+import { dirname } from "node:path";
 import { isIP } from "node:net";
 import "reflect-metadata";
 import { X509Certificate } from "@peculiar/x509";
@@ -55,6 +56,17 @@ export async function checkConfiguration(
   }
   if (config.metricsListen) {
     await checkResolvable(config.metricsListen, { field: "metrics_listen", file: config.file });
+  }
+  if (config.pidFile) {
+    const directory = dirname(config.pidFile);
+    const exists = await Deno.stat(directory).then((s) => s.isDirectory, () => false);
+    if (!exists) {
+      warn(
+        `pid_file: ${directory} does not exist, so qsign serve would stop at the pid file; ` +
+          `under systemd RuntimeDirectory= creates it, elsewhere point pid_file at a directory ` +
+          `that exists`,
+      );
+    }
   }
   const now = Date.now();
   for (const holder of holders) {

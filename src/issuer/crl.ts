@@ -21,7 +21,7 @@ import { generateCrl } from "../pki/ca.ts";
 import { pemDecodeAll, pemEncode, readCertificatesFile } from "../pki/pem.ts";
 import { verifySignature } from "../pki/signatures.ts";
 import type { ManagedCrl } from "./config.ts";
-import { planRenewal } from "./renewal.ts";
+import { planRenewal, type RenewalDecision } from "./renewal.ts";
 
 /** One line of `qsign renew` output for a CRL. */
 export interface CrlRefreshResult {
@@ -77,6 +77,21 @@ function parseCrl(bytes: Uint8Array, where: string): x509.X509Crl {
   }
 }
 
+/** Whether the CRL in `managed.file` is due for a refresh at `now` (`--force`: always). */
+export async function planCrlRefresh(
+  managed: ManagedCrl,
+  now: Date,
+  force: boolean,
+): Promise<RenewalDecision & { current?: x509.X509Crl }> {
+  const current = await readCurrent(managed.file);
+  const validity = current && {
+    notBefore: current.thisUpdate,
+    // A CRL without nextUpdate never expires by itself; replace it on every run.
+    notAfter: current.nextUpdate ?? current.thisUpdate,
+  };
+  return { ...planRenewal(validity, managed.renewBefore, now, force), current };
+}
+
 /** Plans and, when due, refreshes one CRL. Never throws: failures become a `failed` line. */
 export async function refreshCrl(
   managed: ManagedCrl,
@@ -97,13 +112,8 @@ export async function refreshCrl(
     ...extra,
   });
   try {
-    current = await readCurrent(managed.file);
-    const validity = current && {
-      notBefore: current.thisUpdate,
-      // A CRL without nextUpdate never expires by itself; replace it on every run.
-      notAfter: current.nextUpdate ?? current.thisUpdate,
-    };
-    const decision = planRenewal(validity, managed.renewBefore, context.now(), context.force);
+    const decision = await planCrlRefresh(managed, context.now(), context.force);
+    current = decision.current;
     reason = decision.reason;
     if (!decision.due) return line("fresh");
     const next = managed.source.kind === "local"

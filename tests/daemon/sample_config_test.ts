@@ -199,6 +199,9 @@ Deno.test("a pid file that cannot be written stops the start before anything lis
     ['listen = "127.0.0.1:8444"', 'listen = "127.0.0.1:0"'],
     ['metrics_listen = "127.0.0.1:9090"', 'metrics_listen = "127.0.0.1:0"'],
   ]);
+  const checked = await runQsign(["serve", "--config", config, "--check-config"]);
+  equal(checked.code, 0, checked.stderr);
+  match(checked.stderr, /warning: pid_file: .*missing does not exist.*RuntimeDirectory=/);
   const result = await runQsign(["serve", "--config", config]);
   equal(result.code, 1, result.stderr);
   match(result.stderr, /pid_file: cannot write .*missing\/qsign\.pid.*RuntimeDirectory=/);

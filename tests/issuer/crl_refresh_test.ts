@@ -100,6 +100,17 @@ Deno.test("a CRL close to expiry: metric, /status, --check-config warning; qsign
     next_update: old.nextUpdate!.toISOString(),
   }]);
 
+  const planned = await runQsign(["renew", "--config", config, "--dry-run"]);
+  equal(planned.code, 0, planned.stderr);
+  const plan = JSON.parse(planned.stdout.trim().split("\n").at(-1)!);
+  deepEqual([plan.crl, plan.result, plan.reason], [crlPath, "due", "expiring"]);
+  equal(plan.next_update, old.nextUpdate!.toISOString());
+  equal(
+    await Deno.readTextFile(crlPath),
+    pemEncode("X509 CRL", new Uint8Array(old.rawData)),
+    "--dry-run writes nothing",
+  );
+
   const renewed = await runQsign(["renew", "--config", config]);
   equal(renewed.code, 0, renewed.stderr);
   const line = JSON.parse(renewed.stdout.trim().split("\n").at(-1)!);
