@@ -44,9 +44,15 @@ export function libcryptoUnavailableReason(): string | undefined {
 function resolveLibcrypto(): { provider?: CryptoProvider; reason?: string } {
   if (libcrypto) return libcrypto;
   const load = loadLibcrypto();
-  return libcrypto = load.ok
-    ? { provider: createLibcryptoProvider(load.lib) }
-    : { reason: load.reason };
+  if (!load.ok) return libcrypto = { reason: load.reason };
+  try {
+    return libcrypto = { provider: createLibcryptoProvider(load.lib) };
+  } catch (error) {
+    // A library that loads but lacks an algorithm qsign needs (a FIPS-only configuration, say).
+    return libcrypto = {
+      reason: `${load.lib.path} (${load.lib.version}): ${(error as Error).message}`,
+    };
+  }
 }
 
 const CHOICES = "auto, libcrypto, native or noble";

@@ -121,6 +121,18 @@ Deno.test("auto falls back to native where libcrypto does not load; libcrypto th
   );
   // Not OpenSSL 3 (libc is a loadable library without its symbols).
   match(await probe({ QSIGN_LIBCRYPTO: "libc.so.6" }, all), /^native cannot load libc\.so\.6/);
+  // A libcrypto that loads but cannot fetch what qsign needs: here, one configured to take only
+  // FIPS implementations, with no FIPS provider installed.
+  const config = await Deno.makeTempFile({ suffix: ".cnf" });
+  await Deno.writeTextFile(
+    config,
+    "openssl_conf = init\n[init]\nalg_section = evp\n[evp]\ndefault_properties = fips=yes\n",
+  );
+  try {
+    match(await probe({ OPENSSL_CONF: config }, all), /^native .*fetching SHA2-256/);
+  } finally {
+    await Deno.remove(config);
+  }
   // No FFI permission: native.
   match(await probe({}, ["--allow-env"]), /^native cannot load libcrypto\.so\.3/);
   match(await probe({}, all), /^libcrypto -$/);
