@@ -218,7 +218,8 @@ Deno.test("issueLeaf with a CSR keeps the requested subject and names, and refus
     host: "api.qsign.local",
   });
 
-  // No CN given: the request's; SANs given: those instead of the request's.
+  // No CN given: the request's; SANs given: those instead of the request's, with the CN among
+  // them (CA/Browser Forum BR 7.1.4.3: the CN is a copy of a SAN).
   const named = cert(
     (await issueLeaf({
       dir: dir.path,
@@ -229,6 +230,7 @@ Deno.test("issueLeaf with a CSR keeps the requested subject and names, and refus
   );
   equal(named.subject, "C=KR, O=QSIGN, CN=api.qsign.local");
   deepEqual(named.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON(), [
+    { type: "dns", value: "api.qsign.local" },
     { type: "dns", value: "other.qsign.local" },
   ]);
 
