@@ -11,6 +11,7 @@ import "reflect-metadata";
 import { X509Certificate } from "@peculiar/x509";
 import type { Address, DaemonConfig, Origin } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
+import { describeCryptoProvider } from "../crypto/index.ts";
 import { ConfigError, QsignError } from "../errors.ts";
 import { createObservabilityApp, serveObservability } from "../observe/http.ts";
 import { audit, setLogFormat, setLogLevel } from "../observe/log.ts";
@@ -183,6 +184,9 @@ export async function runDaemon(
     throw e;
   });
   metrics.initialize(config.services.map((s) => s.name));
+  for (const [primitive, backend] of Object.entries(describeCryptoProvider().primitives)) {
+    metrics.cryptoBackend.set({ primitive, backend }, 1);
+  }
   publishExpiries(holders);
 
   const sessions = new SessionCounter();

@@ -51,6 +51,13 @@ export class QtlsMetrics {
     labelNames: ["service", "reason"] as const,
     registers: [this.registry],
   });
+  /** Which implementation serves each primitive family (see describeCryptoProvider). */
+  readonly cryptoBackend = new client.Gauge({
+    name: "qtls_crypto_backend_info",
+    help: "1 for the implementation (libcrypto, webcrypto, noble) serving each primitive family.",
+    labelNames: ["primitive", "backend"] as const,
+    registers: [this.registry],
+  });
   /** TCP connections closed before their first byte: load balancers' health checks. */
   readonly probeConnections = new client.Counter({
     name: "qtls_probe_connections_total",

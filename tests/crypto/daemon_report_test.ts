@@ -5,7 +5,14 @@
 import { deepEqual, equal, match } from "node:assert/strict";
 import { describeCryptoProvider, nativeProvider } from "../../src/crypto/index.ts";
 import { tempDir } from "../support/env.ts";
-import { Daemon, httpGet, makePki, serveArgs } from "../daemon/support.ts";
+import {
+  Daemon,
+  httpGet,
+  makePki,
+  sampleValue,
+  scrapeMetrics,
+  serveArgs,
+} from "../daemon/support.ts";
 import { libcrypto } from "./providers.ts";
 
 for (
@@ -21,5 +28,11 @@ for (
     equal(status.crypto.provider, provider.name);
     deepEqual(status.crypto.primitives, describeCryptoProvider(provider).primitives);
     match(daemon.stderr, new RegExp(`^  crypto: ${provider.name}\\b`, "m"));
+    const samples = await scrapeMetrics(daemon);
+    for (
+      const [primitive, backend] of Object.entries(describeCryptoProvider(provider).primitives)
+    ) {
+      equal(sampleValue(samples, "qtls_crypto_backend_info", { primitive, backend }), 1);
+    }
   });
 }
