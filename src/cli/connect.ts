@@ -14,6 +14,7 @@ import type { HsmOptions } from "../hsm/options.ts";
 import { HSM_OPTIONS, hsmOptionsFromArgs } from "./hsm_options.ts";
 import { setLogSink } from "../observe/log.ts";
 import { CRL_CHECKS } from "../pki/verify.ts";
+import { resolveSuites } from "../tls/cipher_suites.ts";
 import { resolveSchemes } from "../tls/sigschemes.ts";
 import { processSignals } from "../daemon/signals.ts";
 import { closeTokens } from "../daemon/signer.ts";
@@ -80,6 +81,13 @@ export const CLIENT_TLS_OPTIONS: Record<string, OptionSpec> = {
     multiple: true,
     help: "signature schemes to accept for the server's CertificateVerify, most preferred " +
       "first (e.g. mldsa65, ecdsa_secp384r1_sha384): the server signs with the first it can",
+  },
+  "cipher-suites": {
+    type: "string",
+    value: "SUITE",
+    multiple: true,
+    help: "TLS 1.3 cipher suites to offer, most preferred first (default: all three, the " +
+      "fastest here first)",
   },
   "allow-classical": { type: "boolean", help: "also offer classical key exchange" },
   "no-middlebox-compat": {
@@ -187,6 +195,14 @@ export function clientSettingsFromArgs(
   } catch (e) {
     throw new UsageError(`${command}: --sigalgs: ${(e as Error).message}`);
   }
+  const cipherSuites = args.has("cipher-suites")
+    ? args.list("cipher-suites", { splitCommas: true })
+    : undefined;
+  try {
+    resolveSuites(cipherSuites);
+  } catch (e) {
+    throw new UsageError(`${command}: --cipher-suites: ${(e as Error).message}`);
+  }
   const origins = {
     cert: origin("cert"),
     key: origin("key"),
@@ -210,6 +226,7 @@ export function clientSettingsFromArgs(
     crl: args.list("crl", { splitCommas: true }),
     crlCheck: args.choice("crl-check", CRL_CHECKS),
     signatureSchemes,
+    cipherSuites,
     allowClassical: args.boolean("allow-classical"),
     middleboxCompat: !args.boolean("no-middlebox-compat"),
     requirePqAuth,

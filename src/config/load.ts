@@ -7,6 +7,7 @@
  * loosens them all and a lone `--listen` with a one-service file moves that service.
  */
 import { ConfigError } from "../errors.ts";
+import { resolveSuites } from "../tls/cipher_suites.ts";
 import { GROUPS } from "../tls/groups.ts";
 import { LUNA_MODULE_PATH } from "../hsm/options.ts";
 import type { CrlCheck } from "../pki/verify.ts";
@@ -191,6 +192,12 @@ function buildService(
     }
   }
 
+  const cipherSuites = typed.cipher_suites === undefined ? undefined : list("cipher_suites");
+  try {
+    resolveSuites(cipherSuites);
+  } catch (e) {
+    fail("cipher_suites", (e as Error).message);
+  }
   const allowClassical = typed.allow_classical === true;
   const groups = typed.groups === undefined
     ? undefined
@@ -215,6 +222,7 @@ function buildService(
     clientAuth,
     allow,
     groups,
+    cipherSuites,
     allowClassical,
     requirePqAuth: typed.require_pq_auth === true,
     alpn: list("alpn"),

@@ -200,6 +200,14 @@ export const SETTINGS: readonly Setting[] = [
     { value: "GROUP" },
   ),
   setting(
+    "cipher_suites",
+    "service",
+    STRINGS,
+    "TLS 1.3 cipher suites, most preferred first (default: all three, the one this build " +
+      "computes fastest first: AES-GCM through libcrypto, ChaCha20-Poly1305 otherwise)",
+    { value: "SUITE" },
+  ),
+  setting(
     "allow_classical",
     "service",
     BOOLEAN,

@@ -92,6 +92,8 @@ export interface ServiceConfig {
   allow: AccessPolicySettings;
   /** Canonical group names, most preferred first; undefined means the engine's default. */
   groups?: string[];
+  /** IANA suite names, most preferred first; undefined means the engine's default. */
+  cipherSuites?: string[];
   allowClassical: boolean;
   requirePqAuth: boolean;
   alpn: string[];

@@ -32,6 +32,8 @@ export interface ClientSettings {
    * (default: every one the policy allows).
    */
   signatureSchemes?: string[];
+  /** IANA suite names to offer, most preferred first (default: the engine's). */
+  cipherSuites?: string[];
   allowClassical: boolean;
   /** TLS 1.3 middlebox compatibility mode (default on). */
   middleboxCompat?: boolean;
@@ -53,6 +55,7 @@ export async function buildClientConfig(settings: ClientSettings): Promise<TlsCl
     crlCheck: settings.crlCheck,
     groups: settings.groups,
     signatureSchemes: settings.signatureSchemes,
+    cipherSuites: settings.cipherSuites,
     allowClassical: settings.allowClassical,
     middleboxCompat: settings.middleboxCompat,
     requirePqAuth: settings.requirePqAuth,

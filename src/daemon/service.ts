@@ -359,6 +359,7 @@ export class QtlsService {
       crlCheck: this.config.crlCheck,
       accessPolicy: this.#accessPolicy,
       groups: this.config.groups,
+      cipherSuites: this.config.cipherSuites,
       allowClassical: this.config.allowClassical,
       requirePqAuth: this.config.requirePqAuth,
       alpn: this.config.alpn.length ? this.config.alpn : undefined,

@@ -54,7 +54,7 @@ interface CommonConfig {
   allowClassical?: boolean;
   /** Refuse a peer whose chain or CertificateVerify is not post-quantum. */
   requirePqAuth?: boolean;
-  /** Cipher suites in preference order (default: AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305). */
+  /** Cipher suites in preference order (default: every suite, the fastest here first). */
   cipherSuites?: string[];
   /** ALPN protocols in preference order. */
   alpn?: string[];
