@@ -241,8 +241,19 @@ export type Incoming = { kind: "data"; data: Uint8Array } | {
   message: HandshakeMessage;
 };
 
+/**
+ * The read buffer starts small and grows while the peer streams (a read that fills it suggests
+ * more is waiting), up to READ_BUFFER_MAX or the record being read. A pending read pins its
+ * buffer, so once nothing is buffered and the last read left room, the connection goes back to
+ * a small one: an idle connection holds READ_BUFFER_INITIAL bytes, not a bulk transfer's.
+ */
+const READ_BUFFER_INITIAL = 4 * 1024;
+const READ_BUFFER_MAX = 64 * 1024;
+
 export class RecordLayer {
-  #buf = new Uint8Array(64 * 1024);
+  #buf = new Uint8Array(READ_BUFFER_INITIAL);
+  /** Whether the last transport read filled the buffer (see READ_BUFFER_INITIAL). */
+  #lastReadFilled = false;
   #start = 0;
   #end = 0;
   #read?: Protection;
@@ -361,11 +372,7 @@ export class RecordLayer {
   async #fill(n: number): Promise<boolean> {
     while (this.#end - this.#start < n) {
       if (this.#eof) return false;
-      if (this.#buf.length - this.#start < n) {
-        this.#buf.copyWithin(0, this.#start, this.#end);
-        this.#end -= this.#start;
-        this.#start = 0;
-      }
+      this.#makeRoom(n);
       let got: number | null;
       try {
         got = await this.transport.read(this.#buf.subarray(this.#end));
@@ -378,9 +385,32 @@ export class RecordLayer {
       }
       this.#bytesReceived += got;
       this.#end += got;
+      this.#lastReadFilled = this.#end === this.#buf.length;
       this.#recordsThisTurn = 0;
     }
     return true;
+  }
+
+  /** Room for `n` bytes from `#start`: a buffer of the right size, its pending bytes first. */
+  #makeRoom(n: number): void {
+    const pending = this.#end - this.#start;
+    let size = this.#buf.length;
+    if (pending === 0 && !this.#lastReadFilled) size = READ_BUFFER_INITIAL;
+    else if (this.#lastReadFilled) size = Math.min(READ_BUFFER_MAX, 2 * size);
+    size = Math.max(size, n);
+    if (size !== this.#buf.length) {
+      // A new buffer rather than moving bytes in place: views handed out of the old one (records
+      // being processed) stay intact.
+      const next = new Uint8Array(size);
+      next.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = next;
+    } else if (this.#buf.length - this.#start < n) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+    } else {
+      return;
+    }
+    this.#start = 0;
+    this.#end = pending;
   }
 
   /** The next record, unprotected; null at a clean end of stream between records. */
