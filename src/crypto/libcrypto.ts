@@ -69,6 +69,7 @@ import {
   type SignatureParams,
   SIGNATURES,
   signingContext,
+  SyncAead,
 } from "./params.ts";
 import {
   type Aead,
@@ -322,8 +323,7 @@ export function createLibcryptoProvider(
   });
 
   /** One traffic key: an encrypting and a decrypting context, each keyed on first use. */
-  class LibcryptoAead implements Aead {
-    readonly tagLength = AEAD_TAG_LENGTH;
+  class LibcryptoAead extends SyncAead {
     readonly #cipher: Pointer;
     #key: Uint8Array | null;
     /** [encrypt, decrypt]; the same array is the registry's held value, so freeing sees both. */
@@ -332,28 +332,10 @@ export function createLibcryptoProvider(
     #decrypt: Pointer | null = null;
 
     constructor(alg: AeadName, key: Uint8Array) {
+      super();
       this.#cipher = ciphers[alg];
       this.#key = key.slice();
       cipherContexts.register(this, this.#contexts, this);
-    }
-
-    async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-      return this.sealSync(nonce, plaintext, aad);
-    }
-
-    sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-      const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
-      this.sealIntoSync(nonce, [plaintext], aad, out);
-      return out;
-    }
-
-    async sealInto(
-      nonce: Uint8Array,
-      parts: readonly Uint8Array[],
-      aad: Uint8Array,
-      out: Uint8Array,
-    ): Promise<void> {
-      this.sealIntoSync(nonce, parts, aad, out);
     }
 
     sealIntoSync(
@@ -380,10 +362,6 @@ export function createLibcryptoProvider(
       check(f.EVP_CipherFinal_ex(ctx, finalScratch, intOut), "AEAD seal");
       const tag = out.subarray(at, at + AEAD_TAG_LENGTH);
       check(f.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, tag.length, tag), "AEAD tag");
-    }
-
-    async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-      return this.openSync(nonce, ciphertext, aad);
     }
 
     openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {

@@ -27,7 +27,6 @@ import {
   PUBLIC_KEY_LENGTHS,
 } from "./keys.ts";
 import {
-  AEAD_TAG_LENGTH,
   checkAeadKey,
   checkExpandLength,
   checkKemSeed,
@@ -42,6 +41,7 @@ import {
   type SignatureParams,
   SIGNATURES,
   signingContext,
+  SyncAead,
 } from "./params.ts";
 import {
   type Aead,
@@ -71,32 +71,20 @@ const ML_DSA = { "ML-DSA-44": ml_dsa44, "ML-DSA-65": ml_dsa65, "ML-DSA-87": ml_d
 const NIST_CURVES = { "P-256": p256, "P-384": p384 };
 
 /** An AEAD bound to one key; noble ciphers take key and nonce together, so each call builds one. */
-class NobleAead implements Aead {
-  readonly tagLength = AEAD_TAG_LENGTH;
+class NobleAead extends SyncAead {
   readonly #cipher: typeof gcm | typeof chacha20poly1305;
   #key?: Uint8Array;
 
   constructor(alg: AeadName, key: Uint8Array) {
+    super();
     this.#cipher = alg === "ChaCha20-Poly1305" ? chacha20poly1305 : gcm;
     this.#key = key.slice();
   }
 
-  async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-    return this.sealSync(nonce, plaintext, aad);
-  }
-
-  sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+  // Noble encrypts a single buffer into a new one: no need to go through sealIntoSync.
+  override sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
     checkNonce(nonce);
     return this.#cipher(this.#secret(), nonce, aad).encrypt(plaintext);
-  }
-
-  async sealInto(
-    nonce: Uint8Array,
-    parts: readonly Uint8Array[],
-    aad: Uint8Array,
-    out: Uint8Array,
-  ): Promise<void> {
-    this.sealIntoSync(nonce, parts, aad, out);
   }
 
   sealIntoSync(
@@ -108,10 +96,6 @@ class NobleAead implements Aead {
     checkNonce(nonce);
     sealedLength(parts, out);
     out.set(this.#cipher(this.#secret(), nonce, aad).encrypt(concatBytes(...parts)));
-  }
-
-  async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-    return this.openSync(nonce, ciphertext, aad);
   }
 
   openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {

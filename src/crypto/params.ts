@@ -4,6 +4,7 @@
  */
 import type { RawKeyType } from "./keys.ts";
 import {
+  type Aead,
   type AeadName,
   type EcdhName,
   type HashName,
@@ -102,6 +103,50 @@ export function sealedLength(parts: readonly Uint8Array[], out: Uint8Array): num
     );
   }
   return length;
+}
+
+/**
+ * The async half of `Aead` for implementations that compute synchronously (libcrypto, noble):
+ * each async operation is its `…Sync` twin, so a subclass writes only the synchronous ones. They
+ * are `async` without awaiting so that a synchronous throw reaches the caller as a rejection.
+ */
+export abstract class SyncAead implements Aead {
+  readonly tagLength = AEAD_TAG_LENGTH;
+
+  abstract sealIntoSync(
+    nonce: Uint8Array,
+    parts: readonly Uint8Array[],
+    aad: Uint8Array,
+    out: Uint8Array,
+  ): void;
+  abstract openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array;
+  abstract dispose(): void;
+
+  sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+    const out = new Uint8Array(plaintext.length + AEAD_TAG_LENGTH);
+    this.sealIntoSync(nonce, [plaintext], aad, out);
+    return out;
+  }
+
+  // deno-lint-ignore require-await
+  async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    return this.sealSync(nonce, plaintext, aad);
+  }
+
+  // deno-lint-ignore require-await
+  async sealInto(
+    nonce: Uint8Array,
+    parts: readonly Uint8Array[],
+    aad: Uint8Array,
+    out: Uint8Array,
+  ): Promise<void> {
+    this.sealIntoSync(nonce, parts, aad, out);
+  }
+
+  // deno-lint-ignore require-await
+  async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    return this.openSync(nonce, ciphertext, aad);
+  }
 }
 
 /** Throws `RangeError` for an HKDF-Expand length RFC 5869 does not allow. */
