@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { issueLeaf } from "../../src/pki/ca.ts";
 import { processSnapshot } from "../../src/bench/resources.ts";
 import { DENO, PEER_NODE, QSIGN_RUN_FLAGS, ROOT, runQsign, tempDir } from "../support/env.ts";
+import { freePort, waitForPort } from "../support/services.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -283,13 +284,6 @@ function serverProcess(
   };
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
 async function startServer(kind: ServerKind, setup: Setup): Promise<Server> {
   const pki = setup === "mtls" ? mtls : browser;
   const server = kind === "qsign" ? await startQsign(setup, pki) : await startNode(setup, pki);
@@ -319,19 +313,11 @@ async function startQsign(setup: Setup, pki: typeof mtls): Promise<Server> {
     stderr: "inherit",
   }).spawn();
   const server = serverProcess(child, "qsign", setup, port);
-  const deadline = Date.now() + 30_000;
-  while (true) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return server;
-    } catch (e) {
-      if (Date.now() > deadline) {
-        await server[Symbol.asyncDispose]();
-        throw new Error(`qsign serve did not listen on ${port} within 30 s`, { cause: e });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
+  await waitForPort(port, "qsign serve", 30_000).catch(async (e) => {
+    await server[Symbol.asyncDispose]();
+    throw e;
+  });
+  return server;
 }
 
 async function startNode(setup: Setup, pki: typeof mtls): Promise<Server> {

@@ -13,17 +13,11 @@ import { equal, ok } from "node:assert/strict";
 import { readProxyHeader } from "../../src/daemon/proxy_header.ts";
 import { Daemon, makePki, type Pki } from "../daemon/support.ts";
 import { PEER_NODE, ROOT, tempDir } from "../support/env.ts";
+import { freePort } from "../support/services.ts";
 
 const NODES = 3;
 /** New connections per second one client address may open on one node. */
 const PER_IP_LIMIT = 10;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -7,16 +7,10 @@
 import { ok } from "node:assert/strict";
 import { clientArgs, Daemon, type Pki, serveArgs } from "../daemon/support.ts";
 import { ROOT } from "../support/env.ts";
+import { freePort, waitForPort } from "../support/services.ts";
 
 /** The size of /api/big. */
 export const BIG = 10 * 2 ** 20;
-
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
 
 /** The bytes of /api/big: deterministic, so a download can be checked by its SHA-256. */
 const big = Uint8Array.from({ length: BIG }, (_, i) => (i * 31 + 7) % 253);
@@ -77,19 +71,10 @@ ${temp}
     stderr: "piped",
   }).spawn();
   const stderr = new Response(child.stderr).text();
-  const deadline = Date.now() + 10_000;
-  while (true) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        child.kill("SIGKILL");
-        throw new Error(`nginx did not listen: ${await stderr}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
+  await waitForPort(port, "nginx").catch(async (e) => {
+    child.kill("SIGKILL");
+    throw new Error(`${e.message}: ${await stderr}`);
+  });
   return {
     port,
     async [Symbol.asyncDispose]() {

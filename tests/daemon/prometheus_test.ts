@@ -5,14 +5,8 @@
  */
 import { equal, ok } from "node:assert/strict";
 import { ROOT, tempDir } from "../support/env.ts";
+import { startPrometheus } from "../support/services.ts";
 import { Daemon, exchange, makePki, qsignClient, serveArgs } from "./support.ts";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
-}
 
 /** Polls `check` every 250 ms until it returns a value, for at most `timeoutMs`. */
 async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string) {
@@ -35,73 +29,39 @@ Deno.test("Prometheus scrapes /metrics and reports the handshakes made", async (
   const pki = await makePki(`${dir.path}/pki`);
   await using daemon = await Daemon.start(serveArgs(pki));
 
-  const promPort = freePort();
-  await Deno.writeTextFile(
-    `${dir.path}/prometheus.yml`,
-    `global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: qsign
-    static_configs:
-      - targets: ["127.0.0.1:${daemon.metricsPort}"]
-`,
-  );
-  const prometheus = new Deno.Command("prometheus", {
-    args: [
-      `--config.file=${dir.path}/prometheus.yml`,
-      `--storage.tsdb.path=${dir.path}/tsdb`,
-      `--web.listen-address=127.0.0.1:${promPort}`,
-      "--log.level=warn",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(prometheus.stderr).text();
-  try {
-    const api = `http://127.0.0.1:${promPort}`;
-    await eventually(
-      async () => (await fetch(`${api}/-/ready`)).ok || undefined,
-      60_000,
-      "Prometheus ready",
-    );
+  await using prometheus = await startPrometheus(dir.path, [`127.0.0.1:${daemon.metricsPort}`]);
+  const api = prometheus.api;
 
-    const handshakes = 4;
-    for (let i = 0; i < handshakes; i++) {
-      const tls = await qsignClient(pki, daemon.port());
-      await exchange(tls, "scrape me");
-      await tls.close();
-    }
-
-    const query = encodeURIComponent('sum(qtls_handshakes_total{role="server",result="ok"})');
-    const value = await eventually(
-      async () => {
-        const body = await (await fetch(`${api}/api/v1/query?query=${query}`)).json();
-        const sample = body.data?.result?.[0]?.value?.[1];
-        return sample === String(handshakes) ? sample : undefined;
-      },
-      60_000,
-      `qtls_handshakes_total = ${handshakes} in Prometheus`,
-    );
-    equal(value, String(handshakes));
-
-    const targets = await (await fetch(`${api}/api/v1/targets`)).json();
-    const target = targets.data.activeTargets[0];
-    equal(target.health, "up", target.lastError);
-    const groups = await (await fetch(
-      `${api}/api/v1/query?query=${encodeURIComponent("qtls_handshakes_total")}`,
-    )).json();
-    ok(
-      groups.data.result.some((r: { metric: Record<string, string> }) =>
-        r.metric.group === "SecP384r1MLKEM1024" && r.metric.sigalg === "mldsa65"
-      ),
-    );
-  } finally {
-    prometheus.kill("SIGTERM");
-    await prometheus.status;
-    await stderr;
+  const handshakes = 4;
+  for (let i = 0; i < handshakes; i++) {
+    const tls = await qsignClient(pki, daemon.port());
+    await exchange(tls, "scrape me");
+    await tls.close();
   }
+
+  const query = encodeURIComponent('sum(qtls_handshakes_total{role="server",result="ok"})');
+  const value = await eventually(
+    async () => {
+      const body = await (await fetch(`${api}/api/v1/query?query=${query}`)).json();
+      const sample = body.data?.result?.[0]?.value?.[1];
+      return sample === String(handshakes) ? sample : undefined;
+    },
+    60_000,
+    `qtls_handshakes_total = ${handshakes} in Prometheus`,
+  );
+  equal(value, String(handshakes));
+
+  const targets = await (await fetch(`${api}/api/v1/targets`)).json();
+  const target = targets.data.activeTargets[0];
+  equal(target.health, "up", target.lastError);
+  const groups = await (await fetch(
+    `${api}/api/v1/query?query=${encodeURIComponent("qtls_handshakes_total")}`,
+  )).json();
+  ok(
+    groups.data.result.some((r: { metric: Record<string, string> }) =>
+      r.metric.group === "SecP384r1MLKEM1024" && r.metric.sigalg === "mldsa65"
+    ),
+  );
 });
 
 Deno.test("the sample Prometheus configuration (with the alerting rules) passes promtool", async () => {

@@ -13,6 +13,7 @@ import {
 } from "../../src/daemon/proxy_header.ts";
 import { encodeProxyV2Header, PROXY_V2_SIGNATURE } from "../../src/daemon/proxy_protocol.ts";
 import { tempDir } from "../support/env.ts";
+import { freePort, waitForPort } from "../support/services.ts";
 
 const encoder = new TextEncoder();
 const AFTER = encoder.encode("\x16\x03\x01TLS follows");
@@ -139,9 +140,7 @@ async function haproxy(
   backendPort: number,
   serverOptions: string,
 ): Promise<{ port: number } & AsyncDisposable> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
+  const port = freePort();
   const config = `${dir}/haproxy.cfg`;
   await Deno.writeTextFile(
     config,
@@ -168,16 +167,9 @@ async function haproxy(
     stderr: "piped",
   }).spawn();
   const stderr = new Response(child.stderr).text();
-  const deadline = Date.now() + 10_000;
-  while (true) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`haproxy did not listen: ${await stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
+  await waitForPort(port, "haproxy").catch(async (e) => {
+    throw new Error(`${e.message}: ${await stderr}`);
+  });
   return {
     port,
     async [Symbol.asyncDispose]() {

@@ -8,6 +8,7 @@
 import { equal, ok } from "node:assert/strict";
 import { createTestToken } from "../hsm/softhsm.ts";
 import { DENO, ROOT, runQsign, tempDir } from "../support/env.ts";
+import { startPrometheus } from "../support/services.ts";
 import { clientArgs, Daemon, makePki } from "../daemon/support.ts";
 
 const DASHBOARD = `${ROOT}/deploy/grafana/qsign-dashboard.json`;
@@ -34,13 +35,6 @@ async function dashboardQueries(): Promise<{ panel: string; expr: string }[]> {
         .replaceAll('service="$service"', 'service="default"'),
     }))
   );
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
 }
 
 async function eventually<T>(check: () => Promise<T | undefined>, ms: number, what: string) {
@@ -84,62 +78,37 @@ Deno.test("every panel of the Grafana dashboard returns data from a scraped HSM 
     ...["--hsm", ...token.loginArgs, "--hsm-key-label", "qtls-server"],
   ], { env: token.env });
 
-  const promPort = freePort();
-  await Deno.writeTextFile(
-    `${dir.path}/prometheus.yml`,
-    `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: qsign\n` +
-      `    static_configs:\n      - targets: ["127.0.0.1:${daemon.metricsPort}"]\n`,
-  );
-  const prometheus = new Deno.Command("prometheus", {
-    args: [
-      `--config.file=${dir.path}/prometheus.yml`,
-      `--storage.tsdb.path=${dir.path}/tsdb`,
-      `--web.listen-address=127.0.0.1:${promPort}`,
-      "--log.level=warn",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    const api = `http://127.0.0.1:${promPort}`;
-    await eventually(async () => (await fetch(`${api}/-/ready`)).ok || undefined, 60_000, "ready");
+  await using prometheus = await startPrometheus(dir.path, [`127.0.0.1:${daemon.metricsPort}`]);
 
-    // Traffic: mutual-TLS sessions, then refusals (no client certificate, a wrong trust anchor).
-    for (let i = 0; i < 3; i++) {
-      const ok = await runQsign([
-        "connect",
-        `127.0.0.1:${daemon.port()}`,
-        ...clientArgs(pki),
-        ...["--send", "x".repeat(1000)],
-      ]);
-      equal(ok.code, 0, ok.stderr);
-    }
-    const other = await makePki(`${dir.path}/other`);
-    const refused = await runQsign([
+  // Traffic: mutual-TLS sessions, then refusals (no client certificate, a wrong trust anchor).
+  for (let i = 0; i < 3; i++) {
+    const ok = await runQsign([
       "connect",
       `127.0.0.1:${daemon.port()}`,
-      ...clientArgs(pki, { cert: other.clientCert, key: other.clientKey }),
-      ...["--send", "refused"],
+      ...clientArgs(pki),
+      ...["--send", "x".repeat(1000)],
     ]);
-    ok(refused.code !== 0, "a client from another PKI is refused");
+    equal(ok.code, 0, ok.stderr);
+  }
+  const other = await makePki(`${dir.path}/other`);
+  const refused = await runQsign([
+    "connect",
+    `127.0.0.1:${daemon.port()}`,
+    ...clientArgs(pki, { cert: other.clientCert, key: other.clientKey }),
+    ...["--send", "refused"],
+  ]);
+  ok(refused.code !== 0, "a client from another PKI is refused");
 
-    for (const { panel, expr } of await dashboardQueries()) {
-      const series = await eventually(
-        async () => {
-          const url = `${api}/api/v1/query?query=${encodeURIComponent(expr)}`;
-          const body = await (await fetch(url)).json();
-          if (body.status !== "success") throw new Error(`${expr}: ${JSON.stringify(body)}`);
-          return body.data.result.length ? body.data.result : undefined;
-        },
-        30_000,
-        `a series for panel "${panel}": ${expr}`,
-      );
-      ok(series.length > 0);
-    }
-  } finally {
-    prometheus.kill("SIGTERM");
-    await prometheus.status;
+  for (const { panel, expr } of await dashboardQueries()) {
+    const series = await eventually(
+      async () => {
+        const result = await prometheus.query(expr);
+        return result.length ? result : undefined;
+      },
+      30_000,
+      `a series for panel "${panel}": ${expr}`,
+    );
+    ok(series.length > 0);
   }
 });
 

@@ -5,7 +5,7 @@
 import { equal, match } from "node:assert/strict";
 import { pemEncode } from "../../src/pki/pem.ts";
 import { runQsign, tempDir } from "../support/env.ts";
-import { make, makeChain, SERVER_AUTH } from "./helpers.ts";
+import { make, makeChain } from "./helpers.ts";
 
 Deno.test("qsign pki verify: accepted, refused with rule and certificate, unreadable input", async () => {
   await using dir = await tempDir();

@@ -105,8 +105,8 @@ Deno.test("handshake floods stay bounded", async (t) => {
           `process CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`,
       );
       // Unloaded, the loop waits a few ms (it gets a turn every 256 records); the bound leaves
-    // room for a machine shared with other work. Quadratic reassembly held it 400 ms and more.
-    ok(maxDelayMs < 200, `event loop held ${maxDelayMs} ms`);
+      // room for a machine shared with other work. Quadratic reassembly held it 400 ms and more.
+      ok(maxDelayMs < 200, `event loop held ${maxDelayMs} ms`);
       await server.waitFor(1);
     },
   );
