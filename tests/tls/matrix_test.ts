@@ -3,7 +3,8 @@
  * directions: every group × signature scheme {mldsa44, mldsa65, mldsa87, ecdsa_secp384r1_sha384,
  * rsa_pss_rsae_sha256, ed25519, rsa_pss_pss_sha256, rsa_pss_pss_sha384} (chains from the
  * project's own CA; rsa_pss_pss_* with id-RSASSA-PSS keys) × the three cipher suites.
- * One peer process serves every case; each direction gets one server per scheme.
+ * One peer process serves every case; each direction gets one server per scheme. The whole matrix
+ * runs once per crypto provider (libcrypto, native WebCrypto, noble), chosen as QSIGN_CRYPTO does.
  */
 import { deepEqual } from "node:assert/strict";
 import type { KeyAlgorithm } from "../../src/pki/keys.ts";
@@ -32,7 +33,26 @@ function expectation(group: string, suite: string, scheme: string) {
   return `${group} ${suite} ${scheme} echo`;
 }
 
-Deno.test("interop matrix: groups × signature schemes × suites, both directions", async (t) => {
+/** Runs `work` with QSIGN_CRYPTO set to `provider`, which getCryptoProvider() follows. */
+async function withProvider(provider: string, work: () => Promise<void>): Promise<void> {
+  const previous = Deno.env.get("QSIGN_CRYPTO");
+  Deno.env.set("QSIGN_CRYPTO", provider);
+  try {
+    await work();
+  } finally {
+    if (previous === undefined) Deno.env.delete("QSIGN_CRYPTO");
+    else Deno.env.set("QSIGN_CRYPTO", previous);
+  }
+}
+
+for (const provider of ["libcrypto", "native", "noble"]) {
+  Deno.test(
+    `interop matrix (${provider}): groups × signature schemes × suites, both directions`,
+    (t) => withProvider(provider, () => matrix(t)),
+  );
+}
+
+async function matrix(t: Deno.TestContext): Promise<void> {
   await using dir = await tempDir();
   const algs = [...new Set(SCHEMES.map(([alg]) => alg))];
   const made = new Map(
@@ -124,4 +144,4 @@ Deno.test("interop matrix: groups × signature schemes × suites, both direction
       deepEqual(got, expected);
     });
   }
-});
+}
