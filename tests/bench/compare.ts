@@ -443,7 +443,9 @@ async function holdConnections(
   };
   if (report.handshakes.failed || report.handshakes.completed < n) {
     await dispose();
-    throw new Error(`held only ${report.handshakes.completed}/${n} connections`);
+    throw new Error(
+      `held only ${report.handshakes.completed}/${n} connections: ${JSON.stringify(report.errors)}`,
+    );
   }
   // Let the server settle (tickets sent, buffers released) before its RSS is read.
   await new Promise((resolve) => setTimeout(resolve, 2_000));
