@@ -7,6 +7,7 @@
  * its declared length), so nothing of the TLS stream behind it is consumed, and it is bounded in
  * size (version 1: 107 bytes; version 2: MAX_V2_BODY) and in time (the caller's deadline).
  */
+import ipaddr from "ipaddr.js";
 import { PROXY_V2_SIGNATURE } from "./proxy_protocol.ts";
 
 /** The longest version 1 line, CRLF included (proxy-protocol.txt §2.1). */
@@ -109,7 +110,7 @@ async function readV2(conn: Deno.Conn, first: Uint8Array): Promise<ProxyHeader> 
   const ip = (offset: number) =>
     ipLength === 4
       ? [...body.subarray(offset, offset + 4)].join(".")
-      : ipv6Text(body.subarray(offset, offset + 16));
+      : ipaddr.fromByteArray([...body.subarray(offset, offset + 16)]).toString();
   return {
     command: "proxy",
     version: 2,
@@ -157,48 +158,10 @@ function canonicalIpv4(text: string): string | undefined {
   return text;
 }
 
-/** An IPv6 address as text (validated by round-tripping through its 16 bytes), or undefined. */
+/** An IPv6 address in its RFC 5952 text form, or undefined (zone identifiers are refused). */
 function canonicalIpv6(text: string): string | undefined {
-  if (!/^[0-9a-fA-F:.]+$/.test(text) || text.length > 45) return undefined;
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const groups = (part: string) => (part === "" ? [] : part.split(":"));
-  const [left, right] = [groups(halves[0]), groups(halves[1] ?? "")];
-  const words: number[] = [];
-  const push = (list: string[]) => {
-    for (const g of list) {
-      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return false;
-      words.push(parseInt(g, 16));
-    }
-    return true;
-  };
-  if (!push(left)) return undefined;
-  const fill = 8 - left.length - right.length;
-  if (halves.length === 2 ? fill < 1 : fill !== 0) return undefined;
-  for (let i = 0; i < fill; i++) words.push(0);
-  if (!push(right)) return undefined;
-  const bytes = new Uint8Array(16);
-  words.forEach((w, i) => new DataView(bytes.buffer).setUint16(2 * i, w));
-  return ipv6Text(bytes);
-}
-
-/** RFC 5952 text of 16 address bytes (lowercase, longest zero run as "::"). */
-function ipv6Text(bytes: Uint8Array): string {
-  const words = Array.from({ length: 8 }, (_, i) => (bytes[2 * i] << 8) | bytes[2 * i + 1]);
-  let bestStart = -1, bestLength = 1;
-  for (let i = 0; i < 8;) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
-    i = j;
-  }
-  const text = (list: number[]) => list.map((w) => w.toString(16)).join(":");
-  if (bestStart < 0) return text(words);
-  return `${text(words.slice(0, bestStart))}::${text(words.slice(bestStart + bestLength))}`;
+  if (text.includes("%") || !ipaddr.IPv6.isValid(text)) return undefined;
+  return ipaddr.IPv6.parse(text).toRFC5952String();
 }
 
 function port(text: string): number | undefined {
