@@ -14,27 +14,16 @@ import {
 } from "../../src/crypto/index.ts";
 import { loadLibcrypto } from "../../src/crypto/libcrypto_ffi.ts";
 import { ConfigError } from "../../src/errors.ts";
+import { withCryptoSelection } from "../support/env.ts";
 import { libcrypto } from "./providers.ts";
 
-async function withSelection(value: string | undefined, check: () => void | Promise<void>) {
-  const saved = Deno.env.get("QSIGN_CRYPTO");
-  if (value === undefined) Deno.env.delete("QSIGN_CRYPTO");
-  else Deno.env.set("QSIGN_CRYPTO", value);
-  try {
-    await check();
-  } finally {
-    if (saved === undefined) Deno.env.delete("QSIGN_CRYPTO");
-    else Deno.env.set("QSIGN_CRYPTO", saved);
-  }
-}
-
 Deno.test("QSIGN_CRYPTO: auto (libcrypto here) by default, each provider on request", async () => {
-  await withSelection(undefined, () => equal(getCryptoProvider(), libcrypto));
-  await withSelection("", () => equal(getCryptoProvider(), libcrypto));
-  await withSelection("auto", () => equal(getCryptoProvider(), libcrypto));
-  await withSelection("libcrypto", () => equal(getCryptoProvider(), libcrypto));
-  await withSelection("native", () => equal(getCryptoProvider(), nativeProvider));
-  await withSelection("noble", () => equal(getCryptoProvider(), nobleProvider));
+  await withCryptoSelection(undefined, () => equal(getCryptoProvider(), libcrypto));
+  await withCryptoSelection("", () => equal(getCryptoProvider(), libcrypto));
+  await withCryptoSelection("auto", () => equal(getCryptoProvider(), libcrypto));
+  await withCryptoSelection("libcrypto", () => equal(getCryptoProvider(), libcrypto));
+  await withCryptoSelection("native", () => equal(getCryptoProvider(), nativeProvider));
+  await withCryptoSelection("noble", () => equal(getCryptoProvider(), nobleProvider));
   equal(nativeProvider.name, "native");
   equal(nobleProvider.name, "noble");
   equal(libcrypto.name, "libcrypto");
@@ -42,7 +31,7 @@ Deno.test("QSIGN_CRYPTO: auto (libcrypto here) by default, each provider on requ
 
 Deno.test("QSIGN_CRYPTO: an unknown value is a ConfigError naming the variable", async () => {
   for (const value of ["openssl", "NOBLE", "toString"]) {
-    await withSelection(value, () => {
+    await withCryptoSelection(value, () => {
       throws(getCryptoProvider, (error: unknown) => {
         ok(error instanceof ConfigError);
         equal(error.field, "QSIGN_CRYPTO");

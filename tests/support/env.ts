@@ -56,3 +56,22 @@ export async function tempDir(prefix = "qsign-test-"): Promise<{ path: string } 
     [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}),
   };
 }
+
+/**
+ * Runs `check` with QSIGN_CRYPTO set to `value` (unset for undefined), which getCryptoProvider()
+ * follows, and restores the previous value.
+ */
+export async function withCryptoSelection(
+  value: string | undefined,
+  check: () => void | Promise<void>,
+): Promise<void> {
+  const saved = Deno.env.get("QSIGN_CRYPTO");
+  if (value === undefined) Deno.env.delete("QSIGN_CRYPTO");
+  else Deno.env.set("QSIGN_CRYPTO", value);
+  try {
+    await check();
+  } finally {
+    if (saved === undefined) Deno.env.delete("QSIGN_CRYPTO");
+    else Deno.env.set("QSIGN_CRYPTO", saved);
+  }
+}

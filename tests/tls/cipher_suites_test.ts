@@ -5,7 +5,7 @@
  */
 import { equal, match } from "node:assert/strict";
 import { defaultSuiteOrder } from "../../src/tls/cipher_suites.ts";
-import { runQsign, tempDir } from "../support/env.ts";
+import { runQsign, tempDir, withCryptoSelection } from "../support/env.ts";
 import {
   clientArgs,
   Daemon,
@@ -15,24 +15,20 @@ import {
   serveArgs,
 } from "../daemon/support.ts";
 
-function withProvider<T>(name: string, run: () => T): T {
-  const previous = Deno.env.get("QSIGN_CRYPTO");
-  Deno.env.set("QSIGN_CRYPTO", name);
-  try {
-    return run();
-  } finally {
-    if (previous === undefined) Deno.env.delete("QSIGN_CRYPTO");
-    else Deno.env.set("QSIGN_CRYPTO", previous);
+Deno.test("the default order leads with the AEAD the provider computes fastest", async () => {
+  const names = async (provider: string) => {
+    let order: string[] = [];
+    await withCryptoSelection(provider, () => {
+      order = defaultSuiteOrder().map((s) => s.name);
+    });
+    return order;
+  };
+  equal((await names("libcrypto"))[0], "TLS_AES_256_GCM_SHA384");
+  equal((await names("native"))[0], "TLS_CHACHA20_POLY1305_SHA256");
+  equal((await names("noble"))[0], "TLS_CHACHA20_POLY1305_SHA256");
+  for (const provider of ["libcrypto", "native", "noble"]) {
+    equal((await names(provider)).length, 3);
   }
-}
-
-Deno.test("the default order leads with the AEAD the provider computes fastest", () => {
-  const names = (provider: string) =>
-    withProvider(provider, () => defaultSuiteOrder().map((s) => s.name));
-  equal(names("libcrypto")[0], "TLS_AES_256_GCM_SHA384");
-  equal(names("native")[0], "TLS_CHACHA20_POLY1305_SHA256");
-  equal(names("noble")[0], "TLS_CHACHA20_POLY1305_SHA256");
-  for (const provider of ["libcrypto", "native", "noble"]) equal(names(provider).length, 3);
 });
 
 Deno.test("qsign serve picks its own preference from what an OpenSSL 3.5 client offers", async () => {

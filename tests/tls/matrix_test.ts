@@ -10,7 +10,7 @@ import { deepEqual } from "node:assert/strict";
 import type { KeyAlgorithm } from "../../src/pki/keys.ts";
 import { CIPHER_SUITES } from "../../src/tls/cipher_suites.ts";
 import { GROUPS } from "../../src/tls/groups.ts";
-import { tempDir } from "../support/env.ts";
+import { tempDir, withCryptoSelection } from "../support/env.ts";
 import { Peer } from "./support/peer.ts";
 import { makePki, type TestPki } from "./support/pki.ts";
 import { EchoServer, qsignEcho } from "./support/qsign.ts";
@@ -33,22 +33,10 @@ function expectation(group: string, suite: string, scheme: string) {
   return `${group} ${suite} ${scheme} echo`;
 }
 
-/** Runs `work` with QSIGN_CRYPTO set to `provider`, which getCryptoProvider() follows. */
-async function withProvider(provider: string, work: () => Promise<void>): Promise<void> {
-  const previous = Deno.env.get("QSIGN_CRYPTO");
-  Deno.env.set("QSIGN_CRYPTO", provider);
-  try {
-    await work();
-  } finally {
-    if (previous === undefined) Deno.env.delete("QSIGN_CRYPTO");
-    else Deno.env.set("QSIGN_CRYPTO", previous);
-  }
-}
-
 for (const provider of ["libcrypto", "native", "noble"]) {
   Deno.test(
     `interop matrix (${provider}): groups × signature schemes × suites, both directions`,
-    (t) => withProvider(provider, () => matrix(t)),
+    (t) => withCryptoSelection(provider, () => matrix(t)),
   );
 }
 

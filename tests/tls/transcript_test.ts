@@ -11,23 +11,13 @@ import { concat } from "../../src/tls/codec/bytes.ts";
 import { messageHash } from "../../src/tls/codec/messages.ts";
 import { emptyHash } from "../../src/tls/key_schedule.ts";
 import { Transcript } from "../../src/tls/transcript.ts";
+import { withCryptoSelection } from "../support/env.ts";
 
 const [sha384Suite, sha256Suite] = CIPHER_SUITES;
 
-async function withProvider(name: string, check: () => Promise<void>) {
-  const saved = Deno.env.get("QSIGN_CRYPTO");
-  Deno.env.set("QSIGN_CRYPTO", name);
-  try {
-    await check();
-  } finally {
-    if (saved === undefined) Deno.env.delete("QSIGN_CRYPTO");
-    else Deno.env.set("QSIGN_CRYPTO", saved);
-  }
-}
-
 for (const provider of [nativeProvider, nobleProvider]) {
   Deno.test(`${provider.name}: the running transcript hash equals hashing everything again`, async () => {
-    await withProvider(provider.name, async () => {
+    await withCryptoSelection(provider.name, async () => {
       // Added one at a time, then two in one call (as a flight is).
       const [a, b, c, d, e] = [100, 5000, 1, 20000, 48].map((n) => provider.randomBytes(n));
       const steps = [[a], [b], [c, d], [e]];
@@ -50,7 +40,7 @@ for (const provider of [nativeProvider, nobleProvider]) {
   });
 
   Deno.test(`${provider.name}: after a HelloRetryRequest, message_hash replaces ClientHello1`, async () => {
-    await withProvider(provider.name, async () => {
+    await withCryptoSelection(provider.name, async () => {
       const [hello1, retry, hello2] = [700, 200, 800].map((n) => provider.randomBytes(n));
       const transcript = new Transcript();
       transcript.add(hello1);
