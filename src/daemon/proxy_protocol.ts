@@ -3,6 +3,8 @@
  * to the target before any client byte, so the backend can log who called: the client's and the
  * listener's addresses, and in TLVs the TLS facts and the verified client identity.
  */
+import ipaddr from "ipaddr.js";
+import { concat } from "../tls/codec/bytes.ts";
 
 /** The twelve bytes that open every version 2 header. */
 export const PROXY_V2_SIGNATURE = Uint8Array.from("\r\n\r\n\0\r\nQUIT\n", (c) => c.charCodeAt(0));
@@ -80,7 +82,7 @@ export function encodeProxyV2Header(info: ProxyHeaderInfo): Uint8Array {
       tlv(PP2_TYPE.QSIGN_CLIENT_FINGERPRINT, encoder.encode(info.clientIdentity.fingerprint)),
     );
   }
-  const body = concat([addresses, ...tlvs]);
+  const body = concat(addresses, ...tlvs);
   const header = new Uint8Array(16 + body.length);
   header.set(PROXY_V2_SIGNATURE, 0);
   header[12] = VERSION_2_PROXY;
@@ -105,7 +107,7 @@ function sslTlv(info: ProxyHeaderInfo): Uint8Array {
   const head = new Uint8Array(5);
   head[0] = PP2_CLIENT_SSL | (info.clientIdentity ? PP2_CLIENT_CERT_CONN : 0);
   // verify = 0: the client certificate (if any) verified; unverified clients never get here.
-  return tlv(PP2_TYPE.SSL, concat([head, ...subTlvs]));
+  return tlv(PP2_TYPE.SSL, concat(head, ...subTlvs));
 }
 
 function tlv(type: number, value: Uint8Array): Uint8Array {
@@ -116,29 +118,7 @@ function tlv(type: number, value: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
 /** An IPv4 (4 bytes) or IPv6 (16 bytes) address; IPv4-mapped IPv6 becomes IPv4. */
 function parseIp(text: string): Uint8Array {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
-  const v4 = mapped ? mapped[1] : text;
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(v4)) return new Uint8Array(v4.split(".").map(Number));
-  const [head, tail = ""] = text.split("::");
-  const groups = (part: string) => (part ? part.split(":").map((g) => parseInt(g, 16)) : []);
-  const left = groups(head);
-  const right = groups(tail);
-  const words = text.includes("::")
-    ? [...left, ...new Array(8 - left.length - right.length).fill(0), ...right]
-    : left;
-  const out = new Uint8Array(16);
-  words.forEach((w, i) => new DataView(out.buffer).setUint16(i * 2, w));
-  return out;
+  return Uint8Array.from(ipaddr.process(text).toByteArray());
 }

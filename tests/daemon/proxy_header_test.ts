@@ -12,6 +12,7 @@ import {
   readProxyHeader,
 } from "../../src/daemon/proxy_header.ts";
 import { encodeProxyV2Header, PROXY_V2_SIGNATURE } from "../../src/daemon/proxy_protocol.ts";
+import { concat } from "../../src/tls/codec/bytes.ts";
 import { tempDir } from "../support/env.ts";
 import { freePort, waitForPort } from "../support/services.ts";
 
@@ -42,16 +43,6 @@ async function receive(
     client.close();
     server.close();
   }
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }
 
 function v2(command: number, family: number, body: Uint8Array): Uint8Array {
