@@ -2,8 +2,9 @@
  * qsign's one low-level DER module: a strict reader (single-byte tags, definite minimal lengths,
  * nothing past the container) over offsets into the caller's buffer, TLV writing, unsigned
  * INTEGERs and the ECDSA signature conversions. The providers' key containers, composite keys
- * and the PKI's few hand-made structures (src/pki/der.ts) are all built on it; certificates and
- * CSRs themselves are @peculiar/x509's business.
+ * and the PKI's hand-made structures (src/pki/der.ts) and the certificate reader of the handshake
+ * (src/pki/certificate_view.ts) are all built on it; building certificates and CSRs is
+ * @peculiar/x509's business.
  */
 
 /** Raised for bytes that are not the strict DER expected. */
@@ -16,11 +17,15 @@ export class DerError extends Error {
 
 /** DER tags used by the key and signature structures. */
 export const Tag = {
+  boolean: 0x01,
   integer: 0x02,
   bitString: 0x03,
   octetString: 0x04,
   oid: 0x06,
+  utcTime: 0x17,
+  generalizedTime: 0x18,
   sequence: 0x30,
+  set: 0x31,
   /** `[0] IMPLICIT` primitive (the ML-DSA seed in PKCS#8). */
   context0: 0x80,
   /** `[1]` constructed (the public key inside an ECPrivateKey). */
@@ -130,13 +135,50 @@ export function encodeTlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** The magnitude of a non-negative INTEGER's content, checked for minimal encoding. */
-function unsignedIntegerBytes(value: Uint8Array): Uint8Array {
+/** A BOOLEAN's content: DER allows only 0x00 and 0xFF (X.690 §11.1). */
+export function decodeBoolean(content: Uint8Array): boolean {
+  if (content.length !== 1 || (content[0] !== 0x00 && content[0] !== 0xff)) {
+    throw new DerError("BOOLEAN is not 0x00 or 0xFF");
+  }
+  return content[0] === 0xff;
+}
+
+/** An OBJECT IDENTIFIER's content as dotted text; each arc in its shortest form (X.690 §8.19). */
+export function decodeOid(content: Uint8Array): string {
+  if (!content.length) throw new DerError("empty OBJECT IDENTIFIER");
+  if (content[content.length - 1] & 0x80) throw new DerError("OBJECT IDENTIFIER arc cut short");
+  const arcs: number[] = [];
+  let value = 0;
+  for (let i = 0; i < content.length; i++) {
+    const byte = content[i];
+    if (value === 0 && byte === 0x80) throw new DerError("OBJECT IDENTIFIER arc padded");
+    value = value * 128 + (byte & 0x7f);
+    if (value > Number.MAX_SAFE_INTEGER) throw new DerError("OBJECT IDENTIFIER arc too large");
+    if (!(byte & 0x80)) {
+      arcs.push(value);
+      value = 0;
+    }
+  }
+  const first = arcs[0];
+  const head = first < 80 ? `${Math.floor(first / 40)}.${first % 40}` : `2.${first - 80}`;
+  return arcs.length > 1 ? `${head}.${arcs.slice(1).join(".")}` : head;
+}
+
+/** Checks that an INTEGER's content is in its shortest two's-complement form (X.690 §8.3.2). */
+export function checkInteger(value: Uint8Array): void {
   if (value.length === 0) throw new DerError("empty INTEGER");
-  if (value[0] & 0x80) throw new DerError("negative INTEGER");
-  if (value.length > 1 && value[0] === 0 && !(value[1] & 0x80)) {
+  if (
+    value.length > 1 &&
+    ((value[0] === 0 && !(value[1] & 0x80)) || (value[0] === 0xff && value[1] & 0x80))
+  ) {
     throw new DerError("non-minimal INTEGER");
   }
+}
+
+/** The magnitude of a non-negative INTEGER's content, checked for minimal encoding. */
+function unsignedIntegerBytes(value: Uint8Array): Uint8Array {
+  checkInteger(value);
+  if (value[0] & 0x80) throw new DerError("negative INTEGER");
   return value[0] === 0 ? value.subarray(1) : value;
 }
 

@@ -6,8 +6,6 @@
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { AsnConvert } from "@peculiar/asn1-schema";
-import { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
 import { basename, join } from "node:path";
 import { QsignError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
@@ -556,9 +554,7 @@ async function certifiableCsr(csrDer: Uint8Array): Promise<CertifiableCsr> {
     throw new CsrError(`the CSR's signature does not verify (subject ${csr.subject || "empty"})`);
   }
   // The verifier refuses weak keys (publicKeyProblem): never certify one.
-  const keyProblem = publicKeyProblem(
-    AsnConvert.parse(csr.publicKey.rawData, SubjectPublicKeyInfo),
-  );
+  const keyProblem = publicKeyProblem(new Uint8Array(csr.publicKey.rawData));
   if (keyProblem) throw new CsrError(`the CSR's key cannot be certified: ${keyProblem}`);
   const extension = csr.getExtension(SUBJECT_ALT_NAME_OID);
   const sans = extension instanceof x509.SubjectAlternativeNameExtension

@@ -7,10 +7,10 @@
  *   rfc822Name, URI, directoryName), permitted and excluded, with a bounded amount of work;
  * - RFC 6125 matching of a reference host or IP address against the subjectAltName.
  *
- * Names are read from the certificate's DER (the subject, the subjectAltName and
- * NameConstraints extension values) rather than from @peculiar/x509's JSON forms, which turn
- * iPAddress octets into CIDR text and non-string attribute values into empty strings: a
- * malformed name must be seen as it is to be refused.
+ * Names are read from the certificate's DER (CertificateView's subject and subjectAltName, the
+ * NameConstraints extension value) as they are encoded, not from JSON forms that would turn
+ * iPAddress octets into CIDR text and non-string attribute values into empty strings: a malformed
+ * name must be seen as it is to be refused.
  *
  * The checks return `NameViolation`s (the rule, what is wrong, which certificate of the path),
  * which the verifier turns into its errors.
@@ -18,20 +18,17 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { getPublicSuffix } from "tldts";
-import {
-  children,
-  concatBytes,
-  DerError,
-  encodeTlv,
-  readTlv,
-  type Tlv,
-  tlvBytes,
-  tlvContent,
-} from "../crypto/der.ts";
+import { children, concatBytes, DerError, encodeTlv, readTlv, type Tlv } from "../crypto/der.ts";
 import { normalizeIp } from "./certificate.ts";
+import {
+  type CertificateView,
+  type GeneralName,
+  type GeneralNameForm as Form,
+  type ParsedName,
+  parseGeneralName,
+} from "./certificate_view.ts";
 
 export const NAME_CONSTRAINTS_OID = "2.5.29.30";
-const SUBJECT_ALT_NAME_OID = "2.5.29.17";
 
 export const RULES = {
   subjectAltName: "RFC 5280 §4.2.1.6",
@@ -58,7 +55,7 @@ export interface NameViolation {
 
 /** A certificate of a path as the name checks need it. */
 export interface PathCertificate {
-  readonly cert: x509.X509Certificate;
+  readonly cert: CertificateView;
   /** Subject and issuer are the same name (RFC 5280 §6.1: exempt from name constraints). */
   readonly selfIssued: boolean;
 }
@@ -69,56 +66,7 @@ export const MAX_COMPARISONS_PER_PAIR = 1024;
 export const MAX_COMPARISONS_PER_PATH = 4096;
 
 // ---------------------------------------------------------------------------------------------
-// General names, as read from DER
-
-/** The GeneralName forms (the context tag numbers of RFC 5280 §4.2.1.6). */
-const FORMS = [
-  "otherName",
-  "rfc822Name",
-  "dNSName",
-  "x400Address",
-  "directoryName",
-  "ediPartyName",
-  "uniformResourceIdentifier",
-  "iPAddress",
-  "registeredID",
-] as const;
-type Form = typeof FORMS[number];
-
-/** One GeneralName: IA5 forms as text, iPAddress as octets, directoryName as its RDNs. */
-type GeneralName =
-  | { form: "rfc822Name" | "dNSName" | "uniformResourceIdentifier"; text: string }
-  | { form: "iPAddress"; octets: Uint8Array }
-  | { form: "directoryName"; rdns: string[]; text: string }
-  | { form: "otherName" | "x400Address" | "ediPartyName" | "registeredID" };
-
-function parseGeneralName(der: Uint8Array, tlv: Tlv): GeneralName {
-  const number = tlv.tag & 0x1f;
-  const constructed = (tlv.tag & 0x20) !== 0;
-  if ((tlv.tag & 0xc0) !== 0x80 || number >= FORMS.length) {
-    throw new DerError(`GeneralName with tag 0x${tlv.tag.toString(16)}`);
-  }
-  const form = FORMS[number];
-  const content = tlvContent(der, tlv);
-  switch (form) {
-    case "rfc822Name":
-    case "dNSName":
-    case "uniformResourceIdentifier":
-      if (constructed) throw new DerError(`constructed ${form}`);
-      return { form, text: latin1(content) };
-    case "iPAddress":
-      if (constructed) throw new DerError("constructed iPAddress");
-      return { form, octets: content };
-    case "directoryName": {
-      const inner = children(der, tlv);
-      if (!constructed || inner.length !== 1) throw new DerError("directoryName is not one Name");
-      const name = parseName(der, inner[0]);
-      return { form, rdns: name.rdns, text: name.text };
-    }
-    default:
-      return { form };
-  }
-}
+// General names
 
 /** A GeneralName for messages, in OpenSSL's `TYPE:value` style. */
 function describe(name: GeneralName): string {
@@ -144,107 +92,6 @@ function describe(name: GeneralName): string {
 const OID_COMMON_NAME = "2.5.4.3";
 const OID_EMAIL_ADDRESS = "1.2.840.113549.1.9.1";
 
-interface ParsedName {
-  /** Each RDN normalized for comparison (RFC 5280 §7.1: case and spaces do not count). */
-  rdns: string[];
-  /** The attributes in order, values decoded as they are. */
-  attributes: { oid: string; value: string | undefined }[];
-  /** RFC 4514-ish text for messages. */
-  text: string;
-}
-
-/** Reads a Name (SEQUENCE OF SET OF AttributeTypeAndValue). */
-function parseName(der: Uint8Array, name: Tlv): ParsedName {
-  if (name.tag !== 0x30) throw new DerError("Name is not a SEQUENCE");
-  const rdns: string[] = [];
-  const attributes: ParsedName["attributes"] = [];
-  const texts: string[] = [];
-  for (const rdn of children(der, name)) {
-    if (rdn.tag !== 0x31) throw new DerError("RDN is not a SET");
-    const members: string[] = [];
-    const memberTexts: string[] = [];
-    for (const atv of children(der, rdn)) {
-      const parts = atv.tag === 0x30 ? children(der, atv) : [];
-      if (parts.length !== 2 || parts[0].tag !== 0x06) {
-        throw new DerError("AttributeTypeAndValue is not (OID, value)");
-      }
-      const oid = decodeOid(tlvContent(der, parts[0]));
-      const value = decodeString(parts[1].tag, tlvContent(der, parts[1]));
-      attributes.push({ oid, value });
-      members.push(
-        `${oid}=${
-          value === undefined ? `#${hex(tlvBytes(der, parts[1]))}` : comparableString(value)
-        }`,
-      );
-      memberTexts.push(`${oid}=${value ?? `#${hex(tlvBytes(der, parts[1]))}`}`);
-    }
-    if (!members.length) throw new DerError("empty RDN");
-    rdns.push(members.sort().join("+"));
-    texts.push(memberTexts.join("+"));
-  }
-  return { rdns, attributes, text: texts.join(", ") };
-}
-
-/** caseIgnoreMatch, approximately: outer spaces dropped, inner runs of spaces as one. */
-function comparableString(value: string): string {
-  return value.trim().replace(/\s+/g, " ").toLowerCase();
-}
-
-/** The text of a DirectoryString-like value, or undefined for a non-string type. */
-function decodeString(tag: number, content: Uint8Array): string | undefined {
-  switch (tag) {
-    case 0x0c: // UTF8String
-      return new TextDecoder("utf-8").decode(content);
-    case 0x13: // PrintableString
-    case 0x14: // TeletexString
-    case 0x16: // IA5String
-    case 0x1a: // VisibleString
-      return latin1(content);
-    case 0x1e: { // BMPString
-      let out = "";
-      for (let i = 0; i + 1 < content.length; i += 2) {
-        out += String.fromCharCode((content[i] << 8) | content[i + 1]);
-      }
-      return out;
-    }
-    case 0x1c: { // UniversalString
-      let out = "";
-      for (let i = 0; i + 3 < content.length; i += 4) {
-        const code = ((content[i] << 24) | (content[i + 1] << 16) | (content[i + 2] << 8) |
-          content[i + 3]) >>> 0;
-        out += code <= 0x10ffff ? String.fromCodePoint(code) : "\ufffd";
-      }
-      return out;
-    }
-    default:
-      return undefined;
-  }
-}
-
-function decodeOid(content: Uint8Array): string {
-  if (!content.length) throw new DerError("empty OID");
-  const arcs: number[] = [];
-  let value = 0;
-  for (const byte of content) {
-    value = value * 128 + (byte & 0x7f);
-    if (!(byte & 0x80)) {
-      arcs.push(value);
-      value = 0;
-    }
-  }
-  const first = arcs.shift() ?? 0;
-  const head = first < 80 ? [Math.floor(first / 40), first % 40] : [2, first - 80];
-  return [...head, ...arcs].join(".");
-}
-
-function latin1(bytes: Uint8Array): string {
-  return String.fromCharCode(...bytes);
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 // ---------------------------------------------------------------------------------------------
 // The names of one certificate
 
@@ -255,44 +102,19 @@ interface CertificateNames {
   altNames?: GeneralName[];
 }
 
-const namesCache = new WeakMap<x509.X509Certificate, CertificateNames | Error>();
+const namesCache = new WeakMap<CertificateView, CertificateNames | Error>();
 
 /** The subject and subjectAltName of `cert`, or the DerError that stops reading them. */
-function namesOf(cert: x509.X509Certificate): CertificateNames | Error {
+function namesOf(cert: CertificateView): CertificateNames | Error {
   let names = namesCache.get(cert);
   if (!names) {
     try {
-      names = { subject: subjectOf(cert), altNames: altNamesOf(cert) };
+      names = { subject: cert.subjectName, altNames: cert.subjectAltName };
     } catch (e) {
       names = e instanceof Error ? e : new Error(String(e));
     }
     namesCache.set(cert, names);
   }
-  return names;
-}
-
-/** The subject Name, read from the TBSCertificate as encoded. */
-function subjectOf(cert: x509.X509Certificate): ParsedName {
-  const der = new Uint8Array(cert.rawData);
-  const [tbs] = children(der, readTlv(der));
-  if (!tbs || tbs.tag !== 0x30) throw new DerError("no TBSCertificate");
-  const fields = children(der, tbs);
-  // version [0] is optional; then serial, signature, issuer, validity, subject.
-  const subject = fields[(fields[0]?.tag === 0xa0 ? 1 : 0) + 4];
-  if (!subject) throw new DerError("TBSCertificate without a subject");
-  return parseName(der, subject);
-}
-
-function altNamesOf(cert: x509.X509Certificate): GeneralName[] | undefined {
-  const extension = cert.extensions.find((e) => e.type === SUBJECT_ALT_NAME_OID);
-  if (!extension) return undefined;
-  const der = new Uint8Array(extension.value);
-  const outer = readTlv(der);
-  if (outer.tag !== 0x30 || outer.end !== der.length) {
-    throw new DerError("subjectAltName is not one SEQUENCE");
-  }
-  const names = children(der, outer).map((tlv) => parseGeneralName(der, tlv));
-  if (!names.length) throw new DerError("empty subjectAltName");
   return names;
 }
 
@@ -407,7 +229,7 @@ function namesAHost(cn: string | undefined): boolean {
  * dotted decimal, RFC 5952).
  */
 export function endEntityNameViolation(
-  cert: x509.X509Certificate,
+  cert: CertificateView,
   index = 0,
 ): NameViolation | undefined {
   const violation = (rule: string, detail: string): NameViolation => ({
@@ -518,7 +340,7 @@ export interface NameConstraints {
   excluded: Subtree[];
 }
 
-const constraintsCache = new WeakMap<x509.X509Certificate, NameConstraints | string | null>();
+const constraintsCache = new WeakMap<CertificateView, NameConstraints | string | null>();
 
 /**
  * Parses and checks the NameConstraints extension of `cert`: undefined without one, a problem
@@ -526,16 +348,16 @@ const constraintsCache = new WeakMap<x509.X509Certificate, NameConstraints | str
  * than the default, a base that is not a valid name of its form).
  */
 export function nameConstraintsOf(
-  cert: x509.X509Certificate,
+  cert: CertificateView,
 ): NameConstraints | string | undefined {
   let cached = constraintsCache.get(cert);
   if (cached === undefined) {
-    const extension = cert.extensions.find((e) => e.type === NAME_CONSTRAINTS_OID);
+    const extension = cert.extension(NAME_CONSTRAINTS_OID);
     if (!extension) cached = null;
     else if (!extension.critical) cached = "the name constraints extension is not critical";
     else {
       try {
-        cached = parseNameConstraints(new Uint8Array(extension.value));
+        cached = parseNameConstraints(extension.value);
       } catch (e) {
         cached = `the name constraints extension is malformed (${(e as Error).message})`;
       }
@@ -750,7 +572,7 @@ export function pathNameConstraintViolation(
   ): NameViolation => ({ reason, rule: RULES.nameConstraints, detail, index });
   const subjectOf = (i: number) => path[i].cert.subject || "(empty subject)";
 
-  if (path.length > 1 && path[0].cert.extensions.some((e) => e.type === NAME_CONSTRAINTS_OID)) {
+  if (path.length > 1 && path[0].cert.extension(NAME_CONSTRAINTS_OID)) {
     return violation(0, `${subjectOf(0)} is an end-entity certificate with name constraints`);
   }
   let spent = 0;
@@ -923,7 +745,7 @@ export function dnsNameMatches(pattern: string, host: string): boolean {
 }
 
 /** The dNSName and iPAddress entries of a certificate's subjectAltName (IPs as canonical text). */
-export function subjectAltNames(cert: x509.X509Certificate): { dns: string[]; ip: string[] } {
+export function subjectAltNames(cert: CertificateView): { dns: string[]; ip: string[] } {
   const names = namesOf(cert);
   const altNames = names instanceof Error ? [] : names.altNames ?? [];
   return {
@@ -936,7 +758,7 @@ export function subjectAltNames(cert: x509.X509Certificate): { dns: string[]; ip
 }
 
 /** True when the certificate is valid for `host` (a DNS name, or an IP literal). */
-export function certificateMatchesHost(cert: x509.X509Certificate, host: string): boolean {
+export function certificateMatchesHost(cert: CertificateView, host: string): boolean {
   if (normalizeIp(host)) return certificateMatchesIp(cert, host);
   const reference = asciiHost(host);
   return reference !== undefined &&
@@ -944,7 +766,7 @@ export function certificateMatchesHost(cert: x509.X509Certificate, host: string)
 }
 
 /** True when one of the certificate's IP subjectAltNames is `address`. */
-export function certificateMatchesIp(cert: x509.X509Certificate, address: string): boolean {
+export function certificateMatchesIp(cert: CertificateView, address: string): boolean {
   const wanted = canonicalIpText(address);
   return wanted !== undefined && subjectAltNames(cert).ip.includes(wanted);
 }

@@ -14,17 +14,18 @@
  * the full handshake that follows verifies everything, CRL signatures included.
  */
 import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import type * as x509 from "@peculiar/x509";
+import { type CertificateView, KeyUsage } from "./certificate_view.ts";
 import { bufferSource } from "./der.ts";
 import { verifySignature } from "./signatures.ts";
 import type { ChainFailureReason, CrlCheck, TrustStore } from "./verify.ts";
 
 /** What re-checking one certificate of a verified chain needs. */
 export interface CertificateFacts {
-  /** Subject and issuer distinguished names, as `X509Certificate.subject`/`.issuer` give them. */
+  /** Subject and issuer distinguished names, as `CertificateView.subject`/`.issuer` give them. */
   subject: string;
   issuer: string;
-  /** Serial number, hex, as `X509Certificate.serialNumber` gives it. */
+  /** Serial number, lowercase hex, as `CertificateView.serialNumber` gives it. */
   serial: string;
   /** Validity window, milliseconds since the epoch. */
   notBefore: number;
@@ -53,9 +54,8 @@ export interface RecheckFailure {
 /** CRL extensions a verifier may meet as critical (as verify.ts): CRL number, authority key id. */
 const KNOWN_CRL_EXTENSIONS = new Set(["2.5.29.20", "2.5.29.35"]);
 
-async function sha256(data: Uint8Array | ArrayBuffer): Promise<Uint8Array> {
-  const bytes = data instanceof Uint8Array ? bufferSource(data) : data;
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+async function sha256(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bufferSource(data)));
 }
 
 function hex(bytes: Uint8Array): string {
@@ -63,37 +63,36 @@ function hex(bytes: Uint8Array): string {
 }
 
 /** The facts of one certificate. */
-export async function certificateFacts(cert: x509.X509Certificate): Promise<CertificateFacts> {
+export async function certificateFacts(cert: CertificateView): Promise<CertificateFacts> {
   return {
     subject: cert.subject,
     issuer: cert.issuer,
-    serial: cert.serialNumber.toLowerCase(),
-    notBefore: cert.notBefore.getTime(),
-    notAfter: cert.notAfter.getTime(),
-    keyFingerprint: await sha256(cert.publicKey.rawData),
-    subjectKeyId: cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId.toLowerCase(),
-    authorityKeyId: cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId
-      ?.toLowerCase(),
+    serial: cert.serialNumber,
+    notBefore: cert.notBeforeMs,
+    notAfter: cert.notAfterMs,
+    keyFingerprint: await sha256(cert.subjectPublicKeyInfo),
+    subjectKeyId: cert.subjectKeyIdentifier,
+    authorityKeyId: cert.authorityKeyIdentifier?.keyIdentifier,
   };
 }
 
 /** The facts of a chain as a verifier returned it (leaf first, trust anchor last). */
-export async function chainFacts(chain: readonly x509.X509Certificate[]): Promise<ChainFacts> {
+export async function chainFacts(chain: readonly CertificateView[]): Promise<ChainFacts> {
   if (!chain.length) throw new RangeError("chainFacts needs a verified chain");
   return {
     certificates: await Promise.all(chain.slice(0, -1).map(certificateFacts)),
-    anchorFingerprint: await sha256(chain[chain.length - 1].rawData),
+    anchorFingerprint: await sha256(chain[chain.length - 1].der),
   };
 }
 
 /** A store's anchors by DER fingerprint (hex), computed once per store. */
-const anchorIndex = new WeakMap<TrustStore, Promise<Map<string, x509.X509Certificate>>>();
+const anchorIndex = new WeakMap<TrustStore, Promise<Map<string, CertificateView>>>();
 
-function anchorsByFingerprint(store: TrustStore): Promise<Map<string, x509.X509Certificate>> {
+function anchorsByFingerprint(store: TrustStore): Promise<Map<string, CertificateView>> {
   let index = anchorIndex.get(store);
   if (!index) {
     index = Promise.all(
-      store.anchors.map(async (a) => [hex(await sha256(a.rawData)), a] as const),
+      store.anchors.map(async (a) => [hex(await sha256(a.der)), a] as const),
     ).then((entries) => new Map(entries));
     anchorIndex.set(store, index);
   }
@@ -101,13 +100,13 @@ function anchorsByFingerprint(store: TrustStore): Promise<Map<string, x509.X509C
 }
 
 /** Verdicts of CRL signatures by anchor keys: a CRL object is checked once per anchor. */
-const crlSignatures = new WeakMap<x509.X509Crl, WeakMap<x509.X509Certificate, Promise<boolean>>>();
+const crlSignatures = new WeakMap<x509.X509Crl, WeakMap<CertificateView, Promise<boolean>>>();
 
-function crlSignedBy(crl: x509.X509Crl, anchor: x509.X509Certificate): Promise<boolean> {
+function crlSignedBy(crl: x509.X509Crl, anchor: CertificateView): Promise<boolean> {
   let byAnchor = crlSignatures.get(crl);
   if (!byAnchor) crlSignatures.set(crl, byAnchor = new WeakMap());
   let verdict = byAnchor.get(anchor);
-  if (!verdict) byAnchor.set(anchor, verdict = verifySignature(crl, anchor.publicKey));
+  if (!verdict) byAnchor.set(anchor, verdict = verifySignature(crl, anchor));
   return verdict;
 }
 
@@ -132,7 +131,7 @@ export async function recheckChain(
   const time = at.getTime();
   const windows = [
     ...facts.certificates.map((c) => ({ subject: c.subject, from: c.notBefore, to: c.notAfter })),
-    { subject: anchor.subject, from: anchor.notBefore.getTime(), to: anchor.notAfter.getTime() },
+    { subject: anchor.subject, from: anchor.notBeforeMs, to: anchor.notAfterMs },
   ];
   for (const w of windows) {
     if (time < w.from) {
@@ -146,7 +145,7 @@ export async function recheckChain(
     }
   }
 
-  const anchorKeyId = anchor.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
+  const anchorKeyId = anchor.subjectKeyIdentifier;
   const last = facts.certificates.length - 1;
   for (const [i, cert] of facts.certificates.entries()) {
     const issuedByAnchor = i === last;
@@ -174,7 +173,7 @@ async function crlVerdict(
   crl: x509.X509Crl,
   cert: CertificateFacts,
   at: Date,
-  issuer: x509.X509Certificate | undefined,
+  issuer: CertificateView | undefined,
 ): Promise<RecheckFailure | undefined> {
   const invalid = (detail: string): RecheckFailure => ({
     reason: "crl invalid",
@@ -182,8 +181,8 @@ async function crlVerdict(
   });
   if (issuer) {
     if (!(await crlSignedBy(crl, issuer))) return invalid("is not signed by its key");
-    const usage = issuer.getExtension(x509.KeyUsagesExtension);
-    if (usage && !(usage.usages & x509.KeyUsageFlags.cRLSign)) {
+    const usage = issuer.keyUsage;
+    if (usage !== undefined && !(usage & KeyUsage.cRLSign)) {
       return invalid("is signed by a CA without cRLSign");
     }
   }

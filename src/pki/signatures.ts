@@ -7,16 +7,58 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { AsnConvert } from "@peculiar/asn1-schema";
-import type { SubjectPublicKeyInfo } from "@peculiar/asn1-x509";
-import { RSAPublicKey } from "@peculiar/asn1-rsa";
-import { ECParameters } from "@peculiar/asn1-ecc";
+import { AlgorithmIdentifier as AsnAlgorithmIdentifier } from "@peculiar/asn1-x509";
 import { COMPOSITE_MLDSA65_ECDSA_P384_OID, compositeVerify } from "../crypto/composite.ts";
+import { CertificateView, readSubjectPublicKeyInfo } from "./certificate_view.ts";
+import { children, decodeOid, readTlv, Tag, tlvContent } from "../crypto/der.ts";
 import { asWebCryptoKeyInfo, bufferSource, toBeSigned } from "./der.ts";
 
-type SignedObject = x509.X509Certificate | x509.X509Crl | x509.Pkcs10CertificateRequest;
+type SignedObject =
+  | x509.X509Certificate
+  | x509.X509Crl
+  | x509.Pkcs10CertificateRequest
+  | CertificateView;
 
 const keyCache = new WeakMap<x509.PublicKey, Map<string, Promise<CryptoKey>>>();
 const ecdsaFormatter = new x509.AsnEcSignatureFormatter();
+const algorithmProvider = new x509.AlgorithmProvider();
+/**
+ * WebCrypto forms of signature AlgorithmIdentifiers, by DER: a trust store meets a handful of
+ * algorithms, and mapping one takes an ASN.1 parse.
+ */
+const webAlgorithms = new Map<string, Algorithm>();
+/** Issuer keys of certificates read with CertificateView, made when first needed. */
+const viewKeys = new WeakMap<CertificateView, x509.PublicKey>();
+
+/** The signed bytes, signature and WebCrypto algorithm of `signed`. */
+function signedParts(
+  signed: SignedObject,
+): { tbs: Uint8Array; signature: Uint8Array; alg: Algorithm } {
+  if (!(signed instanceof CertificateView)) {
+    return {
+      tbs: toBeSigned(new Uint8Array(signed.rawData)),
+      signature: new Uint8Array(signed.signature),
+      alg: signed.signatureAlgorithm,
+    };
+  }
+  const der = signed.signatureAlgorithm.der;
+  const key = String.fromCharCode(...der);
+  let alg = webAlgorithms.get(key);
+  if (!alg) {
+    alg = algorithmProvider.toWebAlgorithm(AsnConvert.parse(der, AsnAlgorithmIdentifier));
+    webAlgorithms.set(key, alg);
+  }
+  return { tbs: signed.tbsCertificate, signature: signed.signatureValue, alg };
+}
+
+/** The public key of an issuer certificate read with CertificateView, parsed once. */
+function viewKey(issuer: CertificateView): x509.PublicKey {
+  let key = viewKeys.get(issuer);
+  if (!key) {
+    viewKeys.set(issuer, key = new x509.PublicKey(bufferSource(issuer.subjectPublicKeyInfo)));
+  }
+  return key;
+}
 
 /** The name of a signature algorithm for messages: `ML-DSA-65`, `ECDSA/SHA-384`, an OID. */
 export function signatureAlgorithmName(signed: SignedObject): string {
@@ -36,12 +78,13 @@ function hashName(hash: Algorithm | string | undefined): string | undefined {
  */
 export async function verifySignature(
   signed: SignedObject,
-  issuerKey: x509.PublicKey,
+  issuer: x509.PublicKey | CertificateView,
 ): Promise<boolean> {
   try {
-    const tbs = toBeSigned(new Uint8Array(signed.rawData));
-    const signature = new Uint8Array(signed.signature);
-    const alg = signed.signatureAlgorithm as Algorithm & {
+    const issuerKey = issuer instanceof CertificateView ? viewKey(issuer) : issuer;
+    const parts = signedParts(signed);
+    const { tbs, signature } = parts;
+    const alg = parts.alg as Algorithm & {
       hash?: Algorithm | string;
       saltLength?: number;
     };
@@ -67,7 +110,7 @@ export async function verifySignature(
         const namedCurve = (issuerKey.algorithm as EcKeyAlgorithm).namedCurve;
         const raw = ecdsaFormatter.toWebSignature(
           { name: "ECDSA", namedCurve } as Algorithm,
-          signature,
+          bufferSource(signature),
         );
         if (!raw || !hash) return false;
         return await verifyWith(
@@ -189,15 +232,23 @@ const OTHER_KEYS = new Set([
  * P-384 or P-521; no DSA), or undefined when it is one qsign accepts: those, ML-DSA, composite
  * ML-DSA-65 + ECDSA-P384 and Ed25519.
  */
-export function publicKeyProblem(spki: SubjectPublicKeyInfo): string | undefined {
-  const oid = spki.algorithm.algorithm;
+export function publicKeyProblem(spki: Uint8Array): string | undefined {
+  let key;
+  try {
+    key = readSubjectPublicKeyInfo(spki);
+  } catch (e) {
+    return `public key cannot be parsed (${(e as Error).message})`;
+  }
+  const oid = key.algorithm.oid;
   if (OTHER_KEYS.has(oid)) return undefined;
   if (oid === DSA_KEY) return "DSA keys are not accepted";
   try {
     if (RSA_KEYS.has(oid)) {
-      const modulus = new Uint8Array(
-        AsnConvert.parse(spki.subjectPublicKey, RSAPublicKey).modulus,
-      );
+      // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+      const outer = readTlv(key.publicKey);
+      const [n] = outer.tag === Tag.sequence ? children(key.publicKey, outer) : [];
+      if (n?.tag !== Tag.integer) throw new Error("not an RSAPublicKey");
+      const modulus = tlvContent(key.publicKey, n);
       let start = 0;
       while (start < modulus.length && modulus[start] === 0) start++;
       const top = modulus[start] ?? 0;
@@ -207,8 +258,10 @@ export function publicKeyProblem(spki: SubjectPublicKeyInfo): string | undefined
       return undefined;
     }
     if (oid === EC_PUBLIC_KEY) {
-      const parameters = spki.algorithm.parameters;
-      const curve = parameters ? AsnConvert.parse(parameters, ECParameters).namedCurve : undefined;
+      const parameters = key.algorithm.parameters;
+      const curve = parameters?.[0] === Tag.oid
+        ? decodeOid(tlvContent(parameters, readTlv(parameters)))
+        : undefined;
       if (curve && NAMED_CURVES[curve]) return undefined;
       return `EC key on ${
         curve ? `curve ${curve}` : "an unnamed curve"

@@ -18,16 +18,16 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { AsnConvert } from "@peculiar/asn1-schema";
-import {
-  AuthorityKeyIdentifier,
-  type Certificate as AsnCertificate,
-  CRLDistributionPoints,
-  IssuingDistributionPoint,
-  PolicyConstraints,
-} from "@peculiar/asn1-x509";
+import { IssuingDistributionPoint } from "@peculiar/asn1-x509";
 import { QsignError } from "../errors.ts";
 import { toHex } from "./certificate.ts";
-import { bufferSource, children, readTlv, tlvBytes, tlvContent } from "./der.ts";
+import {
+  type AuthorityKeyIdentifier,
+  CertificateFormatError,
+  CertificateView,
+  KeyUsage,
+} from "./certificate_view.ts";
+import { bufferSource, children, readTlv, tlvBytes } from "./der.ts";
 import {
   certificateMatchesHost,
   certificateMatchesIp,
@@ -138,8 +138,8 @@ export interface VerifyOptions {
 
 export interface VerifiedChain {
   /** Leaf first, trust anchor last. */
-  chain: x509.X509Certificate[];
-  leaf: x509.X509Certificate;
+  chain: CertificateView[];
+  leaf: CertificateView;
   /** SHA-256 of the leaf's DER, lowercase hex: a cache key for verdicts. */
   fingerprint: string;
   /** When the verdict stops holding: the earliest notAfter in the chain or nextUpdate of a CRL used. */
@@ -182,7 +182,6 @@ const KNOWN_EXTENSIONS = new Set([
 ]);
 const CRL_NUMBER_OID = "2.5.29.20";
 const ISSUING_DISTRIBUTION_POINT_OID = "2.5.29.28";
-const CRL_DISTRIBUTION_POINTS_OID = "2.5.29.31";
 const KNOWN_CRL_EXTENSIONS = new Set([CRL_NUMBER_OID, "2.5.29.35", ISSUING_DISTRIBUTION_POINT_OID]);
 
 /** A certificate with what validation looks at, derived once. */
@@ -191,38 +190,28 @@ class Candidate {
   readonly issuer: string;
   readonly subjectKeyId?: string;
   readonly authorityKeyId?: string;
-  /** The content octets of the serialNumber INTEGER, as encoded. */
-  readonly serial: Uint8Array;
-  /** Does the outer signatureAlgorithm equal tbsCertificate.signature, byte for byte? */
-  readonly algorithmsAgree: boolean;
-  /** The ASN.1 structure @peculiar/x509 parsed (key info, algorithm OIDs). */
-  readonly asn: AsnCertificate;
+  /** The OID of the signature algorithm. */
+  readonly signatureAlgorithm: string;
   #selfSigned?: Promise<boolean>;
   /** `checkForm` verdicts by role: they depend on the certificate alone, not the path. */
   readonly #formProblems = new Map<Role, FormProblem | null>();
-  #authorityKeyIdentifier?: AuthorityKeyIdentifier | null;
 
   private constructor(
-    readonly cert: x509.X509Certificate,
-    readonly der: Uint8Array,
+    readonly cert: CertificateView,
     /** SHA-256 of the DER, lowercase hex. */
     readonly fingerprint: string,
   ) {
     this.subject = cert.subject;
     this.issuer = cert.issuer;
-    this.subjectKeyId = cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
-    this.authorityKeyId = cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId;
-    // @peculiar/x509 keeps its parse in a protected member; reading it saves a second parse.
-    this.asn = (cert as unknown as { asn: AsnCertificate }).asn;
-    const signed = signedParts(der, 0xa0);
-    this.serial = signed.tbsFields[0];
-    this.algorithmsAgree = equalBytes(signed.tbsFields[1], signed.outerAlgorithm);
+    this.subjectKeyId = cert.subjectKeyIdentifier;
+    this.authorityKeyId = cert.authorityKeyIdentifier?.keyIdentifier;
+    this.signatureAlgorithm = cert.signatureAlgorithm.oid;
   }
 
   /** Self-issued and signed by its own key (a root, or a self-signed leaf). */
   selfSigned(): Promise<boolean> {
     this.#selfSigned ??= this.selfIssued
-      ? verifySignature(this.cert, this.cert.publicKey)
+      ? verifySignature(this.cert, this.cert)
       : Promise.resolve(false);
     return this.#selfSigned;
   }
@@ -245,29 +234,22 @@ class Candidate {
     return problem;
   }
 
-  /** The parsed authorityKeyIdentifier extension, or null without one. */
-  get authorityKeyIdentifier(): AuthorityKeyIdentifier | null {
-    if (this.#authorityKeyIdentifier === undefined) {
-      const extension = this.cert.extensions.find((e) => e.type === AKI_OID);
-      this.#authorityKeyIdentifier = extension
-        ? AsnConvert.parse(extension.value, AuthorityKeyIdentifier)
-        : null;
-    }
-    return this.#authorityKeyIdentifier;
+  /** The parsed authorityKeyIdentifier extension, if there is one. */
+  get authorityKeyIdentifier(): AuthorityKeyIdentifier | undefined {
+    return this.cert.authorityKeyIdentifier;
   }
 
   get isCa(): boolean {
-    if (this.cert.getExtension(x509.BasicConstraintsExtension)?.ca) return true;
-    const usage = this.cert.getExtension(x509.KeyUsagesExtension);
-    return !!usage && !!(usage.usages & x509.KeyUsageFlags.keyCertSign);
+    if (this.cert.basicConstraints?.ca) return true;
+    return !!((this.cert.keyUsage ?? 0) & KeyUsage.keyCertSign);
   }
 
   /**
-   * Parses DER, or returns the candidate parsed from the same bytes before: parsing an ML-DSA
-   * certificate with @peculiar/x509 costs milliseconds, and a handshake sees the same
-   * intermediates again and again.
+   * Parses DER, or returns the candidate parsed from the same bytes before: a handshake sees
+   * the same intermediates again and again. `index` is the certificate's place in the path
+   * when it is known before the path is (0 for the leaf).
    */
-  static async parse(der: Uint8Array, role: string): Promise<Candidate> {
+  static async parse(der: Uint8Array, role: string, index?: number): Promise<Candidate> {
     const fingerprint = await sha256Hex(der);
     const cached = parsedCertificates.get(fingerprint);
     if (cached) {
@@ -278,14 +260,17 @@ class Candidate {
     }
     let candidate: Candidate;
     try {
-      const cert = new x509.X509Certificate(bufferSource(der));
-      cert.extensions; // parse every extension now: a broken one is a malformed certificate
-      candidate = new Candidate(cert, der, fingerprint);
+      const cert = CertificateView.parse(der);
+      // The extensions path validation reads are decoded now: a broken one makes a malformed
+      // certificate, whichever checks the path gets to.
+      cert.basicConstraints;
+      cert.keyUsage;
+      cert.extendedKeyUsage;
+      cert.certificatePolicies;
+      cert.crlDistributionPoints;
+      candidate = new Candidate(cert, fingerprint);
     } catch (e) {
-      throw new ChainVerificationError(
-        "malformed certificate",
-        `${role} cannot be parsed (${(e as Error).message})`,
-      );
+      throw parseFailure(e, role, index);
     }
     parsedCertificates.set(fingerprint, candidate);
     if (parsedCertificates.size > PARSED_CACHE_SIZE) {
@@ -306,20 +291,39 @@ class Candidate {
   }
 }
 
+/** The refusal for a certificate CertificateView (or an extension decoder) cannot read. */
+function parseFailure(e: unknown, role: string, index?: number): ChainVerificationError {
+  if (e instanceof CertificateFormatError && e.problem === "duplicate extension") {
+    return new ChainVerificationError("duplicate extension", e.message, e.subject, {
+      rule: "RFC 5280 §4.2",
+      index,
+    });
+  }
+  if (e instanceof CertificateFormatError && e.problem === "signature algorithm mismatch") {
+    return new ChainVerificationError("signature algorithm mismatch", e.message, e.subject, {
+      rule: "RFC 5280 §4.1.1.2",
+      index,
+    });
+  }
+  return new ChainVerificationError(
+    "malformed certificate",
+    `${role} cannot be parsed (${(e as Error).message})`,
+  );
+}
+
 /** A CRL with its issuer name, parsed once. */
 class ParsedCrl {
   readonly issuer: string;
   readonly authorityKeyId?: string;
   /** Does the outer signatureAlgorithm equal tbsCertList.signature, byte for byte? */
   readonly algorithmsAgree: boolean;
-  /** Issuer-certificate objects whose key has verified this CRL's signature. */
-  readonly verifiedBy = new WeakMap<x509.X509Certificate, Promise<boolean>>();
+  /** Issuer certificates whose key has verified this CRL's signature. */
+  readonly verifiedBy = new WeakMap<CertificateView, Promise<boolean>>();
 
   constructor(readonly crl: x509.X509Crl) {
     this.issuer = crl.issuer;
     this.authorityKeyId = crl.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId;
-    const signed = signedParts(new Uint8Array(crl.rawData), 0x02);
-    this.algorithmsAgree = equalBytes(signed.tbsFields[0], signed.outerAlgorithm);
+    this.algorithmsAgree = crlAlgorithmsAgree(new Uint8Array(crl.rawData));
   }
 
   static parse(der: Uint8Array, index: number): ParsedCrl {
@@ -341,7 +345,7 @@ class ParsedCrl {
   signedBy(issuer: Candidate): Promise<boolean> {
     let verdict = this.verifiedBy.get(issuer.cert);
     if (!verdict) {
-      verdict = verifySignature(this.crl, issuer.cert.publicKey);
+      verdict = verifySignature(this.crl, issuer.cert);
       this.verifiedBy.set(issuer.cert, verdict);
     }
     return verdict;
@@ -358,7 +362,7 @@ export class TrustStore {
    * served by a store with other anchors or CRLs (a reload, a new CRL).
    */
   readonly generation = ++trustStoreGenerations;
-  readonly anchors: readonly x509.X509Certificate[];
+  readonly anchors: readonly CertificateView[];
   readonly #anchors: Candidate[];
   readonly #crls: ParsedCrl[];
 
@@ -396,21 +400,14 @@ export class TrustStore {
 let trustStoreGenerations = 0;
 
 /**
- * The parts of a signed object (`SEQUENCE { tbs, signatureAlgorithm, signature }`) the profile
- * compares: the outer algorithm's DER, and the first fields of the to-be-signed part after an
- * optional leading version field (tag `versionTag`): serialNumber content and signature
- * AlgorithmIdentifier DER for a certificate, the signature AlgorithmIdentifier for a CRL.
+ * Whether a CRL's outer signatureAlgorithm equals tbsCertList.signature, byte for byte: the
+ * first field of tbsCertList after its optional version.
  */
-function signedParts(der: Uint8Array, versionTag: number) {
+function crlAlgorithmsAgree(der: Uint8Array): boolean {
   const [tbs, algorithm] = children(der, readTlv(der));
   const fields = children(der, tbs);
-  const rest = fields[0]?.tag === versionTag ? fields.slice(1) : fields;
-  return {
-    outerAlgorithm: tlvBytes(der, algorithm),
-    tbsFields: versionTag === 0xa0
-      ? [tlvContent(der, rest[0]), tlvBytes(der, rest[1])]
-      : [tlvBytes(der, rest[0])],
-  };
+  const inner = fields[0]?.tag === 0x02 ? fields[1] : fields[0];
+  return equalBytes(tlvBytes(der, inner), tlvBytes(der, algorithm));
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -438,7 +435,7 @@ function signatureVerdict(subject: Candidate, issuer: Candidate): Promise<boolea
   if (verdict) {
     signatureVerdicts.delete(key);
   } else {
-    verdict = verifySignature(subject.cert, issuer.cert.publicKey);
+    verdict = verifySignature(subject.cert, issuer.cert);
     if (signatureVerdicts.size >= SIGNATURE_CACHE_SIZE) {
       signatureVerdicts.delete(signatureVerdicts.keys().next().value!);
     }
@@ -467,7 +464,7 @@ export async function verifyChain(
   const store = options.trustAnchors instanceof TrustStore
     ? options.trustAnchors
     : await TrustStore.create(options.trustAnchors);
-  const leafCandidate = await Candidate.parse(leaf, "leaf certificate");
+  const leafCandidate = await Candidate.parse(leaf, "leaf certificate", 0);
   const anchorPrints = new Set(store.candidates.map((a) => a.fingerprint));
   const pool: Candidate[] = [];
   const seen = new Set([leafCandidate.fingerprint]);
@@ -613,7 +610,7 @@ class PathBuilder {
   }
 
   async #signed(subject: Candidate, issuer: Candidate): Promise<boolean> {
-    const algorithm = subject.asn.signatureAlgorithm.algorithm;
+    const algorithm = subject.signatureAlgorithm;
     if (!isSupportedSignatureAlgorithm(algorithm)) {
       this.signatureFailure ??= new ChainVerificationError(
         "unsupported signature algorithm",
@@ -676,11 +673,11 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
   await checkKeyIdentifiers(path, fail);
 
   for (const c of path) {
-    const unknown = c.cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.type));
+    const unknown = c.cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.oid));
     if (unknown) {
       fail(
         "unknown critical extension",
-        `${c.subject} has critical extension ${unknown.type}`,
+        `${c.subject} has critical extension ${unknown.oid}`,
         c,
         "RFC 5280 §4.2",
       );
@@ -701,12 +698,12 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
   // Every issuer must be a CA allowed to sign certificates, within its path length.
   for (let i = 1; i < path.length; i++) {
     const ca = path[i];
-    const constraints = ca.cert.getExtension(x509.BasicConstraintsExtension);
+    const constraints = ca.cert.basicConstraints;
     if (!constraints?.ca) {
       fail("not a CA", `${ca.subject} is not a CA certificate`, ca, "RFC 5280 §6.1.4 (k)");
     }
-    const usage = ca.cert.getExtension(x509.KeyUsagesExtension);
-    if (!usage || !(usage.usages & x509.KeyUsageFlags.keyCertSign)) {
+    const usage = ca.cert.keyUsage;
+    if (usage === undefined || !(usage & KeyUsage.keyCertSign)) {
       fail(
         "bad key usage",
         `${ca.subject} may not sign certificates (no keyUsage keyCertSign)`,
@@ -731,7 +728,7 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
   // notAfter's second is still valid.
   const second = Math.floor(at.getTime() / 1000);
   for (const c of path) {
-    if (second < Math.floor(c.cert.notBefore.getTime() / 1000)) {
+    if (second < Math.floor(c.cert.notBeforeMs / 1000)) {
       fail(
         "not yet valid",
         `${c.subject} is valid from ${c.cert.notBefore.toISOString()}`,
@@ -739,7 +736,7 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
         "RFC 5280 §4.1.2.5",
       );
     }
-    if (second > Math.floor(c.cert.notAfter.getTime() / 1000)) {
+    if (second > Math.floor(c.cert.notAfterMs / 1000)) {
       fail(
         "expired",
         `${c.subject} expired ${c.cert.notAfter.toISOString()}`,
@@ -768,7 +765,7 @@ async function validatePath(path: Candidate[], context: PathContext): Promise<Da
   }
 
   // The last millisecond of the earliest notAfter's second, or a CRL's nextUpdate.
-  const notAfters = path.map((c) => Math.floor(c.cert.notAfter.getTime() / 1000) * 1000 + 999);
+  const notAfters = path.map((c) => Math.floor(c.cert.notAfterMs / 1000) * 1000 + 999);
   return new Date(Math.min(...notAfters, crlUntil ?? Infinity));
 }
 
@@ -801,23 +798,9 @@ const ANY_POLICY = "2.5.29.32.0";
 
 /** The profile's rules on one certificate's form, whatever its place in the path. */
 function checkForm(c: Candidate, role: Role, fail: Fail): void {
-  const extensions = c.cert.extensions;
-  const seen = new Set<string>();
-  for (const e of extensions) {
-    if (seen.has(e.type)) {
-      fail("duplicate extension", `${c.subject} has extension ${e.type} twice`, c, "RFC 5280 §4.2");
-    }
-    seen.add(e.type);
-  }
-  if (!c.algorithmsAgree) {
-    fail(
-      "signature algorithm mismatch",
-      `${c.subject}: signatureAlgorithm differs from tbsCertificate.signature`,
-      c,
-      "RFC 5280 §4.1.1.2",
-    );
-  }
-  const serial = c.serial;
+  // Duplicate extensions and differing signature algorithms are refused when the certificate
+  // is read (Candidate.parse).
+  const serial = c.cert.serial;
   const serialProblem = serial.length > 20
     ? `is ${serial.length} octets long, more than 20`
     : serial[0] & 0x80
@@ -833,19 +816,19 @@ function checkForm(c: Candidate, role: Role, fail: Fail): void {
       "RFC 5280 §4.1.2.2",
     );
   }
-  const keyProblem = publicKeyProblem(c.asn.tbsCertificate.subjectPublicKeyInfo);
+  const keyProblem = publicKeyProblem(c.cert.subjectPublicKeyInfo);
   if (keyProblem) {
     fail("unsupported key", `${c.subject}: ${keyProblem}`, c, "CA/Browser Forum BR §6.1.5");
   }
-  if (role !== "anchor" && !isSupportedSignatureAlgorithm(c.asn.signatureAlgorithm.algorithm)) {
+  if (role !== "anchor" && !isSupportedSignatureAlgorithm(c.signatureAlgorithm)) {
     fail(
       "unsupported signature algorithm",
-      `${c.subject} is signed with ${c.asn.signatureAlgorithm.algorithm}`,
+      `${c.subject} is signed with ${c.signatureAlgorithm}`,
       c,
       "RFC 5280 §4.1.1.2",
     );
   }
-  const critical = (oid: string) => extensions.find((e) => e.type === oid)?.critical;
+  const critical = (oid: string) => c.cert.extension(oid)?.critical;
   if (critical(AKI_OID)) {
     fail(
       "bad extension",
@@ -865,7 +848,7 @@ function checkForm(c: Candidate, role: Role, fail: Fail): void {
       "RFC 5280 §4.2.1.11",
     );
   }
-  const emptySubject = c.cert.subjectName.toJSON().length === 0;
+  const emptySubject = c.cert.emptySubject;
   if (emptySubject && (role === "intermediate" || role === "anchor")) {
     fail("empty subject", "a CA certificate has an empty subject", c, "RFC 5280 §4.1.2.6");
   }
@@ -889,9 +872,8 @@ function checkForm(c: Candidate, role: Role, fail: Fail): void {
     );
   }
 
-  const constraints = c.cert.getExtension(x509.BasicConstraintsExtension);
-  const usage = c.cert.getExtension(x509.KeyUsagesExtension);
-  const keyCertSign = !!usage && !!(usage.usages & x509.KeyUsageFlags.keyCertSign);
+  const constraints = c.cert.basicConstraints;
+  const keyCertSign = !!((c.cert.keyUsage ?? 0) & KeyUsage.keyCertSign);
   if (role === "leaf" && constraints?.ca) {
     fail(
       "CA as end entity",
@@ -936,7 +918,7 @@ function checkForm(c: Candidate, role: Role, fail: Fail): void {
 async function checkKeyIdentifiers(path: Candidate[], fail: Fail): Promise<void> {
   for (const [i, c] of path.entries()) {
     const aki = c.authorityKeyIdentifier;
-    if (aki && (aki.authorityCertIssuer || aki.authorityCertSerialNumber)) {
+    if (aki && (aki.hasAuthorityCertIssuer || aki.hasAuthorityCertSerialNumber)) {
       fail(
         "bad key identifier",
         `${c.subject}: authorityKeyIdentifier names the issuer by name and serial number`,
@@ -944,7 +926,7 @@ async function checkKeyIdentifiers(path: Candidate[], fail: Fail): Promise<void>
         "CA/Browser Forum BR §7.1.2.11.1",
       );
     }
-    if (aki && !aki.keyIdentifier) {
+    if (aki && aki.keyIdentifier === undefined) {
       fail(
         "bad key identifier",
         `${c.subject}: authorityKeyIdentifier has no keyIdentifier`,
@@ -984,7 +966,7 @@ function checkPurpose(path: Candidate[], purpose: Purpose, fail: Fail): void {
   if (path.length === 1) return;
   const leaf = path[0];
   const anchor = path[path.length - 1];
-  if (anchor.selfIssued && anchor.cert.getExtension(x509.ExtendedKeyUsageExtension)) {
+  if (anchor.selfIssued && anchor.cert.extendedKeyUsage) {
     fail(
       "purpose mismatch",
       `root ${anchor.subject} carries an extKeyUsage extension`,
@@ -993,25 +975,23 @@ function checkPurpose(path: Candidate[], purpose: Purpose, fail: Fail): void {
     );
   }
   const leafRule = "CA/Browser Forum BR §7.1.2.7.10";
-  const leafEku = leaf.cert.getExtension(x509.ExtendedKeyUsageExtension);
+  const leafEku = leaf.cert.extendedKeyUsage;
   if (!leafEku) fail("purpose mismatch", `${leaf.subject} has no extKeyUsage`, leaf, leafRule);
-  if (leaf.cert.extensions.find((e) => e.type === EKU_OID)?.critical) {
+  if (leaf.cert.extension(EKU_OID)?.critical) {
     fail("purpose mismatch", `${leaf.subject}: extKeyUsage is critical`, leaf, leafRule);
   }
-  if (!leafEku.usages.some((u) => u !== EKU_ANY)) {
+  if (!leafEku.some((u) => u !== EKU_ANY)) {
     fail(
       "purpose mismatch",
-      `${leaf.subject}: extKeyUsage ${
-        leafEku.usages.length ? "is anyExtendedKeyUsage only" : "is empty"
-      }`,
+      `${leaf.subject}: extKeyUsage ${leafEku.length ? "is anyExtendedKeyUsage only" : "is empty"}`,
       leaf,
       leafRule,
     );
   }
   if (purpose === "any") return;
-  const usage = leaf.cert.getExtension(x509.KeyUsagesExtension);
+  const usage = leaf.cert.keyUsage;
   // TLS 1.3 authenticates with a signature whatever the key type.
-  if (usage && !(usage.usages & x509.KeyUsageFlags.digitalSignature)) {
+  if (usage !== undefined && !(usage & KeyUsage.digitalSignature)) {
     fail(
       "bad key usage",
       `${leaf.subject} may not make signatures (no digitalSignature)`,
@@ -1020,7 +1000,7 @@ function checkPurpose(path: Candidate[], purpose: Purpose, fail: Fail): void {
     );
   }
   const wanted = purpose === "server" ? EKU_SERVER : EKU_CLIENT;
-  if (!leafEku.usages.includes(wanted)) {
+  if (!leafEku.includes(wanted)) {
     fail(
       "purpose mismatch",
       `${leaf.subject} is not valid for TLS ${purpose} authentication`,
@@ -1030,8 +1010,8 @@ function checkPurpose(path: Candidate[], purpose: Purpose, fail: Fail): void {
   }
   // A CA's EKU restricts what it issues for.
   for (const c of path.slice(1)) {
-    const eku = c.cert.getExtension(x509.ExtendedKeyUsageExtension);
-    if (eku && !eku.usages.some((u) => u === wanted || u === EKU_ANY)) {
+    const eku = c.cert.extendedKeyUsage;
+    if (eku && !eku.some((u) => u === wanted || u === EKU_ANY)) {
       fail(
         "purpose mismatch",
         `${c.subject} may not issue for TLS ${purpose} authentication (its extKeyUsage)`,
@@ -1056,11 +1036,9 @@ function checkPolicies(path: Candidate[], fail: Fail): void {
     const last = k === processed.length - 1;
     if (!last && !c.selfIssued && explicit > 0) explicit--;
     if (last && explicit > 0) explicit--;
-    const extension = c.cert.extensions.find((e) => e.type === POLICY_CONSTRAINTS_OID);
-    if (!extension) continue;
-    let skip: ArrayBuffer | undefined;
+    let required: number | undefined;
     try {
-      skip = AsnConvert.parse(extension.value, PolicyConstraints).requireExplicitPolicy;
+      required = c.cert.policyConstraints?.requireExplicitPolicy;
     } catch (e) {
       fail(
         "bad extension",
@@ -1069,14 +1047,13 @@ function checkPolicies(path: Candidate[], fail: Fail): void {
         "RFC 5280 §4.2.1.11",
       );
     }
-    if (skip === undefined) continue;
-    const required = skipCerts(skip);
+    if (required === undefined) continue;
     if (!last || required === 0) explicit = Math.min(explicit, required);
   }
   if (explicit > 0) return;
   let valid: Set<string> | undefined; // undefined: anyPolicy so far
   for (const c of processed) {
-    const policies = c.cert.getExtension(x509.CertificatePolicyExtension)?.policies;
+    const policies = c.cert.certificatePolicies;
     if (!policies?.length) {
       fail(
         "policy constraints",
@@ -1144,8 +1121,8 @@ async function checkRevocation(
       if (!(await parsed.signedBy(issuer))) {
         invalid("is not signed by its key", "RFC 5280 §6.3.3 (g)");
       }
-      const usage = issuer.cert.getExtension(x509.KeyUsagesExtension);
-      if (usage && !(usage.usages & x509.KeyUsageFlags.cRLSign)) {
+      const usage = issuer.cert.keyUsage;
+      if (usage !== undefined && !(usage & KeyUsage.cRLSign)) {
         fail(
           "crl invalid",
           `${issuer.subject} may not sign CRLs (no cRLSign)`,
@@ -1217,23 +1194,8 @@ function crlScopeIncludes(
   if (idp.onlyContainsCACerts && !subject.isCa) return false;
   const scoped = idp.distributionPoint?.fullName;
   if (!scoped) return true;
-  const points = subject.cert.extensions.find((e) => e.type === CRL_DISTRIBUTION_POINTS_OID);
+  const points = subject.cert.crlDistributionPoints;
   if (!points) return false;
-  const names = new Set(
-    scoped.map((n) => toHexString(AsnConvert.serialize(n))),
-  );
-  return AsnConvert.parse(points.value, CRLDistributionPoints).some((point) =>
-    point.distributionPoint?.fullName?.some((n) => names.has(toHexString(AsnConvert.serialize(n))))
-  );
-}
-
-/** A SkipCerts INTEGER (its content octets) as a number; huge values saturate. */
-function skipCerts(content: ArrayBuffer): number {
-  let value = 0;
-  for (const byte of new Uint8Array(content)) value = Math.min(value * 256 + byte, 1 << 20);
-  return value;
-}
-
-function toHexString(buffer: ArrayBuffer): string {
-  return toHex(new Uint8Array(buffer));
+  const names = new Set(scoped.map((n) => toHex(new Uint8Array(AsnConvert.serialize(n)))));
+  return points.some((point) => point.fullName?.some((n) => names.has(toHex(n))));
 }

@@ -3,8 +3,8 @@
  * peer accepts, making and checking CertificateVerify (RFC 8446 §4.4.3), and the post-quantum
  * policy on a peer's chain.
  */
-import "reflect-metadata";
-import { X509Certificate } from "@peculiar/x509";
+import { CertificateView } from "../pki/certificate_view.ts";
+import { subjectAltNames } from "../pki/names.ts";
 import { TlsAlert } from "./alert.ts";
 import { concat } from "./codec/bytes.ts";
 import type { CertifiedKey, VerifiedPeer } from "./config.ts";
@@ -23,7 +23,7 @@ import {
 /** How many parsed certificates are kept (each holds its DER: a few KB for an ML-DSA leaf). */
 const PARSED_LIMIT = 256;
 /** Parsed certificates by DER, least recently used first. */
-const parsed = new Map<string, X509Certificate>();
+const parsed = new Map<string, CertificateView>();
 /**
  * Decodes DER into a map key. windows-1252 (what "latin1" names) gives each byte value its own
  * character, so equal keys mean equal DER; it costs a few µs where a SHA-256 costs tens.
@@ -31,18 +31,18 @@ const parsed = new Map<string, X509Certificate>();
 const derKeys = new TextDecoder("latin1");
 
 /**
- * Parses a DER certificate (a view into a message is fine). Parsing an ML-DSA certificate takes
- * about a millisecond, and the same ones come back every handshake (trust anchors, the client
- * leaf of a resumed session), so the last PARSED_LIMIT are kept; the objects are shared, and
- * X509Certificate is not changed by reading it.
+ * Reads a DER certificate (a view into a message is fine: the view copies what it keeps). The
+ * same certificates come back every handshake (trust anchors, the client leaf of a resumed
+ * session), so the last PARSED_LIMIT are kept and shared; a CertificateView does not change when
+ * read. Throws `CertificateFormatError`.
  */
-export function parseCertificate(der: Uint8Array): X509Certificate {
+export function parseCertificate(der: Uint8Array): CertificateView {
   const key = derKeys.decode(der);
   let cert = parsed.get(key);
   if (cert) {
     parsed.delete(key);
   } else {
-    cert = new X509Certificate(der as Uint8Array<ArrayBuffer>);
+    cert = CertificateView.parse(der);
     if (parsed.size >= PARSED_LIMIT) parsed.delete(parsed.keys().next().value!);
   }
   parsed.set(key, cert);
@@ -51,7 +51,7 @@ export function parseCertificate(der: Uint8Array): X509Certificate {
 
 /** What we need to know about one of our own chains, parsed once per CertifiedKey. */
 interface ChainFacts {
-  leaf: X509Certificate;
+  leaf: CertificateView;
   kind?: KeyKind;
   /** DNS names and IPs of the leaf (SAN, else CN), lower-case. */
   names: string[];
@@ -77,16 +77,11 @@ function chainFacts(key: CertifiedKey): ChainFacts {
   return f;
 }
 
-function leafNames(leaf: X509Certificate): string[] {
-  const names: string[] = [];
-  const san = leaf.getExtension("2.5.29.17") as
-    | { names: { items: { type: string; value: string }[] } }
-    | null;
-  for (const n of san?.names.items ?? []) {
-    if (n.type === "dns" || n.type === "ip") names.push(n.value.toLowerCase());
-  }
+function leafNames(leaf: CertificateView): string[] {
+  const { dns, ip } = subjectAltNames(leaf);
+  const names = [...dns, ...ip].map((n) => n.toLowerCase());
   if (!names.length) {
-    const cn = leaf.subjectName.getField("CN")[0];
+    const cn = leaf.subjectField("CN")[0];
     if (cn) names.push(cn.toLowerCase());
   }
   return names;
@@ -188,7 +183,7 @@ export async function checkCertificateVerify(
       `CertificateVerify uses ${schemeName(scheme)}, not offered or not the leaf's key type`,
     );
   }
-  const spki = new Uint8Array(peer.leaf.publicKey.rawData);
+  const spki = peer.leaf.subjectPublicKeyInfo;
   const input = certificateVerifyInput(signer, transcriptHash);
   if (!await verifySignature(scheme, spki, input, signature)) {
     throw new TlsAlert("decrypt_error", `${schemeName(scheme)} CertificateVerify does not verify`);

@@ -2,7 +2,7 @@
  * Configuration of the TLS engine and the facts a finished handshake reports.
  * Names (groups, suites, schemes) are IANA names; see groups.ts, cipher_suites.ts, sigschemes.ts.
  */
-import type { X509Certificate } from "@peculiar/x509";
+import type { CertificateView } from "../pki/certificate_view.ts";
 import type { CrlCheck } from "../pki/verify.ts";
 import type { KeyShareHints } from "./groups.ts";
 import type { ClientOffer } from "./offer.ts";
@@ -20,8 +20,8 @@ export interface CertifiedKey {
 /** A peer chain that passed verification. */
 export interface VerifiedPeer {
   /** The chain as verified, leaf first, trust anchor last. */
-  chain: X509Certificate[];
-  leaf: X509Certificate;
+  chain: CertificateView[];
+  leaf: CertificateView;
 }
 
 /**
@@ -164,7 +164,7 @@ export interface HandshakeInfo {
    * from its ticket cache.
    */
   peerCertificates: Uint8Array[];
-  peerLeaf?: X509Certificate;
+  peerLeaf?: CertificateView;
   /**
    * Server side: the client's identity, from its certificate or, on resumption, from the
    * ticket once re-checked. Absent when the client sent no certificate.

@@ -16,8 +16,7 @@
  * `resumedAuthentication` runs only after the PSK binder verified (nothing in a ticket is used
  * before); a failed re-check declines the PSK, and the handshake goes on as a full one.
  */
-import "reflect-metadata";
-import type { X509Certificate } from "@peculiar/x509";
+import type { CertificateView, GeneralName } from "../pki/certificate_view.ts";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { type ChainFacts, chainFacts, recheckChain } from "../pki/recheck.ts";
 import { TrustStore } from "../pki/verify.ts";
@@ -54,19 +53,21 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** The identity fields of a leaf certificate (`der` is its encoding, for the fingerprint). */
-export async function peerIdentity(leaf: X509Certificate, der: Uint8Array): Promise<PeerIdentity> {
-  const san = leaf.getExtension("2.5.29.17") as
-    | { names: { items: { type: string; value: string }[] } }
-    | null;
-  const names = san?.names.items ?? [];
+export async function peerIdentity(leaf: CertificateView, der: Uint8Array): Promise<PeerIdentity> {
+  let names: GeneralName[] = [];
+  try {
+    names = leaf.subjectAltName ?? [];
+  } catch {
+    // A verified leaf's names were read by the verifier; an unreadable SAN names nothing.
+  }
   return {
     subject: leaf.subject,
-    serial: leaf.serialNumber.toLowerCase(),
+    serial: leaf.serialNumber,
     fingerprint: toHex(await getCryptoProvider().hash("SHA-256", der)),
-    cn: leaf.subjectName.getField("CN"),
-    ou: leaf.subjectName.getField("OU"),
-    dns: names.filter((n) => n.type === "dns").map((n) => n.value),
-    uri: names.filter((n) => n.type === "url").map((n) => n.value),
+    cn: leaf.subjectField("CN"),
+    ou: leaf.subjectField("OU"),
+    dns: names.flatMap((n) => n.form === "dNSName" ? [n.text] : []),
+    uri: names.flatMap((n) => n.form === "uniformResourceIdentifier" ? [n.text] : []),
   };
 }
 

@@ -561,9 +561,7 @@ function certificateRequest(config: TlsServerConfig): Uint8Array {
   if (!byPolicy) certificateRequests.set(config.trustAnchors, byPolicy = new Map());
   let message = byPolicy.get(pqOnly);
   if (!message) {
-    const authorities = config.trustAnchors.map((der) =>
-      new Uint8Array(parseCertificate(der).subjectName.toArrayBuffer())
-    );
+    const authorities = config.trustAnchors.map((der) => parseCertificate(der).subjectDer);
     message = encodeCertificateRequest({
       context: new Uint8Array(0),
       extensions: [

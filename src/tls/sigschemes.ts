@@ -5,11 +5,13 @@
  * composite ML-DSA-65 + ECDSA-P384 scheme).
  */
 import "reflect-metadata";
-import { X509Certificate } from "@peculiar/x509";
+import type { X509Certificate } from "@peculiar/x509";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { InvalidPublicValueError, type SignatureAlgorithmName } from "../crypto/provider.ts";
 import { compositeVerify } from "../crypto/composite.ts";
 import { asWebCryptoKeyInfo } from "../pki/der.ts";
+import { CertificateView, readSubjectPublicKeyInfo } from "../pki/certificate_view.ts";
+import { decodeOid, readTlv, tlvContent } from "../crypto/der.ts";
 import { isGrease } from "./codec/constants.ts";
 
 /** A TLS SignatureScheme code point (RFC 8446 §4.2.3 and the ML-DSA / composite drafts). */
@@ -290,22 +292,28 @@ const OID_KIND: Record<string, KeyKind> = {
   "1.3.6.1.5.5.7.6.46": "MLDSA65-ECDSA-P384",
 };
 
-/** The key kind of a certificate's public key, or undefined for one TLS cannot use. */
-export function keyKind(cert: X509Certificate): KeyKind | undefined {
-  const alg = cert.publicKey.algorithm as { name: string; namedCurve?: string };
-  if (alg.name === "ECDSA" || alg.name === "ECDH") {
-    return alg.namedCurve === "P-256"
-      ? "ECDSA-P256"
-      : alg.namedCurve === "P-384"
-      ? "ECDSA-P384"
-      : undefined;
-  }
-  return OID_KIND[spkiAlgorithmOid(cert)];
-}
+const EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+const EC_CURVE_KIND: Record<string, KeyKind> = {
+  "1.2.840.10045.3.1.7": "ECDSA-P256",
+  "1.3.132.0.34": "ECDSA-P384",
+};
 
-function spkiAlgorithmOid(cert: X509Certificate): string {
-  return (cert.publicKey as unknown as { asn: { algorithm: { algorithm: string } } }).asn
-    .algorithm.algorithm;
+/**
+ * The key kind of a certificate's public key (the daemon's own leaves are read with
+ * @peculiar/x509, peers' with CertificateView), or undefined for one TLS cannot use.
+ */
+export function keyKind(cert: X509Certificate | CertificateView): KeyKind | undefined {
+  try {
+    const spki = cert instanceof CertificateView
+      ? cert.subjectPublicKeyInfo
+      : new Uint8Array(cert.publicKey.rawData);
+    const { oid, parameters } = readSubjectPublicKeyInfo(spki).algorithm;
+    if (oid !== EC_PUBLIC_KEY) return OID_KIND[oid];
+    const curve = parameters && decodeOid(tlvContent(parameters, readTlv(parameters)));
+    return curve === undefined ? undefined : EC_CURVE_KIND[curve];
+  } catch {
+    return undefined;
+  }
 }
 
 /** The handshake schemes a key of `kind` can make. */
@@ -329,14 +337,12 @@ const CERT_SIGNATURE_SCHEME: Record<string, SignatureScheme> = {
  * The TLS scheme that names the signature on `cert` (for signature_algorithms_cert), or
  * undefined when there is none (e.g. an RSA-PSS certificate signature: checked by the verifier).
  */
-export function certificateSignatureScheme(cert: X509Certificate): SignatureScheme | undefined {
-  const oid = (cert as unknown as { asn: { signatureAlgorithm: { algorithm: string } } }).asn
-    .signatureAlgorithm.algorithm;
-  return CERT_SIGNATURE_SCHEME[oid];
+export function certificateSignatureScheme(cert: CertificateView): SignatureScheme | undefined {
+  return CERT_SIGNATURE_SCHEME[cert.signatureAlgorithm.oid];
 }
 
 /** True when `cert` is signed with a post-quantum algorithm. */
-export function isPqCertificateSignature(cert: X509Certificate): boolean {
+export function isPqCertificateSignature(cert: CertificateView): boolean {
   const scheme = certificateSignatureScheme(cert);
   return scheme !== undefined && (schemeInfo(scheme)?.pq ?? false);
 }

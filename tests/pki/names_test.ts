@@ -18,26 +18,29 @@ import {
   pathNameConstraintViolation,
   RULES,
 } from "../../src/pki/names.ts";
+import { CertificateView } from "../../src/pki/certificate_view.ts";
 import { make } from "./helpers.ts";
 import { gn, ncExtension, sanExtension, subtree } from "./name_support.ts";
 
 const ALG = "ecdsa-p256" as const;
 
 /** An end-entity certificate with exactly these subjectAltNames (none when `names` is empty). */
-async function leaf(names: Uint8Array[], subject = "O=Names Test"): Promise<x509.X509Certificate> {
+async function leaf(names: Uint8Array[], subject = "O=Names Test"): Promise<CertificateView> {
   const extensions = names.length ? [sanExtension(names)] : [];
-  return (await make({ subject, alg: ALG, extensions })).cert;
+  return CertificateView.parse((await make({ subject, alg: ALG, extensions })).der);
 }
 
 async function constrainingCa(
   constraint: x509.Extension,
   subject = "CN=Constraining CA",
-): Promise<x509.X509Certificate> {
-  return (await make({ subject, alg: ALG, ca: {}, extensions: [constraint] })).cert;
+): Promise<CertificateView> {
+  return CertificateView.parse(
+    (await make({ subject, alg: ALG, ca: {}, extensions: [constraint] })).der,
+  );
 }
 
 /** The violation of `leafCert` under `caCert`, in a two-certificate path. */
-function underCa(leafCert: x509.X509Certificate, caCert: x509.X509Certificate) {
+function underCa(leafCert: CertificateView, caCert: CertificateView) {
   return pathNameConstraintViolation([
     { cert: leafCert, selfIssued: false },
     { cert: caCert, selfIssued: true },
@@ -232,9 +235,15 @@ Deno.test("name constraints in an end-entity certificate are refused", async () 
       sanExtension([gn.dns("example.com")]),
       ncExtension({ permitted: [gn.dns("example.com")] }),
     ],
-  })).cert;
-  const ca = (await make({ subject: "CN=Plain CA", alg: ALG, ca: {} })).cert;
-  isViolation(underCa(ee, ca), "name constraints", RULES.nameConstraints, 0, /end-entity/);
+  })).der;
+  const ca = (await make({ subject: "CN=Plain CA", alg: ALG, ca: {} })).der;
+  isViolation(
+    underCa(CertificateView.parse(ee), CertificateView.parse(ca)),
+    "name constraints",
+    RULES.nameConstraints,
+    0,
+    /end-entity/,
+  );
 });
 
 for (
