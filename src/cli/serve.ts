@@ -7,6 +7,8 @@ import { type CommandSpec, type OptionSpec, parseCommand } from "./args.ts";
 import { loadDaemonConfig } from "../config/load.ts";
 import { SETTINGS } from "../config/settings.ts";
 import { checkConfiguration, runDaemon } from "../daemon/daemon.ts";
+import { runSupervisor } from "../daemon/supervisor.ts";
+import { runWorker, workerMarker } from "../daemon/worker.ts";
 
 /** The spelling `qsign hsm keygen|csr|delete` use for the token key, accepted here too. */
 const SETTING_ALIASES: Record<string, string[]> = {
@@ -38,7 +40,8 @@ export const SERVE_COMMAND: CommandSpec = {
   summary: "Run the Q-TLS daemon: post-quantum mutual TLS in echo mode (the demo) or proxy mode " +
     "(terminate Q-TLS, forward to --target), with /metrics, /healthz, /readyz and /status. " +
     "Precedence: flags, then QSIGN_* variables, then --config, then defaults. " +
-    "SIGHUP reloads certificates; SIGTERM drains and exits.",
+    "SIGHUP reloads certificates; SIGTERM drains and exits. With --workers N (default: one per " +
+    "CPU), N processes accept on the same ports under one supervisor (docs/workers.md).",
   options: {
     config: {
       type: "string",
@@ -66,7 +69,8 @@ export async function run(argv: string[]): Promise<number> {
   const flags = port === undefined || args.has("listen")
     ? args
     : withListen(args, `0.0.0.0:${port}`);
-  const config = await loadDaemonConfig({ flags, env: Deno.env.toObject() });
+  const env = Deno.env.toObject();
+  const config = await loadDaemonConfig({ flags, env });
   if (args.boolean("check-config")) {
     const holders = await checkConfiguration(config);
     for (const holder of holders) {
@@ -79,7 +83,10 @@ export async function run(argv: string[]): Promise<number> {
     console.log(`configuration OK${config.file ? `: ${config.file}` : ""}`);
     return 0;
   }
-  return await runDaemon(config);
+  const worker = workerMarker(env);
+  if (worker) return await runWorker(config, worker);
+  if (config.workers === 1) return await runDaemon(config);
+  return await runSupervisor(config, argv, () => loadDaemonConfig({ flags, env }));
 }
 
 /** `--port N` as if `--listen 0.0.0.0:N` had been given. */

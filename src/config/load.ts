@@ -87,10 +87,36 @@ export async function loadDaemonConfig(sources: ConfigSources): Promise<DaemonCo
     logLevel: global("log_level") as LogLevel,
     logFormat: global("log_format") as LogFormat,
     pidFile: global("pid_file") as string | undefined,
+    workers: global("workers") as number,
     services,
   };
   checkAddressesAreDistinct(config);
+  checkPromptsHaveOneProcess(config);
   return config;
+}
+
+/**
+ * A `prompt` secret is read from the terminal, which only one process can ask on: every worker
+ * loads the keys itself (its own PKCS#11 login), so with several the question would be asked
+ * several times over one terminal.
+ */
+function checkPromptsHaveOneProcess(config: DaemonConfig): void {
+  if (config.workers === 1) return;
+  for (const service of config.services) {
+    const key = service.keyPassphrase === "prompt"
+      ? "key_passphrase"
+      : service.hsm?.pin === "prompt"
+      ? "hsm.pin"
+      : undefined;
+    if (!key) continue;
+    const origin = service.origins[key];
+    throw new ConfigError(
+      origin?.field ?? key,
+      `"prompt" asks on the terminal, which ${config.workers} worker processes cannot share: ` +
+        `give the secret as file:///path, env:NAME or credential:NAME, or set workers = 1`,
+      origin?.file,
+    );
+  }
 }
 
 /**

@@ -25,6 +25,14 @@ export interface Setting {
   default?: string | boolean;
 }
 
+/** The most worker processes `workers` accepts. */
+export const MAX_WORKERS = 256;
+
+/** One worker per CPU (within 1..MAX_WORKERS). */
+function defaultWorkers(): number {
+  return Math.min(MAX_WORKERS, Math.max(1, navigator.hardwareConcurrency || 1));
+}
+
 const PATHS: ValueKind = { type: "paths" };
 const STRINGS: ValueKind = { type: "strings" };
 const BOOLEAN: ValueKind = { type: "boolean" };
@@ -85,6 +93,15 @@ export const SETTINGS: readonly Setting[] = [
     "file the daemon writes its process id to (removed on exit); `qsign renew` reads the same " +
       "setting and sends SIGHUP to that process after renewing a certificate",
     { value: "FILE" },
+  ),
+  setting(
+    "workers",
+    "global",
+    { type: "integer", min: 1, max: MAX_WORKERS },
+    "processes accepting on the same listen addresses, under one supervisor that owns the pid " +
+      "file, signals, sd_notify and the HTTP endpoints (default: the number of CPUs; 1: a " +
+      "single process, no supervisor)",
+    { value: "N", default: String(defaultWorkers()) },
   ),
   setting("name", "service", { type: "string" }, "service name in logs, metrics and /status", {
     value: "NAME",

@@ -120,5 +120,7 @@ export interface DaemonConfig {
   logFormat: LogFormat;
   /** Where the daemon writes its pid (for `qsign renew`'s SIGHUP); none when undefined. */
   pidFile?: string;
+  /** Worker processes (see docs/workers.md); 1 runs the daemon in this process alone. */
+  workers: number;
   services: ServiceConfig[];
 }

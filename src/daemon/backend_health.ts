@@ -12,8 +12,20 @@ import type { ReadinessResult } from "../observe/readiness.ts";
 /** A periodic check's connect gives up after this long (or the interval, if shorter). */
 const CHECK_TIMEOUT_MS = 5_000;
 
+/** Connects to the target that failed in a row; shared by the worker processes of a daemon. */
+export interface FailureCount {
+  get(): number;
+  add(): number;
+  reset(): void;
+}
+
+/** One process's count. */
+function localFailureCount(): FailureCount {
+  let failures = 0;
+  return { get: () => failures, add: () => ++failures, reset: () => void (failures = 0) };
+}
+
 export class BackendHealth implements Disposable {
-  #failures = 0;
   #lastError = "";
   #timer: ReturnType<typeof setInterval> | undefined;
   #checking = false;
@@ -22,15 +34,16 @@ export class BackendHealth implements Disposable {
     readonly service: string,
     readonly target: Address,
     readonly settings: BackendReadiness,
+    readonly failures: FailureCount = localFailureCount(),
   ) {}
 
   /** Records the outcome of one connect to the target. */
   record(outcome: { ok: true } | { ok: false; error: string }): void {
     const wasReady = this.ready;
     if (outcome.ok) {
-      this.#failures = 0;
+      this.failures.reset();
     } else {
-      this.#failures++;
+      this.failures.add();
       this.#lastError = outcome.error;
     }
     if (wasReady !== this.ready) {
@@ -38,21 +51,23 @@ export class BackendHealth implements Disposable {
       if (this.ready) audit.info("backend_up", fields);
       else {audit.error("backend_down", {
           ...fields,
-          failures: this.#failures,
+          failures: this.failures.get(),
           error: this.#lastError,
         });}
     }
   }
 
   get ready(): boolean {
-    return this.settings.maxFailures === 0 || this.#failures < this.settings.maxFailures;
+    return this.settings.maxFailures === 0 || this.failures.get() < this.settings.maxFailures;
   }
 
   readiness(): ReadinessResult {
     return this.ready ? { ok: true } : {
       ok: false,
       reason: `service ${this.service}: target ${formatAddress(this.target)}: ` +
-        `${this.#failures} connects in a row failed (last: ${this.#lastError})`,
+        `${this.failures.get()} connects in a row failed${
+          this.#lastError ? ` (last: ${this.#lastError})` : ""
+        }`,
     };
   }
 

@@ -9,23 +9,38 @@ import { dirname } from "node:path";
 import { isIP } from "node:net";
 import "reflect-metadata";
 import { X509Certificate } from "@peculiar/x509";
-import type { Address, DaemonConfig, Origin } from "../config/types.ts";
+import type { Address, DaemonConfig, Origin, ServiceConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { describeCryptoProvider } from "../crypto/index.ts";
 import { ConfigError, QsignError } from "../errors.ts";
 import { createObservabilityApp, serveObservability } from "../observe/http.ts";
 import { audit, setLogFormat, setLogLevel } from "../observe/log.ts";
-import { metrics } from "../observe/metrics.ts";
-import { registerReadinessCheck } from "../observe/readiness.ts";
+import { metrics, type MetricsJson } from "../observe/metrics.ts";
+import {
+  checkReadiness,
+  type ReadinessVerdict,
+  registerReadinessCheck,
+} from "../observe/readiness.ts";
 import { SystemdNotifier } from "../observe/sd_notify.ts";
 import { keyAlgorithmOfSpki } from "../pki/keys.ts";
 import { TicketKeys } from "../tls/tickets.ts";
 import type { BackendHealth } from "./backend_health.ts";
 import { bannerText, statusDocument } from "./banner.ts";
 import { writePidFile } from "./pid_file.ts";
-import { MaterialsHolder, publishExpiries, watchMaterialFiles } from "./reload.ts";
-import { type DrainCutoff, QtlsService, SessionCounter } from "./service.ts";
-import { delay, processSignals } from "./signals.ts";
+import {
+  logReload,
+  MaterialsHolder,
+  publishExpiries,
+  type ReloadOutcome,
+  watchMaterialFiles,
+} from "./reload.ts";
+import {
+  type DrainCutoff,
+  QtlsService,
+  SessionCounter,
+  type SharedServiceState,
+} from "./service.ts";
+import { delay, processSignals, type StopRequests } from "./signals.ts";
 import { closeTokens } from "./signer.ts";
 
 /** Loads every service's materials (opening HSM tokens, which `closeTokens` closes). */
@@ -164,16 +179,59 @@ export interface DaemonOutput {
 }
 
 /**
+ * A worker process's part (see src/daemon/worker.ts): the supervisor owns the pid file, the
+ * HTTP endpoints, systemd, the signals and the reload triggers, and asks the worker through its
+ * channel; the worker reports its progress back instead of logging it as the daemon's.
+ */
+export interface WorkerRole extends StopRequests {
+  readonly index: number;
+  /** The supervisor's ticket keys, so a ticket resumes on any worker. */
+  readonly tickets: TicketKeys;
+  /** The ports worker 0 bound (for `listen` port 0), one per service; undefined for worker 0. */
+  readonly listen?: readonly Address[];
+  /** The supervisor's HTTP endpoints, for the banner. */
+  readonly metricsAddress?: Address;
+  /** Whether this worker logs `listening` (the first start of worker 0 does). */
+  readonly announce: boolean;
+  readonly sessions: SessionCounter;
+  /** What service `index` (in config order) shares with the other workers. */
+  shared(index: number): SharedServiceState;
+  /** Answers the supervisor's requests with `handlers` from now on. */
+  serve(handlers: WorkerHandlers): void;
+  listening(addresses: Address[], banner: string): Promise<void>;
+  stopping(openConnections: number): Promise<void>;
+}
+
+/** What a worker answers the supervisor. */
+export interface WorkerHandlers {
+  metrics(): Promise<MetricsJson>;
+  status(): Promise<unknown>;
+  readiness(): Promise<ReadinessVerdict>;
+  /** Reloads the services named (all when undefined); only those whose files changed, if asked. */
+  reload(request: WorkerReload): Promise<ReloadOutcome[]>;
+}
+
+/** A reload the supervisor fans out to its workers. */
+export interface WorkerReload {
+  trigger: string;
+  services?: string[];
+  onlyChanged?: boolean;
+}
+
+/**
  * Runs until SIGTERM or SIGINT, then drains: until every connection has ended, the drain
  * timeout, or a second SIGTERM/SIGINT, whichever comes first; returns the exit status (0).
  * Throws on a startup problem. The signal handlers stay installed when it returns, so a signal
- * on the way to the process's exit does not end it with another status.
+ * on the way to the process's exit does not end it with another status. As a worker (`role`),
+ * the stop requests, reloads and reports go through the supervisor's channel instead.
  */
 export async function runDaemon(
   config: DaemonConfig,
   output: DaemonOutput = { banner: (text) => console.error(text) },
+  role?: WorkerRole,
 ): Promise<number> {
   const signals = processSignals();
+  const stops: StopRequests = role ?? signals;
   setLogLevel(config.logLevel);
   setLogFormat(config.logFormat);
   const startedAt = new Date();
@@ -189,27 +247,47 @@ export async function runDaemon(
   }
   publishExpiries(holders);
 
-  const sessions = new SessionCounter();
-  const tickets = TicketKeys.random();
-  const services = holders.map((h) => new QtlsService(h.service, h, sessions, tickets));
+  const sessions = role?.sessions ?? new SessionCounter();
+  const tickets = role?.tickets ?? TicketKeys.random();
+  const services = holders.map((h, i) =>
+    new QtlsService(
+      role ? workerService(h.service, i, role, config.workers) : h.service,
+      h,
+      sessions,
+      tickets,
+      role?.shared(i),
+    )
+  );
   try {
     const notifier = cleanup.use(SystemdNotifier.fromEnv());
-    const reloads = new ReloadQueue(holders, notifier);
-    cleanup.use(
-      await watchMaterialFiles(config.services, (changed, paths) => {
-        const changedHolders = holders.filter((h) => changed.includes(h.service));
-        void reloads.run(changedHolders, `file change: ${paths.join(", ")}`, {
-          onlyChanged: true,
-        });
-      }),
-    );
-    cleanup.use(signals.onHangup(() => void reloads.run(holders, "SIGHUP")));
+    const reloads = new ReloadQueue(holders, role ? undefined : notifier);
+    if (role) {
+      role.serve({
+        metrics: async () => await metrics.registry.getMetricsAsJSON() as MetricsJson,
+        status: () => statusDocument(services, startedAt),
+        readiness: checkReadiness,
+        reload: ({ trigger, services: names, onlyChanged }) =>
+          reloads.run(
+            names ? holders.filter((h) => names.includes(h.service.name)) : holders,
+            trigger,
+            { onlyChanged },
+          ),
+      });
+    } else {
+      cleanup.use(
+        await watchMaterialFiles(config.services, (changed, paths) => {
+          const changedHolders = holders.filter((h) => changed.includes(h.service));
+          void reloads.run(changedHolders, fileChangeTrigger(paths), { onlyChanged: true });
+        }),
+      );
+      cleanup.use(signals.onHangup(() => void reloads.run(holders, "SIGHUP")));
+    }
     // Before anything listens, so a pid file that cannot be written stops the start before a
     // client or the banner sees the daemon; and only once SIGHUP is handled: `qsign renew` may
     // send it as soon as the pid is in the file.
     if (config.pidFile) cleanup.use(await writePidFile(config.pidFile));
-    const addresses = listenAll(services, cleanup);
-    let metricsAddress: Address | undefined;
+    const addresses = listenAll(services, cleanup, role);
+    let metricsAddress: Address | undefined = role?.metricsAddress;
     if (config.metricsListen) {
       const app = createObservabilityApp({
         metrics,
@@ -237,42 +315,85 @@ export async function runDaemon(
     cleanup.use({
       [Symbol.dispose]: registerReadinessCheck("backends", () => backendsUp(backends)),
     });
-    for (const backend of backends) cleanup.use(backend).start();
+    // The periodic check is the daemon's: with workers, worker 0 runs it for all of them (the
+    // failures in a row are shared).
+    for (const backend of backends) {
+      cleanup.use(backend);
+      if (!role || role.index === 0) backend.start();
+    }
 
-    output.banner(bannerText(config, services, addresses, metricsAddress));
-    audit.info("ready", { services: services.map((s) => s.config.name) });
-    await notifier.ready(`serving ${services.length} service(s)`);
+    const banner = bannerText(config, services, addresses, metricsAddress);
+    if (role) {
+      await role.listening(addresses, banner);
+    } else {
+      output.banner(banner);
+      audit.info("ready", { services: services.map((s) => s.config.name) });
+      await notifier.ready(`serving ${services.length} service(s)`);
+    }
 
-    const signal = await signals.requested;
+    const signal = await stops.requested;
     // Close the listeners before announcing the stop, so nothing connects after "stopping".
     await Promise.all(services.map((s) => s.stopAccepting()));
-    audit.info("stopping", {
-      signal,
-      open_connections: services.reduce((n, s) => n + s.activeConnections, 0),
-      drain_timeout_ms: config.drainTimeoutMs,
-    });
-    await notifier.stopping();
+    const open = services.reduce((n, s) => n + s.activeConnections, 0);
+    if (role) {
+      await role.stopping(open);
+    } else {
+      audit.info("stopping", {
+        signal,
+        open_connections: open,
+        drain_timeout_ms: config.drainTimeoutMs,
+      });
+      await notifier.stopping();
+    }
     await reloads.idle();
     using timeout = delay<DrainCutoff>(config.drainTimeoutMs, { event: "drain_timeout" });
     const cutoff = Promise.race([
       timeout,
-      signals.repeated.then((again): DrainCutoff => ({
+      stops.repeated.then((again): DrainCutoff => ({
         event: "drain_interrupted",
         fields: { signal: again },
       })),
     ]);
     await Promise.all(services.map((s) => s.drain(cutoff)));
-    audit.info("stopped", { sessions: sessions.count });
+    if (!role) audit.info("stopped", { sessions: sessions.count });
     return 0;
   } finally {
     await cleanup.disposeAsync();
   }
 }
 
-function listenAll(services: QtlsService[], cleanup: AsyncDisposableStack): Address[] {
+/**
+ * A service as one of `workers` workers runs it: on the port worker 0 bound, and with its share
+ * of the per-address rate, since the kernel spreads one address's connections over the workers
+ * (the share keeps at least one a second, so a slow client is never refused).
+ */
+function workerService(
+  service: ServiceConfig,
+  index: number,
+  role: WorkerRole,
+  workers: number,
+): ServiceConfig {
+  const perIp = service.limits.maxHandshakesPerIp;
+  return {
+    ...service,
+    listen: role.listen?.[index] ?? service.listen,
+    limits: { ...service.limits, maxHandshakesPerIp: perIp && Math.ceil(perIp / workers) },
+  };
+}
+
+/** The trigger a file-change reload is logged with. */
+export function fileChangeTrigger(paths: readonly string[]): string {
+  return `file change: ${paths.join(", ")}`;
+}
+
+function listenAll(
+  services: QtlsService[],
+  cleanup: AsyncDisposableStack,
+  role: WorkerRole | undefined,
+): Address[] {
   return services.map((service) => {
     try {
-      const address = service.listen();
+      const address = service.listen({ reusePort: role !== undefined, announce: role?.announce });
       cleanup.defer(() => service.stopAccepting());
       return address;
     } catch (e) {
@@ -326,37 +447,44 @@ function crlsCurrent(holders: readonly MaterialsHolder[]) {
  * however many services it reloads (failed when any of them failed). A file-change request
  * reloads only the services whose files differ from what they last read: a renewal writes the
  * files and sends SIGHUP, and the watch that sees the same writes then has nothing left to do.
+ * Without a notifier (a worker), it neither logs nor counts: it returns the outcomes, and the
+ * supervisor reports them once for every worker.
  */
 class ReloadQueue {
-  #tail: Promise<void> = Promise.resolve();
+  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly holders: readonly MaterialsHolder[],
-    readonly notifier: SystemdNotifier,
+    readonly notifier: SystemdNotifier | undefined,
   ) {}
 
   run(
     targets: readonly MaterialsHolder[],
     trigger: string,
     options: { onlyChanged?: boolean } = {},
-  ): Promise<void> {
-    this.#tail = this.#tail.then(async () => {
+  ): Promise<ReloadOutcome[]> {
+    const run = this.#tail.then(async () => {
       const due = options.onlyChanged ? await changedOnly(targets) : targets;
       if (due.length === 0) {
         audit.debug("reload_unchanged", { trigger });
-        return;
+        return [];
       }
-      await this.notifier.reloading();
-      let ok = true;
-      for (const holder of due) ok = await holder.reload(trigger) && ok;
-      metrics.reloads.inc({ result: ok ? "ok" : "failed" });
+      await this.notifier?.reloading();
+      const outcomes: ReloadOutcome[] = [];
+      for (const holder of due) outcomes.push(await holder.reload(trigger));
       publishExpiries(this.holders);
-      await this.notifier.ready();
+      if (this.notifier) {
+        for (const outcome of outcomes) logReload(outcome);
+        metrics.reloads.inc({ result: outcomes.every((o) => o.ok) ? "ok" : "failed" });
+        await this.notifier.ready();
+      }
+      return outcomes;
     });
-    return this.#tail;
+    this.#tail = run;
+    return run;
   }
 
-  idle(): Promise<void> {
+  idle(): Promise<unknown> {
     return this.#tail;
   }
 }

@@ -6,7 +6,7 @@
  */
 import { dirname, join, resolve } from "node:path";
 import type { ServiceConfig } from "../config/types.ts";
-import { audit } from "../observe/log.ts";
+import { audit, type LogFields } from "../observe/log.ts";
 import { metrics } from "../observe/metrics.ts";
 import { loadServiceMaterials, type ServiceMaterials, watchedFiles } from "./materials.ts";
 
@@ -45,36 +45,53 @@ export class MaterialsHolder {
   }
 
   /**
-   * Loads the files again and swaps them in. Returns false (and logs) when the new set is
-   * unusable; the old one then stays in use. The caller counts the reload.
+   * Loads the files again and swaps them in. On failure (the new set is unusable) the old one
+   * stays in use. The caller logs the outcome (`logReload`) and counts the reload: with workers,
+   * the supervisor does, once for all of them.
    */
-  async reload(trigger: string): Promise<boolean> {
+  async reload(trigger: string): Promise<ReloadOutcome> {
     this.#identities = await filesIdentity(this.service);
     try {
       const next = await loadServiceMaterials(this.service);
       this.#current = next;
-      audit.info("reload_ok", {
-        service: this.service.name,
-        trigger,
-        certificates: next.summaries.map((c) => ({
-          file: c.file,
-          subject: c.subject,
-          serial: c.serial,
-          not_after: c.notAfter,
-          fingerprint: c.fingerprint,
-        })),
-      });
-      return true;
+      return {
+        ok: true,
+        fields: {
+          service: this.service.name,
+          trigger,
+          certificates: next.summaries.map((c) => ({
+            file: c.file,
+            subject: c.subject,
+            serial: c.serial,
+            not_after: c.notAfter,
+            fingerprint: c.fingerprint,
+          })),
+        },
+      };
     } catch (e) {
-      audit.error("reload_failed", {
-        service: this.service.name,
-        trigger,
-        error: e instanceof Error ? e.message : String(e),
-        keeping: this.#current.summaries.map((c) => c.fingerprint),
-      });
-      return false;
+      return {
+        ok: false,
+        fields: {
+          service: this.service.name,
+          trigger,
+          error: e instanceof Error ? e.message : String(e),
+          keeping: this.#current.summaries.map((c) => c.fingerprint),
+        },
+      };
     }
   }
+}
+
+/** What one service's reload did: its `reload_ok` or `reload_failed` log fields. */
+export interface ReloadOutcome {
+  ok: boolean;
+  fields: LogFields & { service: string };
+}
+
+/** Logs `outcome` as `reload_ok` (INFO) or `reload_failed` (ERROR), with `extra` fields. */
+export function logReload(outcome: ReloadOutcome, extra: LogFields = {}): void {
+  if (outcome.ok) audit.info("reload_ok", { ...outcome.fields, ...extra });
+  else audit.error("reload_failed", { ...outcome.fields, ...extra });
 }
 
 /**

@@ -14,7 +14,7 @@ import { GROUPS } from "../tls/groups.ts";
 import { acceptTls, type TlsConnection } from "../tls/conn.ts";
 import type { TicketIssuer } from "../tls/tickets.ts";
 import { accessPolicy, describeAccessPolicy } from "./access.ts";
-import { BackendHealth } from "./backend_health.ts";
+import { BackendHealth, type FailureCount } from "./backend_health.ts";
 import { type ConnectionHandler, handlerFor } from "./handlers.ts";
 import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
 import { type ProxyHeader, ProxyHeaderError, readProxyHeader } from "./proxy_header.ts";
@@ -32,6 +32,19 @@ export class SessionCounter {
   get count(): number {
     return this.#last;
   }
+}
+
+/**
+ * What a service shares with the same service in the other worker processes (see
+ * src/daemon/worker_shared.ts), so that `max_connections` and `backend_max_failures` count for
+ * the daemon, not for each worker.
+ */
+export interface SharedServiceState {
+  /** This process's open connections changed to `open`. */
+  publishConnections(open: number): void;
+  /** Connections open in every process, this one's `own` included. */
+  totalConnections(own: number): number;
+  backendFailures: FailureCount;
 }
 
 /** A connection in progress, so draining can wait for it or close it. */
@@ -69,22 +82,33 @@ export class QtlsService {
     readonly materials: MaterialsHolder,
     readonly sessions: SessionCounter,
     readonly tickets: TicketIssuer,
+    readonly shared?: SharedServiceState,
   ) {
     this.#rateLimiter = new PerIpRateLimiter(config.limits.maxHandshakesPerIp);
     this.#handler = handlerFor(config);
     if (config.mode === "proxy") {
-      this.backend = new BackendHealth(config.name, config.target!, config.backend);
+      this.backend = new BackendHealth(
+        config.name,
+        config.target!,
+        config.backend,
+        shared?.backendFailures,
+      );
     }
     this.#accessPolicy = accessPolicy(config.allow);
   }
 
-  /** Binds the listener and starts accepting; returns the bound address. */
-  listen(): Address {
+  /**
+   * Binds the listener and starts accepting; returns the bound address. Worker processes bind
+   * the same address with `reusePort` (the kernel spreads connections over them) and only the
+   * first announces it.
+   */
+  listen(options: { reusePort?: boolean; announce?: boolean } = {}): Address {
     let listener: Deno.TcpListener;
     try {
       listener = Deno.listen({
         hostname: this.config.listen.hostname,
         port: this.config.listen.port,
+        ...(options.reusePort ? { reusePort: true } : {}),
       });
     } catch (e) {
       throw new OsError(
@@ -95,6 +119,7 @@ export class QtlsService {
     this.#listener = listener;
     this.#acceptLoop = this.#accept(listener);
     const address = { hostname: listener.addr.hostname, port: listener.addr.port };
+    if (options.announce === false) return address;
     audit.info("listening", {
       service: this.config.name,
       address: formatAddress(address),
@@ -156,7 +181,8 @@ export class QtlsService {
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
-      if (this.#live.size >= this.config.limits.maxConnections) {
+      const open = this.shared?.totalConnections(this.#live.size) ?? this.#live.size;
+      if (open >= this.config.limits.maxConnections) {
         this.#refuse(tcp, "max_connections", tcp.remoteAddr);
       } else if (this.#fromBalancer(tcp.remoteAddr)) {
         void this.#serveBehindBalancer(tcp);
@@ -229,6 +255,7 @@ export class QtlsService {
       finished: finished.promise,
     };
     this.#live.add(live);
+    this.shared?.publishConnections(this.#live.size);
     metrics.connectionsActive.inc({ service: this.config.name });
     audit.debug("accepted", { service: this.config.name, peer });
     let session: number | undefined;
@@ -262,6 +289,7 @@ export class QtlsService {
       await live.close();
     } finally {
       this.#live.delete(live);
+      this.shared?.publishConnections(this.#live.size);
       metrics.connectionsActive.dec({ service: this.config.name });
       if (session !== undefined) {
         audit.info("closed", {

@@ -7,11 +7,13 @@ import { Hono } from "hono";
 import type { Address } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { audit } from "./log.ts";
-import type { QtlsMetrics } from "./metrics.ts";
-import { checkReadiness } from "./readiness.ts";
+import type { Exposition } from "./metrics.ts";
+import { checkReadiness, type ReadinessVerdict } from "./readiness.ts";
 
 export interface ObservabilityOptions {
-  metrics: QtlsMetrics;
+  metrics: Exposition;
+  /** The verdict of `/readyz` (default: this process's readiness checks). */
+  readiness?: () => Promise<ReadinessVerdict>;
   /** The body of `/status`. */
   status: () => unknown | Promise<unknown>;
 }
@@ -25,7 +27,7 @@ export function createObservabilityApp(options: ObservabilityOptions): Hono {
   });
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/readyz", async (c) => {
-    const { ok, failures } = await checkReadiness();
+    const { ok, failures } = await (options.readiness ?? checkReadiness)();
     return ok ? c.text("ready\n") : c.text(`not ready\n${failures.join("\n")}\n`, 503);
   });
   app.get("/status", async (c) => c.json(await options.status()));

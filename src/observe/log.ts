@@ -21,6 +21,7 @@ export type LogFields = Record<string, LogValue>;
 let threshold = SEVERITY[parseLevel(Deno.env.get("QTLS_LOG_LEVEL")) ?? "INFO"];
 let sink: (line: string) => void = (line) => console.log(line);
 let format: (record: LogFields) => string = (record) => JSON.stringify(record);
+let context: LogFields = {};
 
 function parseLevel(text: string | undefined): LogLevel | undefined {
   const upper = text?.trim().toUpperCase();
@@ -57,6 +58,11 @@ export function setLogSink(write: (line: string) => void): (line: string) => voi
   return previous;
 }
 
+/** Fields every later line ends with (a worker process: its `worker` index). */
+export function setLogContext(fields: LogFields): void {
+  context = { ...fields };
+}
+
 /** Writes one event at `level` when the level is enabled. */
 export function log(level: LogLevel, event: string, fields: LogFields = {}): void {
   if (SEVERITY[level] < threshold) return;
@@ -64,6 +70,7 @@ export function log(level: LogLevel, event: string, fields: LogFields = {}): voi
   for (const [name, value] of Object.entries(fields)) {
     if (value !== undefined) record[name] = SECRET_FIELD.test(name) ? "[redacted]" : value;
   }
+  Object.assign(record, context);
   sink(format(record));
 }
 

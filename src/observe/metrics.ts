@@ -3,7 +3,7 @@
  * by alert, certificates close to expiry, HSM down, failed reloads, backend errors, classical
  * clients) plus the standard `process_*` metrics.
  */
-import client from "prom-client";
+import client, { type MetricObjectWithValues, type MetricValue } from "prom-client";
 
 const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -25,8 +25,16 @@ const REFUSAL_REASONS = [
   "proxy_header",
 ];
 
+/** A worker's metrics as `getMetricsAsJSON()` gives them, the supervisor's input to aggregation. */
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+
+/** Something `/metrics` can serve. */
+export interface Exposition {
+  exposition(): Promise<{ contentType: string; body: string }>;
+}
+
 /** One registry with every qsign metric. */
-export class QtlsMetrics {
+export class QtlsMetrics implements Exposition {
   readonly registry = new client.Registry();
 
   /** Finished handshakes; `group`/`sigalg` are `none` for failures before they were chosen. */
@@ -56,6 +64,8 @@ export class QtlsMetrics {
     name: "qtls_crypto_backend_info",
     help: "1 for the implementation (libcrypto, webcrypto, noble) serving each primitive family.",
     labelNames: ["primitive", "backend"] as const,
+    // Every worker runs the same build: the series says which, not how many processes.
+    aggregator: "first",
     registers: [this.registry],
   });
   /** TCP connections closed before their first byte: load balancers' health checks. */
@@ -101,6 +111,8 @@ export class QtlsMetrics {
     name: "qtls_cert_expiry_seconds",
     help: "Unix time at which each service's loaded certificates expire (notAfter).",
     labelNames: ["service", "cert"] as const,
+    // Across workers the earliest: a worker whose reload failed still serves the older one.
+    aggregator: "min",
     registers: [this.registry],
   });
   readonly crlNextUpdate = new client.Gauge({
@@ -108,12 +120,15 @@ export class QtlsMetrics {
     help: "Unix time of each service's loaded CRLs' nextUpdate: clients whose chain needs a CRL " +
       "are refused once it has passed.",
     labelNames: ["service", "crl"] as const,
+    aggregator: "min",
     registers: [this.registry],
   });
   /** Registered by the first `setHsmConnected`, so a daemon without HSM does not report 0. */
   readonly #hsmConnected = new client.Gauge({
     name: "qtls_hsm_connected",
     help: "1 when the configured PKCS#11 token is reachable, 0 when not (absent without HSM).",
+    // 0 as soon as one worker cannot reach its token.
+    aggregator: "min",
     registers: [],
   });
   /** Registered with the first token key, like `qtls_hsm_connected`. */
@@ -135,6 +150,23 @@ export class QtlsMetrics {
     labelNames: ["service"] as const,
     registers: [this.registry],
   });
+  /** The supervisor's own (`workers` > 1), registered by `superviseWorkers`. */
+  readonly #workersConfigured = new client.Gauge({
+    name: "qtls_workers_configured",
+    help: "Worker processes the daemon runs (the workers setting).",
+    registers: [],
+  });
+  readonly #workersAlive = new client.Gauge({
+    name: "qtls_workers_alive",
+    help: "Worker processes running and listening now.",
+    registers: [],
+  });
+  readonly #workerRestarts = new client.Counter({
+    name: "qtls_worker_restarts_total",
+    help: "Worker processes restarted after they exited unasked (crash, kill, out of memory).",
+    labelNames: ["worker"] as const,
+    registers: [],
+  });
   readonly clientOffers = new client.Counter({
     name: "qtls_client_offers_total",
     help: "ClientHellos by whether they offered a post-quantum key exchange group.",
@@ -155,6 +187,10 @@ export class QtlsMetrics {
         this.registry.removeSingleMetric(metric.name);
       }
     }
+    // prom-client omits the start time from an aggregation; the daemon's is the supervisor's,
+    // whose registry comes first.
+    const startTime = this.registry.getSingleMetric("process_start_time_seconds");
+    if (startTime) (startTime as unknown as { aggregator: string }).aggregator = "first";
     new client.Gauge({
       name: "process_resident_memory_bytes",
       help: "Resident memory size in bytes.",
@@ -218,6 +254,37 @@ export class QtlsMetrics {
   /** Counts one signature made in the token with `key`. */
   hsmSigned(key: string): void {
     this.#hsmSignatures.inc({ key });
+  }
+
+  /** Makes the supervisor's worker metrics appear: `count` configured, none alive yet. */
+  superviseWorkers(count: number): void {
+    for (const metric of [this.#workersConfigured, this.#workersAlive, this.#workerRestarts]) {
+      this.registry.registerMetric(metric);
+    }
+    this.#workersConfigured.set(count);
+    this.#workersAlive.set(0);
+  }
+
+  /** How many workers are listening now. */
+  setWorkersAlive(alive: number): void {
+    this.#workersAlive.set(alive);
+  }
+
+  /** Counts one restart of worker `index`. */
+  workerRestarted(index: number): void {
+    this.#workerRestarts.inc({ worker: String(index) });
+  }
+
+  /**
+   * This registry together with the workers' (as `getMetricsAsJSON()` gave them): counters and
+   * histograms summed, each other metric by the aggregator its definition names.
+   */
+  async aggregatedExposition(
+    workers: readonly MetricsJson[],
+  ): Promise<{ contentType: string; body: string }> {
+    const own = await this.registry.getMetricsAsJSON() as MetricsJson;
+    const aggregated = client.AggregatorRegistry.aggregate([own, ...workers]);
+    return { contentType: this.registry.contentType, body: await aggregated.metrics() };
   }
 
   /** The exposition, in Prometheus text format. */

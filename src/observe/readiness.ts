@@ -25,8 +25,14 @@ export function registerReadinessCheck(name: string, check: ReadinessCheck): () 
   };
 }
 
+/** What `/readyz` answers: ready, or the reason of each failing check. */
+export interface ReadinessVerdict {
+  ok: boolean;
+  failures: string[];
+}
+
 /** Runs every check; a check that throws counts as failed with its message. */
-export async function checkReadiness(): Promise<{ ok: boolean; failures: string[] }> {
+export async function checkReadiness(): Promise<ReadinessVerdict> {
   const failures: string[] = [];
   for (const [name, check] of checks) {
     try {

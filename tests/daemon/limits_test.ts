@@ -42,7 +42,10 @@ const STALLED_CLIENT_HELLO = new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01,
 Deno.test("a flood of idle and slow-handshake connections does not keep a legitimate client out", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`);
+  // The memory bound is one process's (each worker has its own runtime): one worker.
   await using daemon = await Daemon.start(serveArgs(pki, [
+    "--workers",
+    "1",
     "--max-handshakes-per-ip",
     "50",
     "--handshake-timeout",

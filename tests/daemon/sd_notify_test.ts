@@ -7,51 +7,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { SystemdNotifier } from "../../src/observe/sd_notify.ts";
 import { tempDir } from "../support/env.ts";
-import { Daemon, makePki, serveArgs } from "./support.ts";
-
-/** Collects every datagram on a socket until closed. */
-class NotifySocket implements Disposable {
-  readonly messages: string[] = [];
-  readonly #socket: Deno.DatagramConn;
-  readonly #loop: Promise<void>;
-
-  constructor(readonly path: string) {
-    const socket = Deno.listenDatagram({ transport: "unixpacket", path });
-    this.#socket = socket;
-    this.#loop = (async () => {
-      try {
-        for (;;) {
-          const [data] = await socket.receive();
-          this.messages.push(new TextDecoder().decode(data));
-        }
-      } catch {
-        // Closed.
-      }
-    })();
-  }
-
-  /** Waits (bounded) for a message satisfying `match`, at or after index `from`. */
-  async next(match: (m: string) => boolean, from = 0, timeoutMs = 15_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const index = this.messages.findIndex((m, i) => i >= from && match(m));
-      if (index >= 0) return index;
-      if (Date.now() > deadline) {
-        throw new Error(`no such message; got ${JSON.stringify(this.messages)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  async close(): Promise<void> {
-    this.#socket.close();
-    await this.#loop;
-  }
-
-  [Symbol.dispose](): void {
-    this.#socket.close();
-  }
-}
+import { Daemon, makePki, NotifySocket, serveArgs } from "./support.ts";
 
 Deno.test("the daemon notifies systemd: READY, WATCHDOG, RELOADING/READY on SIGHUP, STOPPING", async () => {
   await using dir = await tempDir();

@@ -10,6 +10,50 @@ import type { TlsClientConfig } from "../../src/tls/config.ts";
 import type { TlsConnection } from "../../src/tls/conn.ts";
 import { DENO, PEER_NODE, QSIGN_RUN_FLAGS } from "../support/env.ts";
 
+/** A stand-in for systemd's notify socket: collects every datagram on it until closed. */
+export class NotifySocket implements Disposable {
+  readonly messages: string[] = [];
+  readonly #socket: Deno.DatagramConn;
+  readonly #loop: Promise<void>;
+
+  constructor(readonly path: string) {
+    const socket = Deno.listenDatagram({ transport: "unixpacket", path });
+    this.#socket = socket;
+    this.#loop = (async () => {
+      try {
+        for (;;) {
+          const [data] = await socket.receive();
+          this.messages.push(new TextDecoder().decode(data));
+        }
+      } catch {
+        // Closed.
+      }
+    })();
+  }
+
+  /** Waits (bounded) for a message satisfying `match`, at or after index `from`. */
+  async next(match: (m: string) => boolean, from = 0, timeoutMs = 15_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.messages.findIndex((m, i) => i >= from && match(m));
+      if (index >= 0) return index;
+      if (Date.now() > deadline) {
+        throw new Error(`no such message; got ${JSON.stringify(this.messages)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#socket.close();
+    await this.#loop;
+  }
+
+  [Symbol.dispose](): void {
+    this.#socket.close();
+  }
+}
+
 /** Paths of a fresh PKI made by `qsign pki init`. */
 export interface Pki {
   dir: string;
