@@ -326,3 +326,35 @@ Deno.test("SIGHUP with a changed workers setting says that it needs a restart", 
   await daemon.waitFor((e) => e.event === "reload_ok" && e.trigger === "SIGHUP");
   equal((await status(daemon)).workers.length, 2);
 });
+
+/** Whether process `pid` has ended (gone, or a zombie nobody has reaped yet). */
+async function ended(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+Deno.test("workers do not outlive a supervisor killed with SIGKILL", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  await using daemon = await Daemon.start(serveArgs(pki, ["--workers", "2"]));
+  const pids = (await status(daemon)).workers.map((w) => w.pid);
+  equal((await daemon.stop("SIGKILL")).signal, "SIGKILL");
+  // exited() has seen stdout close, which the workers held open: both have ended.
+  for (const pid of pids) ok(await ended(pid), `worker ${pid} still runs`);
+  equal(daemon.events.filter((e) => e.event === "supervisor_gone").length, 2);
+});
+
+Deno.test("a prompt secret needs one process: workers > 1 refuse it up front", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  const result = await runQsign([
+    "serve",
+    ...serveArgs(pki, ["--workers", "2", "--key-passphrase", "prompt"]),
+  ]);
+  equal(result.code, 2, result.stderr);
+  match(result.stderr, /^qsign: --key-passphrase: "prompt" asks on the terminal.*workers = 1/m);
+});
