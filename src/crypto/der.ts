@@ -147,21 +147,23 @@ export function decodeBoolean(content: Uint8Array): boolean {
 export function decodeOid(content: Uint8Array): string {
   if (!content.length) throw new DerError("empty OBJECT IDENTIFIER");
   if (content[content.length - 1] & 0x80) throw new DerError("OBJECT IDENTIFIER arc cut short");
-  const arcs: number[] = [];
+  let text = "";
   let value = 0;
   for (let i = 0; i < content.length; i++) {
     const byte = content[i];
     if (value === 0 && byte === 0x80) throw new DerError("OBJECT IDENTIFIER arc padded");
     value = value * 128 + (byte & 0x7f);
     if (value > Number.MAX_SAFE_INTEGER) throw new DerError("OBJECT IDENTIFIER arc too large");
-    if (!(byte & 0x80)) {
-      arcs.push(value);
-      value = 0;
-    }
+    if (byte & 0x80) continue;
+    // The first subidentifier holds the first two arcs (X.690 §8.19.4).
+    text += text
+      ? "." + value
+      : value < 80
+      ? Math.floor(value / 40) + "." + (value % 40)
+      : "2." + (value - 80);
+    value = 0;
   }
-  const first = arcs[0];
-  const head = first < 80 ? `${Math.floor(first / 40)}.${first % 40}` : `2.${first - 80}`;
-  return arcs.length > 1 ? `${head}.${arcs.slice(1).join(".")}` : head;
+  return text;
 }
 
 /** Checks that an INTEGER's content is in its shortest two's-complement form (X.690 §8.3.2). */

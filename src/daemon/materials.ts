@@ -8,6 +8,7 @@ import "reflect-metadata";
 import { X509Certificate, X509Crl } from "@peculiar/x509";
 import type { Origin, ServiceConfig } from "../config/types.ts";
 import { ConfigError, QsignError } from "../errors.ts";
+import { CertificateFormatError, CertificateView } from "../pki/certificate_view.ts";
 import { readCertificatesFile, readDerObjects } from "../pki/pem.ts";
 import type { CertifiedKey } from "../tls/config.ts";
 import { schemeName, verifySignature } from "../tls/sigschemes.ts";
@@ -67,6 +68,7 @@ export async function loadCertifiedKeys(
       source.origins.cert,
       () => readCertificateChainFile(path, keyPassphraseOf(source)),
     );
+    checkReadable(chain, path, source.origins.cert ?? { field: "cert" });
     const leaf = new X509Certificate(chain[0] as Uint8Array<ArrayBuffer>);
     checkValidity(leaf, path, source.origins.cert, now);
     const signer = await resolveSigner(source, index, leaf);
@@ -107,7 +109,9 @@ export async function loadTrust(
 ): Promise<{ trustAnchors: Uint8Array[]; crls: Uint8Array[]; crlSummaries: CrlSummary[] }> {
   const trustAnchors: Uint8Array[] = [];
   for (const path of source.ca) {
-    trustAnchors.push(...await withField(source.origins.ca, () => readCertificatesFile(path)));
+    const anchors = await withField(source.origins.ca, () => readCertificatesFile(path));
+    checkReadable(anchors, path, source.origins.ca ?? { field: "ca" });
+    trustAnchors.push(...anchors);
   }
   const crls: Uint8Array[] = [];
   const crlSummaries: CrlSummary[] = [];
@@ -157,6 +161,25 @@ function parseCrl(origin: Origin | undefined, path: string, der: Uint8Array): X5
       `${path}: not a CRL: ${(e as Error).message}`,
       origin?.file,
     );
+  }
+}
+
+/**
+ * Reads each certificate as the TLS engine does (CertificateView, strict DER): one it refuses is
+ * a configuration error now rather than failed handshakes later.
+ */
+function checkReadable(ders: readonly Uint8Array[], path: string, origin: Origin): void {
+  for (const [i, der] of ders.entries()) {
+    try {
+      CertificateView.parse(der);
+    } catch (e) {
+      if (!(e instanceof CertificateFormatError)) throw e;
+      throw new ConfigError(
+        origin.field,
+        `${path}: certificate #${i + 1} is not strict DER X.509 (${e.message})`,
+        origin.file,
+      );
+    }
   }
 }
 

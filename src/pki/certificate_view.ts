@@ -3,9 +3,9 @@
  * certificate it has not seen must not spend a millisecond in a general ASN.1 library
  * (@peculiar/x509 builds an object tree of the whole certificate, ML-DSA key and signature
  * included): `CertificateView` checks the DER structure of the certificate once, strictly, and
- * keeps only the DER and offsets into it. Names are turned into text and extensions decoded when
- * first asked for, once. Building and printing certificates stays with @peculiar/x509 (ca.ts,
- * describe.ts).
+ * keeps the DER, offsets into it and the subject and issuer as text (path building compares
+ * them). The RDNs the name rules read and the extensions are decoded when first asked for, once.
+ * Building and printing certificates stays with @peculiar/x509 (ca.ts, describe.ts).
  *
  * Strict means DER (X.690 §10) and the RFC 5280 certificate syntax: definite minimal lengths,
  * nothing after the certificate or inside a structure past its fields, DEFAULT values absent
@@ -216,11 +216,13 @@ function comparableString(value: string): string {
   return value.trim().replace(/\s+/g, " ").toLowerCase();
 }
 
+const utf8 = new TextDecoder("utf-8");
+
 /** The text of a DirectoryString-like value, or undefined for a non-string type. */
 function decodeString(tag: number, content: Uint8Array): string | undefined {
   switch (tag) {
     case 0x0c: // UTF8String
-      return new TextDecoder("utf-8").decode(content);
+      return utf8.decode(content);
     case 0x13: // PrintableString
     case 0x14: // TeletexString
     case 0x16: // IA5String
@@ -278,8 +280,11 @@ function attributeValueText(der: Uint8Array, value: Tlv): { text: string; raw: b
     : { text: hex(tlvBytes(der, value)), raw: true };
 }
 
+const NEEDS_ESCAPE = /[,+"\\<>;\r\n\t]|^[ #]| $/;
+
 /** RFC 4514 escaping as @peculiar/x509 does it (only the first control character is escaped). */
 function escapeValue(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return value;
   return value
     .replace(/([,+"\\<>;])/g, "\\$1")
     .replace(/^([ #])/, "\\$1")
@@ -360,25 +365,37 @@ function octetBits(der: Uint8Array, tlv: Tlv, what: string): Uint8Array {
  * RFC 5280 §4.1.2.5 allows them: UTC, whole seconds, no other form. Milliseconds since the epoch.
  */
 function readTime(der: Uint8Array, tlv: Tlv): number {
-  const text = latin1(tlvContent(der, tlv));
   const utc = tlv.tag === Tag.utcTime;
   if (!utc && tlv.tag !== Tag.generalizedTime) throw new DerError("validity is not a Time");
-  const match =
-    (utc
-      ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/
-      : /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/)
-      .exec(text);
-  if (!match) throw new DerError(`time ${JSON.stringify(text)} is not in the RFC 5280 form`);
-  const [year, month, day, hour, minute, second] = match.slice(1).map(Number);
+  const digits = utc ? 12 : 14;
+  const start = tlv.contentStart;
+  const form = () => latin1(tlvContent(der, tlv));
+  if (tlv.end - start !== digits + 1 || der[tlv.end - 1] !== 0x5a /* Z */) {
+    throw new DerError(`time ${JSON.stringify(form())} is not in the RFC 5280 form`);
+  }
+  const number = (at: number, length: number) => {
+    let value = 0;
+    for (let i = start + at; i < start + at + length; i++) {
+      const digit = der[i] - 0x30;
+      if (digit < 0 || digit > 9) {
+        throw new DerError(`time ${JSON.stringify(form())} is not in the RFC 5280 form`);
+      }
+      value = value * 10 + digit;
+    }
+    return value;
+  };
+  const year = utc ? number(0, 2) : number(0, 4);
+  const fields = utc ? 2 : 4;
+  const [month, day, hour, minute, second] = [0, 2, 4, 6, 8].map((at) => number(fields + at, 2));
   const fullYear = utc ? (year >= 50 ? 1900 + year : 2000 + year) : year;
-  if (!utc && fullYear < 2050) throw new DerError(`GeneralizedTime ${text} before 2050`);
+  if (!utc && fullYear < 2050) throw new DerError(`GeneralizedTime ${form()} before 2050`);
   const ms = Date.UTC(fullYear, month - 1, day, hour, minute, second);
   const date = new Date(ms);
   if (
     date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 ||
     second > 59
   ) {
-    throw new DerError(`time ${text} is not a date`);
+    throw new DerError(`time ${form()} is not a date`);
   }
   return ms;
 }
@@ -437,8 +454,8 @@ export class CertificateView {
   readonly #spki: Tlv;
   readonly #signature: Tlv;
   readonly #extensions: readonly ExtensionEntry[];
-  #subjectText?: string;
-  #issuerText?: string;
+  readonly #subjectText: string;
+  readonly #issuerText: string;
   #subjectName?: ParsedName;
   /** Decoded extension values by OID. */
   #decoded?: Map<string, unknown>;
@@ -481,8 +498,9 @@ export class CertificateView {
     if (serial.tag !== Tag.integer) throw new DerError("serialNumber is not an INTEGER");
     checkInteger(tlvContent(der, serial));
     readAlgorithm(der, innerAlgorithm);
-    nameRdns(der, issuer);
-    nameRdns(der, subject);
+    // Path building compares these texts, so they are made (and the names checked) now.
+    this.#issuerText = nameText(der, issuer);
+    this.#subjectText = nameText(der, subject);
     const times = validity.tag === Tag.sequence ? children(der, validity) : [];
     if (times.length !== 2) throw new DerError("validity is not (notBefore, notAfter)");
     this.notBeforeMs = readTime(der, times[0]);
@@ -583,12 +601,12 @@ export class CertificateView {
 
   /** The subject as @peculiar/x509's `subject` prints it: `CN=…, O=…`. */
   get subject(): string {
-    return this.#subjectText ??= nameText(this.der, this.#subject);
+    return this.#subjectText;
   }
 
   /** The issuer, printed as `subject`. */
   get issuer(): string {
-    return this.#issuerText ??= nameText(this.der, this.#issuer);
+    return this.#issuerText;
   }
 
   /** The subject's RDNs and attributes for name checks; throws DerError for an empty RDN. */

@@ -12,7 +12,7 @@ import {
   CRLDistributionPoints,
   GeneralNames,
 } from "@peculiar/asn1-x509";
-import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { children, encodeTlv, readTlv, type Tlv, tlvBytes } from "../../src/crypto/der.ts";
 import { PKI_FILES } from "../../src/pki/ca.ts";
@@ -24,8 +24,10 @@ import {
 } from "../../src/pki/certificate_view.ts";
 import { toBeSigned } from "../../src/pki/der.ts";
 import { KEY_ALGORITHMS } from "../../src/pki/keys.ts";
-import { pemDecodeAll } from "../../src/pki/pem.ts";
+import { pemDecodeAll, pemEncode } from "../../src/pki/pem.ts";
 import { ChainVerificationError, verifyChain } from "../../src/pki/verify.ts";
+import { loadTrust } from "../../src/daemon/materials.ts";
+import { ConfigError } from "../../src/errors.ts";
 import { tempDir } from "../support/env.ts";
 import { makePki } from "../tls/support/pki.ts";
 import { CLIENT_AUTH, make, makeChain, SERVER_AUTH } from "./helpers.ts";
@@ -241,6 +243,18 @@ function editExtensions(der: Uint8Array, edit: (extensions: Uint8Array[]) => voi
   });
 }
 
+/**
+ * The certificate with the critical flag of its first extension (basicConstraints, critical: the
+ * BOOLEAN 01 01 FF) written as `value`.
+ */
+function withCriticalByte(der: Uint8Array, value: number): Uint8Array {
+  return editExtensions(der, (list) => {
+    const at = list[0].indexOf(0xff, 5);
+    equal(list[0][at - 2], 0x01);
+    list[0] = Uint8Array.from(list[0], (b, i) => i === at ? value : b);
+  });
+}
+
 function refusedAs(der: Uint8Array, problem: CertificateProblem, detail: RegExp): void {
   throws(
     () => CertificateView.parse(der),
@@ -277,16 +291,8 @@ Deno.test("strict DER: lengths, trailing bytes, BOOLEANs, DEFAULTs and INTEGERs"
   refusedAs(new Uint8Array([...der, 0]), "malformed", /not one SEQUENCE/);
   refusedAs(der.subarray(0, der.length - 1), "malformed", /past its container/);
 
-  // basicConstraints is the first extension and critical: its BOOLEAN is 01 01 FF.
-  const boolean = (value: number) =>
-    editExtensions(der, (list) => {
-      const e = list[0];
-      const at = e.indexOf(0xff, 5);
-      equal(e[at - 2], 0x01);
-      list[0] = Uint8Array.from(e, (b, i) => i === at ? value : b);
-    });
-  refusedAs(boolean(0x01), "malformed", /BOOLEAN is not 0x00 or 0xFF/);
-  refusedAs(boolean(0x00), "malformed", /critical FALSE encoded/);
+  refusedAs(withCriticalByte(der, 0x01), "malformed", /BOOLEAN is not 0x00 or 0xFF/);
+  refusedAs(withCriticalByte(der, 0x00), "malformed", /critical FALSE encoded/);
 
   // A serial with a needless leading zero octet.
   refusedAs(
@@ -438,4 +444,21 @@ Deno.test("a view into a larger buffer keeps only the certificate", async () => 
   const view = CertificateView.parse(message.subarray(50, 50 + leaf.der.length));
   equal(view.der.buffer.byteLength, leaf.der.length);
   deepEqual(view.der, leaf.der);
+});
+
+Deno.test("a configured certificate the reader refuses is a configuration error at load", async () => {
+  await using dir = await tempDir();
+  const { root } = await makeChain("ecdsa-p256");
+  const loose = withCriticalByte(root.der, 0x01);
+  const path = join(dir.path, "ca.pem");
+  await Deno.writeTextFile(
+    path,
+    pemEncode("CERTIFICATE", root.der) + pemEncode("CERTIFICATE", loose),
+  );
+  const origins = { ca: { field: "ca", file: "qsign.toml" } };
+  await rejects(() => loadTrust({ ca: [path], crl: [], origins }), (e: unknown) => {
+    ok(e instanceof ConfigError, String(e));
+    ok(/certificate #2 is not strict DER X\.509 .*BOOLEAN/.test(e.message), e.message);
+    return true;
+  });
 });
