@@ -136,6 +136,7 @@ const WEBCRYPTO_AES_MIN_BYTES = 4096;
  */
 class NativeAead implements Aead {
   readonly tagLength = AEAD_TAG_LENGTH;
+  readonly asyncFrom: number;
   readonly #cipher: CipherGCMTypes;
   #key?: KeyObject;
   readonly #bulkKey?: CryptoKey;
@@ -144,6 +145,7 @@ class NativeAead implements Aead {
     this.#cipher = NODE_CIPHER_NAMES[alg];
     this.#key = key;
     this.#bulkKey = bulkKey;
+    this.asyncFrom = bulkKey ? WEBCRYPTO_AES_MIN_BYTES : Infinity;
   }
 
   async seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
@@ -166,7 +168,7 @@ class NativeAead implements Aead {
   ): Promise<void> {
     checkNonce(nonce);
     const length = sealedLength(parts, out);
-    if (this.#bulkKey && length >= WEBCRYPTO_AES_MIN_BYTES) {
+    if (this.#bulkKey && length >= this.asyncFrom) {
       this.#keyObject();
       const params = { name: "AES-GCM", iv: source(nonce), additionalData: source(aad) };
       const plaintext = parts.length === 1 ? parts[0] : concat(parts, length);
@@ -199,7 +201,7 @@ class NativeAead implements Aead {
   async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     checkNonce(nonce);
     const length = ciphertext.length - AEAD_TAG_LENGTH;
-    if (this.#bulkKey && length >= WEBCRYPTO_AES_MIN_BYTES) {
+    if (this.#bulkKey && length >= this.asyncFrom) {
       this.#keyObject();
       const params = { name: "AES-GCM", iv: source(nonce), additionalData: source(aad) };
       try {

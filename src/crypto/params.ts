@@ -112,6 +112,7 @@ export function sealedLength(parts: readonly Uint8Array[], out: Uint8Array): num
  */
 export abstract class SyncAead implements Aead {
   readonly tagLength = AEAD_TAG_LENGTH;
+  readonly asyncFrom = Infinity;
 
   abstract sealIntoSync(
     nonce: Uint8Array,

@@ -70,6 +70,12 @@ export interface IncrementalHash {
  */
 export interface Aead {
   readonly tagLength: number;
+  /**
+   * The plaintext length from which the async operations outrun the `…Sync` ones (Infinity
+   * where `…Sync` is the fastest at every size): a record layer calls `…Sync` below it and
+   * saves a promise per record, and awaits the async operation from it on.
+   */
+  readonly asyncFrom: number;
   /** Returns ciphertext || tag. */
   seal(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   sealSync(nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;

@@ -169,7 +169,7 @@ export class TlsConnection {
   /** Sends KeyUpdate under the old keys, then switches; the caller holds the write lock. */
   async #keyUpdateUnlocked(requestPeer: boolean): Promise<void> {
     await this.#records.writeUnlocked(ContentType.handshake, encodeKeyUpdate(requestPeer));
-    this.#writeSecret = await nextTrafficSecret(this.#suite, this.#writeSecret);
+    this.#writeSecret = nextTrafficSecret(this.#suite, this.#writeSecret);
     await this.#records.setWriteKeysUnlocked(this.#suite, this.#writeSecret);
     this.#keyUpdatesSent++;
   }
@@ -222,14 +222,14 @@ export class TlsConnection {
     if (type === HandshakeType.key_update) {
       const requested = decodeKeyUpdate(body);
       this.#countKeyUpdate();
-      this.#readSecret = await nextTrafficSecret(this.#suite, this.#readSecret);
+      this.#readSecret = nextTrafficSecret(this.#suite, this.#readSecret);
       await this.#records.setReadKeys(this.#suite, this.#readSecret);
       this.#keyUpdatesReceived++;
       if (requested) await this.keyUpdate(false);
       return;
     }
     if (type === HandshakeType.new_session_ticket && this.info.role === "client") {
-      await this.#storeTicket(body);
+      this.#storeTicket(body);
       return;
     }
     throw new TlsAlert("unexpected_message", `handshake message ${type} after the handshake`);
@@ -253,13 +253,13 @@ export class TlsConnection {
     }
   }
 
-  async #storeTicket(body: Uint8Array): Promise<void> {
+  #storeTicket(body: Uint8Array): void {
     const t = decodeNewSessionTicket(body);
     const sink = this.#tickets;
     if (!sink || t.lifetimeSeconds === 0) return;
     sink.cache.put(sink.key, {
       ticket: t.ticket.slice(),
-      psk: await resumptionPsk(this.#suite, sink.resumptionMasterSecret, t.nonce),
+      psk: resumptionPsk(this.#suite, sink.resumptionMasterSecret, t.nonce),
       suite: this.#suite.id,
       ageAdd: t.ageAdd,
       receivedMs: Date.now(),

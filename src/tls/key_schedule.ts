@@ -1,7 +1,9 @@
 /**
  * The TLS 1.3 key schedule (RFC 8446 §7): HKDF-Expand-Label, Derive-Secret, the secrets of each
  * stage, traffic keys, Finished MACs, KeyUpdate and resumption. All crypto goes through the
- * provider; this module only knows the labels and the order.
+ * provider, synchronously: an HKDF step takes microseconds, less than the promise an async call
+ * would cost, so a handshake makes none for its key schedule. This module only knows the labels
+ * and the order.
  */
 import { getCryptoProvider } from "../crypto/index.ts";
 import type { HashName } from "../crypto/provider.ts";
@@ -19,13 +21,13 @@ export function hkdfExpandLabel(
   label: string,
   context: Uint8Array,
   length: number,
-): Promise<Uint8Array> {
+): Uint8Array {
   const info = new ByteWriter(64)
     .u16(length)
     .opaque(1, encoder.encode(LABEL_PREFIX + label))
     .opaque(1, context)
     .finish();
-  return getCryptoProvider().hkdfExpand(hash, secret, info, length);
+  return getCryptoProvider().hkdfExpandSync(hash, secret, info, length);
 }
 
 /** Derive-Secret(secret, label, messages) with the transcript hash already computed. */
@@ -34,7 +36,7 @@ export function deriveSecret(
   secret: Uint8Array,
   label: string,
   transcriptHash: Uint8Array,
-): Promise<Uint8Array> {
+): Uint8Array {
   return hkdfExpandLabel(suite.hash, secret, label, transcriptHash, suite.hashLength);
 }
 
@@ -44,33 +46,32 @@ export interface TrafficKeys {
   iv: Uint8Array;
 }
 
-export async function trafficKeys(suite: CipherSuite, secret: Uint8Array): Promise<TrafficKeys> {
-  const [key, iv] = await Promise.all([
-    hkdfExpandLabel(suite.hash, secret, "key", EMPTY, suite.keyLength),
-    hkdfExpandLabel(suite.hash, secret, "iv", EMPTY, 12),
-  ]);
-  return { key, iv };
+export function trafficKeys(suite: CipherSuite, secret: Uint8Array): TrafficKeys {
+  return {
+    key: hkdfExpandLabel(suite.hash, secret, "key", EMPTY, suite.keyLength),
+    iv: hkdfExpandLabel(suite.hash, secret, "iv", EMPTY, 12),
+  };
 }
 
 /** application_traffic_secret_N+1 (RFC 8446 §7.2). */
-export function nextTrafficSecret(suite: CipherSuite, secret: Uint8Array): Promise<Uint8Array> {
+export function nextTrafficSecret(suite: CipherSuite, secret: Uint8Array): Uint8Array {
   return hkdfExpandLabel(suite.hash, secret, "traffic upd", EMPTY, suite.hashLength);
 }
 
 /** The Finished verify_data for `baseKey` (a handshake traffic secret or binder key). */
-export async function finishedMac(
+export function finishedMac(
   suite: CipherSuite,
   baseKey: Uint8Array,
   transcriptHash: Uint8Array,
-): Promise<Uint8Array> {
-  const finishedKey = await hkdfExpandLabel(
+): Uint8Array {
+  const finishedKey = hkdfExpandLabel(
     suite.hash,
     baseKey,
     "finished",
     EMPTY,
     suite.hashLength,
   );
-  return getCryptoProvider().hmac(suite.hash, finishedKey, transcriptHash);
+  return getCryptoProvider().hmacSync(suite.hash, finishedKey, transcriptHash);
 }
 
 /** The PSK a NewSessionTicket stands for (RFC 8446 §4.6.1). */
@@ -78,7 +79,7 @@ export function resumptionPsk(
   suite: CipherSuite,
   resumptionMasterSecret: Uint8Array,
   ticketNonce: Uint8Array,
-): Promise<Uint8Array> {
+): Uint8Array {
   return hkdfExpandLabel(
     suite.hash,
     resumptionMasterSecret,
@@ -118,46 +119,45 @@ export class KeySchedule {
   private constructor(readonly suite: CipherSuite, private secret: Uint8Array) {}
 
   /** Starts with the early secret from `psk` (or zeros when there is none). */
-  static async start(suite: CipherSuite, psk?: Uint8Array): Promise<KeySchedule> {
+  static start(suite: CipherSuite, psk?: Uint8Array): KeySchedule {
     const zeros = new Uint8Array(suite.hashLength);
-    const early = await getCryptoProvider().hkdfExtract(suite.hash, zeros, psk ?? zeros);
+    const early = getCryptoProvider().hkdfExtractSync(suite.hash, zeros, psk ?? zeros);
     return new KeySchedule(suite, early);
   }
 
   /** binder_key for resumption PSKs (early stage). */
-  binderKey(): Promise<Uint8Array> {
+  binderKey(): Uint8Array {
     return deriveSecret(this.suite, this.secret, "res binder", emptyHash(this.suite));
   }
 
-  async #advance(ikm: Uint8Array): Promise<void> {
-    const derived = await deriveSecret(this.suite, this.secret, "derived", emptyHash(this.suite));
-    this.secret = await getCryptoProvider().hkdfExtract(this.suite.hash, derived, ikm);
+  #advance(ikm: Uint8Array): void {
+    const derived = deriveSecret(this.suite, this.secret, "derived", emptyHash(this.suite));
+    this.secret = getCryptoProvider().hkdfExtractSync(this.suite.hash, derived, ikm);
   }
 
   /** Early → handshake secret, from the key exchange's shared secret. */
-  enterHandshake(sharedSecret: Uint8Array): Promise<void> {
+  enterHandshake(sharedSecret: Uint8Array): void {
     return this.#advance(sharedSecret);
   }
 
   /** Handshake → master secret. */
-  enterMaster(): Promise<void> {
+  enterMaster(): void {
     return this.#advance(new Uint8Array(this.suite.hashLength));
   }
 
   /** Client and server traffic secrets of the current stage (hs or ap) at `transcriptHash`. */
-  async trafficSecrets(
+  trafficSecrets(
     stage: "hs" | "ap",
     transcriptHash: Uint8Array,
-  ): Promise<{ client: Uint8Array; server: Uint8Array }> {
-    const [client, server] = await Promise.all([
-      deriveSecret(this.suite, this.secret, `c ${stage} traffic`, transcriptHash),
-      deriveSecret(this.suite, this.secret, `s ${stage} traffic`, transcriptHash),
-    ]);
-    return { client, server };
+  ): { client: Uint8Array; server: Uint8Array } {
+    return {
+      client: deriveSecret(this.suite, this.secret, `c ${stage} traffic`, transcriptHash),
+      server: deriveSecret(this.suite, this.secret, `s ${stage} traffic`, transcriptHash),
+    };
   }
 
   /** resumption_master_secret (master stage), at the transcript through client Finished. */
-  resumptionMasterSecret(transcriptHash: Uint8Array): Promise<Uint8Array> {
+  resumptionMasterSecret(transcriptHash: Uint8Array): Uint8Array {
     return deriveSecret(this.suite, this.secret, "res master", transcriptHash);
   }
 }

@@ -204,13 +204,17 @@ const WRITE_BATCH = 4 * MAX_PLAINTEXT;
 /** How many bytes of rejected 0-RTT data a server skips before giving up (RFC 8446 §4.2.10). */
 export const MAX_SKIPPED_EARLY_DATA = 64 * 1024;
 
-/** One direction's AEAD state: key, static IV and the sequence number. */
+/**
+ * One direction's AEAD state: key, static IV and the sequence number. Records are sealed and
+ * opened synchronously where the AEAD's synchronous path is its fastest (libcrypto, and every
+ * provider below its `asyncFrom`), so a record costs no promise; larger ones await the AEAD.
+ */
 class Protection {
   seq = 0;
   constructor(readonly suite: CipherSuite, readonly aead: Aead, readonly iv: Uint8Array) {}
 
   static async create(suite: CipherSuite, secret: Uint8Array): Promise<Protection> {
-    const { key, iv } = await trafficKeys(suite, secret);
+    const { key, iv } = trafficKeys(suite, secret);
     return new Protection(suite, await getCryptoProvider().aead(suite.aead, key), iv);
   }
 
@@ -226,6 +230,28 @@ class Protection {
       seq = Math.floor(seq / 256);
     }
     return nonce;
+  }
+
+  /** Opens the next record's `body`; throws (or rejects with) `AeadAuthError`. */
+  open(body: Uint8Array, header: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    const nonce = this.nextNonce();
+    return body.length - this.aead.tagLength < this.aead.asyncFrom
+      ? this.aead.openSync(nonce, body, header)
+      : this.aead.open(nonce, body, header);
+  }
+
+  /** Seals `parts` as the next record's body into `out` (see `Aead.sealInto`). */
+  sealInto(parts: Uint8Array[], header: Uint8Array, out: Uint8Array): void | Promise<void> {
+    const nonce = this.nextNonce();
+    if (out.length - this.aead.tagLength >= this.aead.asyncFrom) {
+      return this.aead.sealInto(nonce, parts, header, out);
+    }
+    this.aead.sealIntoSync(nonce, parts, header, out);
+  }
+
+  /** Frees the key at once (libcrypto's contexts) rather than when it is garbage-collected. */
+  dispose(): void {
+    this.aead.dispose();
   }
 }
 
@@ -265,6 +291,10 @@ export class RecordLayer {
   /** Records made by `hold`, sent with the next write. */
   #held?: Uint8Array;
   #eof = false;
+  /** A record (or the error reading it) that `#gatherData` read past the data it joined. */
+  #readAhead?: { record: Record | null } | { error: unknown };
+  /** Set by `discard`: the keys are freed and nothing is read or written any more. */
+  #discarded = false;
   #bytesReceived = 0;
 
   /**
@@ -304,7 +334,10 @@ export class RecordLayer {
    * transport is closed.
    */
   discard(): void {
+    this.#discarded = true;
     this.#handshake.discard();
+    this.#read?.dispose();
+    this.#write?.dispose();
   }
 
   /**
@@ -349,7 +382,9 @@ export class RecordLayer {
     if (this.#pendingLength) {
       throw new TlsAlert("unexpected_message", "handshake message straddles a key change");
     }
+    const previous = this.#read;
     this.#read = await Protection.create(suite, secret);
+    previous?.dispose();
   }
 
   /** Switches write protection to `secret`, after every write already queued. */
@@ -359,7 +394,9 @@ export class RecordLayer {
 
   /** Switches write protection now; the caller holds the write lock (see `exclusive`). */
   async setWriteKeysUnlocked(suite: CipherSuite, secret: Uint8Array): Promise<void> {
+    const previous = this.#write;
     this.#write = await Protection.create(suite, secret);
+    previous?.dispose();
   }
 
   /** Bytes read from the transport so far: none means the peer never spoke (a probe). */
@@ -416,6 +453,7 @@ export class RecordLayer {
   /** The next record, unprotected; null at a clean end of stream between records. */
   async #readRecord(): Promise<Record | null> {
     for (;;) {
+      if (this.#discarded) throw new TransportClosed("after the connection was closed");
       if (++this.#recordsThisTurn > RECORDS_PER_TURN) {
         this.#recordsThisTurn = 0;
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -478,21 +516,23 @@ export class RecordLayer {
           `plaintext record of type ${outerType} after keys`,
         );
       }
-      const record = await this.#unprotect(header, body);
-      if (record) return record;
+      let inner = this.#open(header, body);
+      if (inner instanceof Promise) inner = await inner;
+      if (inner) return this.#innerRecord(inner);
     }
   }
 
-  async #unprotect(header: Uint8Array, body: Uint8Array): Promise<Record | null> {
+  /**
+   * The plaintext of a protected record, or null for rejected 0-RTT data skipped; a promise only
+   * where the AEAD opens records of this size asynchronously.
+   */
+  #open(header: Uint8Array, body: Uint8Array): Uint8Array | null | Promise<Uint8Array | null> {
     const read = this.#read!;
     if (body.length < read.aead.tagLength + 1) {
       throw new TlsAlert("bad_record_mac", "record shorter than its tag");
     }
     const seqBefore = read.seq;
-    let inner: Uint8Array;
-    try {
-      inner = await read.aead.open(read.nextNonce(), body, header);
-    } catch (e) {
+    const rejected = (e: unknown): null => {
       if (!(e instanceof AeadAuthError)) throw e;
       if (this.#earlyDataBudget === undefined) {
         throw new TlsAlert("bad_record_mac", "record authentication failed");
@@ -501,7 +541,17 @@ export class RecordLayer {
       read.seq = seqBefore;
       this.#skipEarlyRecord(body.length);
       return null;
+    };
+    try {
+      const opened = read.open(body, header);
+      return opened instanceof Promise ? opened.catch(rejected) : opened;
+    } catch (e) {
+      return rejected(e);
     }
+  }
+
+  /** The real content type and content of a decrypted TLSInnerPlaintext (RFC 8446 §5.4). */
+  #innerRecord(inner: Uint8Array): Record {
     this.#earlyDataBudget = undefined;
     if (inner.length > this.receiveLimit) {
       throw new TlsAlert(
@@ -568,7 +618,7 @@ export class RecordLayer {
     for (;;) {
       const message = this.#handshake.take();
       if (message) return { kind: "handshake", message };
-      const record = await this.#readRecord();
+      const record = await this.#nextRecord();
       // An end of stream without close_notify could be a truncation attack (RFC 8446 §6.1).
       if (!record) throw new TransportClosed("without close_notify");
       if (record.type === ContentType.alert) {
@@ -582,10 +632,57 @@ export class RecordLayer {
         if (this.#pendingLength) {
           throw new TlsAlert("unexpected_message", "application data inside a handshake message");
         }
-        return { kind: "data", data: record.data };
+        return { kind: "data", data: await this.#gatherData(record.data) };
       }
       this.#handshake.push(record.data);
     }
+  }
+
+  /** The record read ahead by `#gatherData`, else the next one from the buffer or transport. */
+  #nextRecord(): Promise<Record | null> {
+    const ahead = this.#readAhead;
+    if (!ahead) return this.#readRecord();
+    this.#readAhead = undefined;
+    return "error" in ahead ? Promise.reject(ahead.error) : Promise.resolve(ahead.record);
+  }
+
+  /**
+   * `first` joined with the application data of the records after it that are already whole in
+   * the read buffer, up to READ_BUFFER_MAX bytes: the application then gets what one transport
+   * read brought in one chunk, not a chunk (and, for echo or proxy, a write) per record. The
+   * first record that is not application data, or what reading it threw, is kept for the next
+   * read, so nothing is reordered and data already authenticated is delivered before an error.
+   * Only after the handshake: then a buffered record is returned or refused without waiting on
+   * the transport.
+   */
+  async #gatherData(first: Uint8Array): Promise<Uint8Array> {
+    if (this.#phase !== "done") return first;
+    const parts = [first];
+    let length = first.length;
+    while (length < READ_BUFFER_MAX && this.#wholeRecordBuffered()) {
+      let record: Record | null;
+      try {
+        record = await this.#readRecord();
+      } catch (error) {
+        this.#readAhead = { error };
+        break;
+      }
+      if (record?.type !== ContentType.application_data) {
+        this.#readAhead = { record };
+        break;
+      }
+      parts.push(record.data);
+      length += record.data.length;
+    }
+    return parts.length === 1 ? first : concat(...parts);
+  }
+
+  /** Whether the read buffer holds a whole record, header and body. */
+  #wholeRecordBuffered(): boolean {
+    const available = this.#end - this.#start;
+    if (available < HEADER) return false;
+    const b = this.#buf, s = this.#start;
+    return available >= HEADER + ((b[s + 3] << 8) | b[s + 4]);
   }
 
   /** The next handshake message; anything else here is unexpected_message. */
@@ -616,7 +713,9 @@ export class RecordLayer {
     do {
       const piece = data.subarray(at, at + batch);
       at += piece.length;
-      await this.#writeAll(await this.#encode(type, piece, max));
+      let records = this.#encode(type, piece, max);
+      if (records instanceof Promise) records = await records;
+      await this.#writeAll(records);
     } while (at < data.length);
   }
 
@@ -645,6 +744,7 @@ export class RecordLayer {
   }
 
   #checkWritable(): void {
+    if (this.#discarded) throw new TransportClosed("after the connection was closed");
     if (this.writeClosed) throw new TransportClosed("for writing (close_notify or alert sent)");
   }
 
@@ -655,16 +755,17 @@ export class RecordLayer {
 
   /**
    * `data` as records of at most `max` plaintext bytes each, built in one buffer: each record's
-   * header, then its body sealed straight into place behind it by the AEAD's `sealInto` (no
-   * inner plaintext assembled, no record copied into the write).
+   * header, then its body sealed straight into place behind it (no inner plaintext assembled,
+   * no record copied into the write). A promise only where some record is sealed asynchronously.
    */
-  async #encode(type: number, data: Uint8Array, max: number): Promise<Uint8Array> {
+  #encode(type: number, data: Uint8Array, max: number): Uint8Array | Promise<Uint8Array> {
     const write = this.#write;
     // A protected record adds its real content type and the AEAD tag to the plaintext.
     const expansion = write ? 1 + write.aead.tagLength : 0;
     const count = Math.max(1, Math.ceil(data.length / max));
     const out = new Uint8Array(data.length + count * (HEADER + expansion));
     const contentType = Uint8Array.of(type);
+    const sealing: Promise<void>[] = [];
     for (let at = 0, offset = 0; offset < out.length;) {
       const piece = data.subarray(at, at + max);
       at += piece.length;
@@ -676,11 +777,15 @@ export class RecordLayer {
       header[3] = length >>> 8;
       header[4] = length & 0xff;
       const body = out.subarray(offset + HEADER, offset + HEADER + length);
-      if (write) await write.aead.sealInto(write.nextNonce(), [piece, contentType], header, body);
-      else body.set(piece);
+      if (write) {
+        const sealed = write.sealInto([piece, contentType], header, body);
+        if (sealed) sealing.push(sealed);
+      } else {
+        body.set(piece);
+      }
       offset += HEADER + length;
     }
-    return out;
+    return sealing.length ? Promise.all(sealing).then(() => out) : out;
   }
 
   async #writeAll(records: Uint8Array): Promise<void> {

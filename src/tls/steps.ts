@@ -142,24 +142,19 @@ export async function readPeerAuthentication(
  * The binder of a PSK (RFC 8446 §4.2.11.2): a Finished MAC under the PSK's binder key over the
  * transcript so far plus the ClientHello up to (not including) its binders list.
  */
-export async function pskBinder(
+export function pskBinder(
   suite: CipherSuite,
   psk: Uint8Array,
   transcript: Transcript,
   truncatedHello: Uint8Array,
-): Promise<Uint8Array> {
-  const binderKey = await (await KeySchedule.start(suite, psk)).binderKey();
-  return await finishedMac(suite, binderKey, transcript.hash(suite, truncatedHello));
+): Uint8Array {
+  const binderKey = KeySchedule.start(suite, psk).binderKey();
+  return finishedMac(suite, binderKey, transcript.hash(suite, truncatedHello));
 }
 
 /** Our Finished under `baseKey` (our handshake traffic secret), added to the transcript. */
-export async function finishedMessage(
-  ctx: HandshakeContext,
-  baseKey: Uint8Array,
-): Promise<Uint8Array> {
-  const message = encodeFinished(
-    await finishedMac(ctx.suite, baseKey, ctx.transcript.hash(ctx.suite)),
-  );
+export function finishedMessage(ctx: HandshakeContext, baseKey: Uint8Array): Uint8Array {
+  const message = encodeFinished(finishedMac(ctx.suite, baseKey, ctx.transcript.hash(ctx.suite)));
   ctx.transcript.add(message);
   return message;
 }
@@ -168,12 +163,12 @@ export async function finishedMessage(
  * Checks the peer's Finished: exactly Hash.length bytes (decode_error otherwise, RFC 8446
  * §4.4.4), then the MAC (decrypt_error); adds it.
  */
-export async function checkFinished(
+export function checkFinished(
   ctx: HandshakeContext,
   message: HandshakeMessage,
   peerBaseKey: Uint8Array,
   peerRole: Role,
-): Promise<void> {
+): void {
   const verifyData = ofType(message, HandshakeType.finished).body;
   if (verifyData.length !== ctx.suite.hashLength) {
     throw new TlsAlert(
@@ -181,11 +176,7 @@ export async function checkFinished(
       `${peerRole} Finished of ${verifyData.length} bytes, not ${ctx.suite.hashLength}`,
     );
   }
-  const expected = await finishedMac(
-    ctx.suite,
-    peerBaseKey,
-    ctx.transcript.hash(ctx.suite),
-  );
+  const expected = finishedMac(ctx.suite, peerBaseKey, ctx.transcript.hash(ctx.suite));
   if (!equalBytes(verifyData, expected)) {
     throw new TlsAlert("decrypt_error", `${peerRole} Finished does not verify`);
   }

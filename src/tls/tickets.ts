@@ -7,7 +7,7 @@
  * secret file (`--ticket-key-file`) therefore share keys and rotate in step without talking.
  */
 import { getCryptoProvider } from "../crypto/index.ts";
-import { AeadAuthError } from "../crypto/provider.ts";
+import { type Aead, AeadAuthError } from "../crypto/provider.ts";
 import { InputError } from "../errors.ts";
 import { ByteReader, ByteWriter, concat, equalBytes } from "./codec/bytes.ts";
 import { TlsAlert } from "./alert.ts";
@@ -16,9 +16,9 @@ import { TlsAlert } from "./alert.ts";
 export interface TicketIssuer {
   /** How long a ticket is good for (≤ 7 days, RFC 8446). */
   readonly lifetimeSeconds: number;
-  seal(state: Uint8Array): Promise<Uint8Array>;
+  seal(state: Uint8Array): Uint8Array;
   /** The state in a ticket, or undefined for a ticket this issuer cannot open (unknown/expired key). */
-  open(ticket: Uint8Array): Promise<Uint8Array | undefined>;
+  open(ticket: Uint8Array): Uint8Array | undefined;
 }
 
 const NAME_LENGTH = 16;
@@ -42,7 +42,8 @@ export class TicketKeys implements TicketIssuer {
   readonly lifetimeSeconds: number;
   readonly #rotationMs: number;
   readonly #now: () => number;
-  readonly #keys = new Map<number, Promise<{ name: Uint8Array; key: Uint8Array }>>();
+  /** The current and previous epochs' key names and AEADs, made once per epoch. */
+  readonly #keys = new Map<number, { name: Uint8Array; aead: Aead }>();
 
   constructor(readonly secret: Uint8Array, options: TicketKeyOptions = {}) {
     if (secret.length < MIN_SECRET_LENGTH) {
@@ -79,20 +80,26 @@ export class TicketKeys implements TicketIssuer {
     return new TicketKeys(secret, options);
   }
 
-  #epochKey(epoch: number) {
+  #epochKey(epoch: number): { name: Uint8Array; aead: Aead } {
     let entry = this.#keys.get(epoch);
     if (!entry) {
-      entry = (async () => {
-        const p = getCryptoProvider();
-        const prk = await p.hkdfExtract("SHA-256", new Uint8Array(32), this.secret);
-        const info = new ByteWriter().bytes(encoder.encode("qsign ticket key v1")).u32(epoch)
-          .finish();
-        const material = await p.hkdfExpand("SHA-256", prk, info, NAME_LENGTH + 32);
-        return { name: material.slice(0, NAME_LENGTH), key: material.slice(NAME_LENGTH) };
-      })();
+      const p = getCryptoProvider();
+      const prk = p.hkdfExtractSync("SHA-256", new Uint8Array(32), this.secret);
+      const info = new ByteWriter().bytes(encoder.encode("qsign ticket key v1")).u32(epoch)
+        .finish();
+      const material = p.hkdfExpandSync("SHA-256", prk, info, NAME_LENGTH + 32);
+      entry = {
+        name: material.slice(0, NAME_LENGTH),
+        aead: p.aeadSync("AES-256-GCM", material.subarray(NAME_LENGTH)),
+      };
       this.#keys.set(epoch, entry);
       // Keep the current and previous epochs only.
-      for (const old of this.#keys.keys()) if (old < epoch - 1) this.#keys.delete(old);
+      for (const [old, { aead }] of this.#keys) {
+        if (old < epoch - 1) {
+          aead.dispose();
+          this.#keys.delete(old);
+        }
+      }
     }
     return entry;
   }
@@ -101,24 +108,21 @@ export class TicketKeys implements TicketIssuer {
     return Math.floor(this.#now() / this.#rotationMs);
   }
 
-  async seal(state: Uint8Array): Promise<Uint8Array> {
-    const { name, key } = await this.#epochKey(this.#epoch());
-    const p = getCryptoProvider();
-    const nonce = p.randomBytes(NONCE_LENGTH);
-    const sealed = await (await p.aead("AES-256-GCM", key)).seal(nonce, state, name);
-    return concat(name, nonce, sealed);
+  seal(state: Uint8Array): Uint8Array {
+    const { name, aead } = this.#epochKey(this.#epoch());
+    const nonce = getCryptoProvider().randomBytes(NONCE_LENGTH);
+    return concat(name, nonce, aead.sealSync(nonce, state, name));
   }
 
-  async open(ticket: Uint8Array): Promise<Uint8Array | undefined> {
+  open(ticket: Uint8Array): Uint8Array | undefined {
     if (ticket.length < NAME_LENGTH + NONCE_LENGTH + 16) return undefined;
     const name = ticket.subarray(0, NAME_LENGTH);
     const epoch = this.#epoch();
     for (const e of [epoch, epoch - 1]) {
-      const k = await this.#epochKey(e);
-      if (!equalBytes(k.name, name)) continue;
-      const aead = await getCryptoProvider().aead("AES-256-GCM", k.key);
+      const { name: keyName, aead } = this.#epochKey(e);
+      if (!equalBytes(keyName, name)) continue;
       try {
-        return await aead.open(
+        return aead.openSync(
           ticket.subarray(NAME_LENGTH, NAME_LENGTH + NONCE_LENGTH),
           ticket.subarray(NAME_LENGTH + NONCE_LENGTH),
           name,

@@ -1788,6 +1788,70 @@ add(
     }),
   ),
 );
+
+/**
+ * The length the echo service names in its next reply (it answers each chunk it reads with one
+ * line naming the chunk's length), skipping the NewSessionTickets that come first.
+ */
+async function repliedLength(c: ClientFlow): Promise<number> {
+  for (;;) {
+    const r = await c.rc.next();
+    if (r.kind === "handshake" && r.type === HS.new_session_ticket) continue;
+    if (r.kind !== "data") throw new Error(`expected an echo reply, got ${r.kind}`);
+    const length = /\((\d+) /.exec(new TextDecoder().decode(r.data))?.[1];
+    if (length === undefined) throw new Error("echo reply without a length");
+    return Number(length);
+  }
+}
+
+// §5.1: records that arrive together are read together, in order, up to what does not decrypt.
+add(
+  row(
+    "5.1",
+    "ok",
+    "three data records in one segment are read as one chunk",
+    s({
+      after: async (c) => {
+        const records = [];
+        for (let i = 0; i < 3; i++) records.push(await c.rc.encode(CT.data, new Uint8Array(100)));
+        await c.rc.writeRaw(concatBytes(...records));
+        equal(await repliedLength(c), 300);
+      },
+    }),
+  ),
+  row(
+    "5.1",
+    "ok",
+    "data, KeyUpdate and data in one segment: the KeyUpdate is taken between them",
+    s({
+      after: async (c) => {
+        const first = await c.rc.encode(CT.data, new Uint8Array(100));
+        const update = await c.rc.encode(CT.handshake, handshake(HS.key_update, bytes(0)));
+        c.appSecrets!.client = nextKey(c);
+        await c.rc.setWriteKeys(c.suite!, c.appSecrets!.client);
+        const second = await c.rc.encode(CT.data, new Uint8Array(50));
+        await c.rc.writeRaw(concatBytes(first, update, second));
+        equal(await repliedLength(c), 100);
+        equal(await repliedLength(c), 50);
+      },
+    }),
+  ),
+  row(
+    "5.2",
+    "bad_record_mac",
+    "a tampered record after a good one in one segment: the good one is answered first",
+    s({
+      after: async (c) => {
+        const good = await c.rc.encode(CT.data, new Uint8Array(100));
+        const bad = await c.rc.encode(CT.data, new Uint8Array(100));
+        bad[7] ^= 1;
+        await c.rc.writeRaw(concatBytes(good, bad));
+        equal(await repliedLength(c), 100);
+        throw new Error(STOPPED);
+      },
+    }),
+  ),
+);
 const postHandshake: [string, number, Uint8Array][] = [
   ["ClientHello (renegotiation)", HS.client_hello, new Uint8Array(40)],
   ["NewSessionTicket from the client", HS.new_session_ticket, new Uint8Array(12)],
@@ -1902,7 +1966,7 @@ for (const [name, code] of received) {
   }
 }
 
-function nextKey(c: ClientFlow): Promise<Uint8Array> {
+function nextKey(c: ClientFlow): Uint8Array {
   return nextTrafficSecret(c.suite!, c.appSecrets!.client);
 }
 
