@@ -113,11 +113,52 @@ const cpuMs = (before: Snapshot, after: Snapshot) =>
   after.cpuUserMs + after.cpuSystemMs - before.cpuUserMs - before.cpuSystemMs;
 type Snapshot = Awaited<ReturnType<typeof processSnapshot>>;
 
+/** The pids of `pid`'s live descendants, from /proc/PID/task/TID/children. */
+async function descendants(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const next = queue.shift()!;
+    try {
+      for await (const task of Deno.readDir(`/proc/${next}/task`)) {
+        const text = await Deno.readTextFile(`/proc/${next}/task/${task.name}/children`);
+        for (const child of text.split(" ").filter(Boolean).map(Number)) {
+          found.push(child);
+          queue.push(child);
+        }
+      }
+    } catch {
+      // The process ended while being read.
+    }
+  }
+  return found;
+}
+
+/**
+ * CPU and RSS of a server and every worker process it runs, summed: `qsign serve --workers N`
+ * is a supervisor and N workers, and all of them are the server.
+ */
+async function serverSnapshot(server: Server): Promise<Snapshot> {
+  const pids = [server.pid, ...await descendants(server.pid)];
+  const snapshots = await Promise.all(
+    pids.map((pid) => processSnapshot(pid).catch(() => undefined)),
+  );
+  const total = { ...snapshots[0]! };
+  for (const s of snapshots.slice(1)) {
+    if (!s) continue;
+    total.cpuUserMs += s.cpuUserMs;
+    total.cpuSystemMs += s.cpuSystemMs;
+    total.rssBytes += s.rssBytes;
+    total.rssPeakBytes += s.rssPeakBytes;
+  }
+  return total;
+}
+
 /** Server CPU ms per completed handshake of one load run. */
 async function cpuPerHandshake(server: Server, load: LoadOptions): Promise<number> {
-  const before = await processSnapshot(server.pid);
+  const before = await serverSnapshot(server);
   const report = await runLoad(server, load);
-  const after = await processSnapshot(server.pid);
+  const after = await serverSnapshot(server);
   expectComplete(report, load);
   return cpuMs(before, after) / report.handshakes.completed;
 }
@@ -130,9 +171,9 @@ async function cpuPerMiB(server: Server, cipher: string): Promise<number> {
     bytes: count("transfer-bytes"),
     cipher,
   };
-  const before = await processSnapshot(server.pid);
+  const before = await serverSnapshot(server);
   const report = await runLoad(server, load);
-  const after = await processSnapshot(server.pid);
+  const after = await serverSnapshot(server);
   expectComplete(report, load);
   return cpuMs(before, after) / (report.throughput!.bytesSent / MIB);
 }
@@ -201,9 +242,9 @@ const cases: Case[] = [
     freshServer: true,
     measure: async (server) => {
       const n = count("idle-connections");
-      const before = await processSnapshot(server.pid);
+      const before = await serverSnapshot(server);
       await using hold = await holdConnections(server, n);
-      const after = await processSnapshot(server.pid);
+      const after = await serverSnapshot(server);
       return (after.rssBytes - before.rssBytes) / 1024 / hold.held;
     },
   },
