@@ -74,7 +74,7 @@ export const KeyUsage = {
   decipherOnly: 256,
 } as const;
 
-export const EXTENSION_OIDS = {
+const EXTENSION_OIDS = {
   subjectKeyIdentifier: "2.5.29.14",
   keyUsage: "2.5.29.15",
   subjectAltName: "2.5.29.17",
@@ -114,7 +114,7 @@ export interface DistributionPoint {
 // General names and distinguished names
 
 /** The GeneralName forms (the context tag numbers of RFC 5280 §4.2.1.6). */
-export const GENERAL_NAME_FORMS = [
+const GENERAL_NAME_FORMS = [
   "otherName",
   "rfc822Name",
   "dNSName",
@@ -174,7 +174,7 @@ export interface ParsedName {
 }
 
 /** Reads a Name (SEQUENCE OF SET OF AttributeTypeAndValue), refusing an empty RDN. */
-export function parseName(der: Uint8Array, name: Tlv): ParsedName {
+function parseName(der: Uint8Array, name: Tlv): ParsedName {
   const rdns: string[] = [];
   const attributes: ParsedName["attributes"] = [];
   const texts: string[] = [];
@@ -437,7 +437,7 @@ interface ExtensionEntry {
  * offsets into it and what has been decoded on request.
  */
 export class CertificateView {
-  /** The certificate's DER (owned: a copy when given a view into a larger buffer). */
+  /** The certificate's DER (the view's own copy). */
   readonly der: Uint8Array;
   /** 1, 2 or 3. */
   readonly version: number;
@@ -544,14 +544,13 @@ export class CertificateView {
   }
 
   /**
-   * Reads a DER certificate (a view into a larger message is copied out, so the view keeps no
-   * more than the certificate alive). Throws `CertificateFormatError`.
+   * Reads a DER certificate. The view keeps a copy of the bytes: views are cached and shared
+   * across connections, so a caller reusing its buffer must not change a verified certificate,
+   * and a certificate inside a larger message must not keep the message alive. Throws
+   * `CertificateFormatError`.
    */
   static parse(der: Uint8Array): CertificateView {
-    const owned = der.byteOffset === 0 && der.byteLength === der.buffer.byteLength &&
-        der.buffer instanceof ArrayBuffer
-      ? der
-      : der.slice();
+    const owned = der.slice();
     try {
       return new CertificateView(owned);
     } catch (e) {
