@@ -13,7 +13,8 @@
  *
  * Handshakes call `verifyChain` with a `TrustStore` built once, so trust anchors and CRLs are
  * parsed (and their keys imported) once; the result carries the leaf's SHA-256 fingerprint and
- * the time it stays valid, for callers that cache verdicts.
+ * the time it stays valid, for callers that cache verdicts. Certificates are read with
+ * CertificateView (strict DER, a few tens of µs for an ML-DSA leaf); CRLs with @peculiar/x509.
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
