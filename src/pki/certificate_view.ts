@@ -306,16 +306,24 @@ function nameText(der: Uint8Array, name: Tlv): string {
   ).join(", ");
 }
 
+/**
+ * Bytes as one character each. Built in chunks rather than a character at a time: a string
+ * appended to byte by byte is a tree of fragments, several times the size of the text, and these
+ * texts stay with the view.
+ */
 function latin1(bytes: Uint8Array): string {
   let out = "";
-  for (let i = 0; i < bytes.length; i++) out += String.fromCharCode(bytes[i]);
+  for (let i = 0; i < bytes.length; i += 4096) {
+    out += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
   return out;
 }
 
+const HEX_OCTETS = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
+/** Lowercase hex, as one flat string (see latin1). */
 function hex(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i++) out += bytes[i].toString(16).padStart(2, "0");
-  return out;
+  return Array.from(bytes, (b) => HEX_OCTETS[b]).join("");
 }
 
 // ---------------------------------------------------------------------------------------------
