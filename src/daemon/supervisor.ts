@@ -64,7 +64,7 @@ export async function runSupervisor(
   metrics.superviseWorkers(config.workers);
   for (const result of ["ok", "failed"]) metrics.reloads.inc({ result }, 0);
 
-  const pool = new WorkerPool(config, directory, workerCommand(argv), listener, slots);
+  const pool = new WorkerPool(config, directory, workerCommand(argv), listener, slots, notifier);
   cleanup.defer(() => pool.kill());
   const reloads = new FanOutReload(pool, notifier, config, rereadConfig);
   cleanup.use(
@@ -287,6 +287,7 @@ class WorkerPool {
     readonly command: { path: string; args: string[] },
     listener: Deno.UnixListener,
     readonly slots: SharedSlots,
+    readonly notifier: SystemdNotifier,
   ) {
     this.restarts = new Array(config.workers).fill(0);
     void this.#accept(listener);
@@ -402,14 +403,23 @@ class WorkerPool {
         signal: status.signal ?? undefined,
         restart_in_ms: delayMs,
       });
+      await this.#tellSystemd(`worker ${index} exited, restarting in ${delayMs} ms`);
       using wait = delay(delayMs, false);
       if (await Promise.race([wait, this.#stopped.promise.then(() => true)])) return;
       const next = this.#launch(index, false);
-      void next.listening.promise.then(
-        () => audit.info("worker_restarted", { worker: index, pid: next.pid }),
-        () => {},
-      );
+      void next.listening.promise.then(async () => {
+        audit.info("worker_restarted", { worker: index, pid: next.pid });
+        await this.#tellSystemd(`worker ${index} restarted`);
+      }, () => {});
     }
+  }
+
+  /** STATUS= for `systemctl status`: how many workers serve, and what just happened. */
+  async #tellSystemd(event: string): Promise<void> {
+    await this.notifier.notify(
+      `STATUS=serving ${this.config.services.length} service(s) with ${this.alive.length} of ` +
+        `${this.config.workers} workers (${event})`,
+    );
   }
 
   /** The workers listening now. */

@@ -4,7 +4,8 @@
  * unique across them; a ticket issued by one resumes on the other; a real Prometheus scrape of
  * the one /metrics equals the sum of the workers' own counters; SIGHUP reloads both and logs
  * once; SIGTERM drains both and removes the pid file; a worker killed with SIGKILL is restarted,
- * logged and counted while the daemon goes on serving; systemd hears one sequence.
+ * logged and counted (and told to systemd as STATUS=) while the daemon goes on serving; systemd
+ * hears one sequence.
  */
 import { deepEqual, equal, match, notEqual, ok, rejects } from "node:assert/strict";
 import { writeFileAtomic } from "../../src/fsutil.ts";
@@ -240,6 +241,10 @@ Deno.test("a killed worker is restarted, logged and counted; systemd hears one d
     equal(exited.signal, "SIGKILL");
     const restarted = await daemon.waitFor((e) => e.event === "worker_restarted");
     notEqual(restarted.pid, victim);
+    const lost = await socket.next((m) => m.startsWith("STATUS="), ready + 1);
+    match(socket.messages[lost], /with 1 of 2 workers \(worker 1 exited, restarting in \d+ ms\)$/);
+    const back = await socket.next((m) => m.startsWith("STATUS="), lost + 1);
+    match(socket.messages[back], /with 2 of 2 workers \(worker 1 restarted\)$/);
 
     const after = await status(daemon);
     deepEqual(after.workers.map((w) => [w.alive, w.restarts]), [[true, 0], [true, 1]]);
@@ -261,7 +266,7 @@ Deno.test("a killed worker is restarted, logged and counted; systemd hears one d
     // Only the supervisor spoke: one READY per start and reload, no worker's own.
     deepEqual(
       socket.messages.map((m) => m.split("\n")[0].split("=")[0]),
-      ["READY", "RELOADING", "READY", "STOPPING"],
+      ["READY", "STATUS", "STATUS", "RELOADING", "READY", "STOPPING"],
     );
   } finally {
     await socket.close();
