@@ -7,7 +7,6 @@
  * docs/workers.md.
  */
 import { Buffer } from "node:buffer";
-import { basename } from "node:path";
 import type { Address, DaemonConfig } from "../config/types.ts";
 import { formatAddress } from "../config/values.ts";
 import { QsignError } from "../errors.ts";
@@ -124,7 +123,7 @@ export async function runSupervisor(
 /** How to run `qsign serve ARGV` again: the same binary, or the same Deno with its permissions. */
 export function workerCommand(argv: readonly string[]): { path: string; args: string[] } {
   const path = Deno.execPath();
-  if (!/^deno(\.exe)?$/.test(basename(path))) return { path, args: ["serve", ...argv] };
+  if (Deno.build.standalone) return { path, args: ["serve", ...argv] };
   const names = ["read", "write", "net", "env", "run", "ffi", "sys"] as const;
   // Only what this process holds in full, so a worker never has more than its supervisor.
   const granted = names.filter((name) => Deno.permissions.querySync({ name }).state === "granted");
