@@ -4,12 +4,11 @@
  * no connection starts after `handshakes` have started or after `durationLimitMs`, and each
  * connection's phases have their own time limits.
  */
-import { formatAddress } from "../config/values.ts";
 import type { TlsClientConfig } from "../tls/config.ts";
 import { type ConnectionPlan, type ConnectionResult, runConnection } from "./connection.ts";
-import type { BenchReport, ErrorCount } from "./report.ts";
+import { type LoadMeasurement, mergeErrors, type Warmup } from "./report.ts";
 import { ResourceMeter } from "./resources.ts";
-import { coveredTime, summarize } from "./stats.ts";
+import { unionOf } from "./stats.ts";
 import { TicketPool } from "./ticket_pool.ts";
 
 /** What to run. */
@@ -36,8 +35,17 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
 /** Tickets kept per server, per connection in flight: a server may issue several per handshake. */
 const TICKETS_PER_SLOT = 4;
 
-/** Runs the load and reports on it. */
-export async function runLoad(options: LoadOptions): Promise<BenchReport> {
+/** Now, in milliseconds since the epoch with performance.now()'s resolution: one clock for every process. */
+const epochNow = () => performance.timeOrigin + performance.now();
+
+/**
+ * Runs the load and measures it. `beforeStart` runs after the warm-up and before the first
+ * counted connection: a client process of `--workers` waits there until every process is ready.
+ */
+export async function runLoad(
+  options: LoadOptions,
+  beforeStart?: () => Promise<void>,
+): Promise<LoadMeasurement> {
   const pool = options.resume ? new TicketPool(TICKETS_PER_SLOT * options.concurrency) : undefined;
   const plan: ConnectionPlan = {
     server: options.server,
@@ -50,11 +58,11 @@ export async function runLoad(options: LoadOptions): Promise<BenchReport> {
   };
   const warmup = pool ? await warmUp(plan, options.concurrency, pool) : undefined;
   if (pool) pool.reuses = 0;
+  await beforeStart?.();
 
-  const startedAt = new Date();
   const meter = new ResourceMeter();
-  const start = performance.now();
-  const deadline = start + options.durationLimitMs;
+  const startMs = epochNow();
+  const deadline = performance.now() + options.durationLimitMs;
   const results: ConnectionResult[] = [];
   let started = 0;
   const worker = async () => {
@@ -66,42 +74,24 @@ export async function runLoad(options: LoadOptions): Promise<BenchReport> {
   await Promise.all(
     Array.from({ length: Math.min(options.concurrency, options.handshakes) }, worker),
   );
-  const durationMs = performance.now() - start;
+  const endMs = epochNow();
   const client = meter.stop();
 
   const completed = results.filter((r) => r.handshakeMs !== undefined);
-  const resumed = completed.filter((r) => r.info?.resumed).length;
+  // Connection times are this process's performance.now(); the spans go out on the epoch clock.
   const transfers = results.flatMap((r) => (r.data ? [r.data] : []));
-  const transferMs = coveredTime(transfers);
-  const bytesSent = transfers.reduce((total, t) => total + t.sent, 0);
   const first = (completed.find((r) => !r.info?.resumed) ?? completed[0])?.info;
   return {
-    target: formatAddress(options.server),
-    serverName: options.config.serverName,
-    startedAt: startedAt.toISOString(),
-    settings: {
-      handshakes: options.handshakes,
-      concurrency: options.concurrency,
-      resume: options.resume,
-      bytes: options.bytes,
-      bytesMode: options.bytes > 0 ? options.bytesMode : undefined,
-      durationLimitMs: options.durationLimitMs,
-      groups: options.config.groups,
-      signatureSchemes: options.config.signatureSchemes,
-    },
+    startMs,
+    endMs,
     stoppedBy: started < options.handshakes ? "time" : "count",
-    durationMs,
-    handshakes: {
-      attempted: results.length,
-      completed: completed.length,
-      resumed,
-      full: completed.length - resumed,
-      failed: results.filter((r) => r.failure).length,
-      ticketReuses: pool?.reuses,
-      perSecond: durationMs > 0 ? completed.length / (durationMs / 1000) : 0,
-    },
+    attempted: results.length,
+    completed: completed.length,
+    resumed: completed.filter((r) => r.info?.resumed).length,
+    failed: results.filter((r) => r.failure).length,
+    ticketReuses: pool?.reuses,
     warmup,
-    latencyMs: summarize(completed.map((r) => r.handshakeMs!)),
+    latencySamplesMs: completed.map((r) => r.handshakeMs!),
     negotiated: first && {
       version: first.version,
       cipherSuite: first.cipherSuite,
@@ -110,48 +100,33 @@ export async function runLoad(options: LoadOptions): Promise<BenchReport> {
       clientSignatureScheme: first.signatureScheme,
       helloRetry: first.helloRetry,
     },
-    throughput: options.bytes > 0
+    transfers: options.bytes > 0
       ? {
-        transfers: transfers.length,
-        bytesSent,
+        count: transfers.length,
+        bytesSent: transfers.reduce((total, t) => total + t.sent, 0),
         bytesReceived: transfers.reduce((total, t) => total + t.received, 0),
-        transferMs,
-        bytesPerSecond: transferMs > 0 ? bytesSent / (transferMs / 1000) : 0,
+        spans: unionOf(transfers).map(({ start, end }) => ({
+          start: start + performance.timeOrigin,
+          end: end + performance.timeOrigin,
+        })),
       }
       : undefined,
-    errors: countErrors(results),
+    errors: mergeErrors([results.flatMap(({ failure }) => {
+      if (!failure) return [];
+      const { message, ...kind } = failure;
+      return [{ ...kind, count: 1, example: message }];
+    })]),
     unclosed: results.filter((r) => r.unclosed).length,
     client,
   };
 }
 
 /** Full handshakes, `count` at once, to fill `pool` with tickets. */
-async function warmUp(plan: ConnectionPlan, count: number, pool: TicketPool) {
+async function warmUp(plan: ConnectionPlan, count: number, pool: TicketPool): Promise<Warmup> {
   const results = await Promise.all(Array.from({ length: count }, () => runConnection(plan)));
   return {
     connections: count,
     failed: results.filter((r) => r.failure).length,
     tickets: pool.size,
   };
-}
-
-/** Failures grouped by phase, kind and direction, most frequent first. */
-function countErrors(results: ConnectionResult[]): ErrorCount[] {
-  const counts = new Map<string, ErrorCount>();
-  for (const { failure } of results) {
-    if (!failure) continue;
-    const key = `${failure.phase}/${failure.kind}/${failure.direction}`;
-    const entry = counts.get(key);
-    if (entry) entry.count++;
-    else {
-      counts.set(key, {
-        phase: failure.phase,
-        kind: failure.kind,
-        direction: failure.direction,
-        count: 1,
-        example: failure.message,
-      });
-    }
-  }
-  return [...counts.values()].sort((a, b) => b.count - a.count);
 }

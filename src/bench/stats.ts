@@ -42,22 +42,25 @@ export interface Interval {
 }
 
 /**
+ * The union of `intervals` as disjoint intervals in ascending order. A client process sends its
+ * union rather than every transfer: as long as the load is concurrent it is a handful of spans.
+ */
+export function unionOf(intervals: readonly Interval[]): Interval[] {
+  const sorted = [...intervals].sort((a, b) => a.start - b.start);
+  const union: Interval[] = [];
+  for (const { start, end } of sorted) {
+    const last = union.at(-1);
+    if (last && start <= last.end) last.end = Math.max(last.end, end);
+    else union.push({ start, end });
+  }
+  return union;
+}
+
+/**
  * The total length of the union of `intervals`: how long at least one of them was in progress.
  * Used for throughput, so that concurrent transfers are counted once and handshake time between
  * transfers is not counted at all.
  */
 export function coveredTime(intervals: readonly Interval[]): number {
-  const sorted = [...intervals].sort((a, b) => a.start - b.start);
-  let total = 0;
-  let current: Interval | undefined;
-  for (const { start, end } of sorted) {
-    if (current && start <= current.end) {
-      current.end = Math.max(current.end, end);
-      continue;
-    }
-    if (current) total += current.end - current.start;
-    current = { start, end };
-  }
-  if (current) total += current.end - current.start;
-  return total;
+  return unionOf(intervals).reduce((total, { start, end }) => total + end - start, 0);
 }

@@ -1,16 +1,30 @@
 /**
  * `qsign bench`: a bounded load generator with qsign's own TLS client, against qsign or any TLS
  * 1.3 server. Parses the command line, loads the client's certificate and trust, runs
- * src/bench/load.ts and prints the report (text, or JSON with --json).
+ * src/bench/load.ts (here, or with --workers in client processes that each run it on their
+ * share, src/bench/processes.ts) and prints the report (text, or JSON with --json).
  */
 import { type CommandSpec, parseCommand } from "./args.ts";
 import { CLIENT_TLS_OPTIONS, clientSettingsFromArgs } from "./connect.ts";
-import { parseAddress, parseDurationMs } from "../config/values.ts";
+import { formatAddress, parseAddress, parseDurationMs } from "../config/values.ts";
 import { setLogSink } from "../observe/log.ts";
 import { buildClientConfig } from "../daemon/client.ts";
 import { BYTES_MODES } from "../bench/exchange.ts";
-import { runLoad } from "../bench/load.ts";
-import { formatReport } from "../bench/report.ts";
+import { type LoadOptions, runLoad } from "../bench/load.ts";
+import {
+  awaitStart,
+  PROCESS_MARKER,
+  runClientProcesses,
+  sendMeasurement,
+  splitEvenly,
+} from "../bench/processes.ts";
+import {
+  type BenchReport,
+  formatReport,
+  type LoadMeasurement,
+  mergeMeasurements,
+} from "../bench/report.ts";
+import { UsageError } from "../errors.ts";
 
 const SPEC: CommandSpec = {
   name: "bench",
@@ -18,7 +32,9 @@ const SPEC: CommandSpec = {
     "memory against a TLS 1.3 server (qsign or any other), with qsign's own client. Bounded: " +
     "stops after --handshakes connections or --duration-limit, whichever comes first. Each " +
     "connection: TCP connect, handshake, optional --bytes data phase, close_notify both ways. " +
-    "Exit status 1 when any connection failed.",
+    "With --workers N the load is split between N client processes started together, and " +
+    "reported as one run and per process. Exit status 1 when any connection (or client " +
+    "process) failed.",
   options: {
     connect: { type: "string", value: "HOST:PORT", help: "the server to load" },
     handshakes: {
@@ -32,6 +48,13 @@ const SPEC: CommandSpec = {
       value: "C",
       help: "connections in progress at once",
       default: "4",
+    },
+    workers: {
+      type: "string",
+      value: "N",
+      help: "client processes to split --handshakes and --concurrency between, for a server " +
+        "that one client process cannot keep busy (1: this process)",
+      default: "1",
     },
     resume: {
       type: "boolean",
@@ -72,26 +95,40 @@ const SPEC: CommandSpec = {
 /** This command's options, for completion and the man page. */
 export const COMMAND_SPECS: CommandSpec[] = [SPEC];
 
-/** Runs `qsign bench`. */
+/** Most client processes of one run. */
+const MAX_WORKERS = 256;
+
+/**
+ * Runs `qsign bench`, or (PROCESS_MARKER first) one client process of `--workers N`, which runs
+ * the same load on its share and hands its measurement to the parent instead of a report.
+ */
 export async function run(argv: string[]): Promise<number> {
-  const args = parseCommand(SPEC, argv);
+  const asProcess = argv[0] === PROCESS_MARKER;
+  const args = parseCommand(SPEC, asProcess ? argv.slice(1) : argv);
   if (!args) return 0;
   const origin = (name: string) => ({ field: `--${name}` });
   const server = parseAddress(args.requireString("connect"), "127.0.0.1", origin("connect"));
   const settings = clientSettingsFromArgs(args, server);
   const handshakes = args.integer("handshakes", { min: 1 })!;
   const concurrency = args.integer("concurrency", { min: 1, max: 10_000 })!;
+  const workers = args.integer("workers", { min: 1, max: MAX_WORKERS })!;
+  for (const [name, value] of [["concurrency", concurrency], ["handshakes", handshakes]] as const) {
+    if (workers > value) {
+      throw new UsageError(
+        `bench: --workers ${workers} is more than --${name} ${value}: each client process ` +
+          `needs at least one connection (lower --workers or raise --${name})`,
+      );
+    }
+  }
   const bytes = args.integer("bytes", { min: 0 })!;
   const bytesMode = args.choice("bytes-mode", BYTES_MODES)!;
   const durationLimitMs = parseDurationMs(args.string("duration-limit"), origin("duration-limit"));
+  // Loaded here even when client processes do the load: a wrong file is told once, up front.
   const config = await buildClientConfig({
     ...settings,
     groups: args.has("group") ? args.list("group", { splitCommas: true }) : undefined,
   });
-
-  // The report owns stdout; whatever the engine logs goes to stderr.
-  setLogSink((line) => console.error(line));
-  const report = await runLoad({
+  const load: LoadOptions = {
     server,
     config,
     handshakes,
@@ -100,7 +137,48 @@ export async function run(argv: string[]): Promise<number> {
     bytes,
     bytesMode,
     durationLimitMs,
-  });
+  };
+
+  // The report (or the measurement) owns stdout; whatever the engine logs goes to stderr.
+  setLogSink((line) => console.error(line));
+  if (asProcess) {
+    sendMeasurement(await runLoad(load, awaitStart));
+    return 0;
+  }
+  let measurements: LoadMeasurement[];
+  let processes: BenchReport["processes"];
+  if (workers === 1) measurements = [await runLoad(load)];
+  else {
+    const handshakeShares = splitEvenly(handshakes, workers);
+    const concurrencyShares = splitEvenly(concurrency, workers);
+    const outcomes = await runClientProcesses(
+      argv,
+      handshakeShares.map((h, i) => ({ handshakes: h, concurrency: concurrencyShares[i] })),
+    );
+    measurements = outcomes.flatMap((o) => (o.measurement ? [o.measurement] : []));
+    processes = outcomes.map(({ measurement, ...outcome }) => ({
+      ...outcome,
+      ...(measurement && mergeMeasurements([measurement])),
+    }));
+  }
+  const report: BenchReport = {
+    target: formatAddress(server),
+    serverName: config.serverName,
+    settings: {
+      handshakes,
+      concurrency,
+      workers,
+      resume: load.resume,
+      bytes,
+      bytesMode: bytes > 0 ? bytesMode : undefined,
+      durationLimitMs,
+      groups: config.groups,
+      signatureSchemes: config.signatureSchemes,
+    },
+    ...mergeMeasurements(measurements),
+    processes,
+  };
   console.log(args.boolean("json") ? JSON.stringify(report, null, 2) : formatReport(report));
-  return report.handshakes.failed > 0 ? 1 : 0;
+  const processFailed = processes?.some((p) => p.stderrTail !== undefined) ?? false;
+  return report.handshakes.failed > 0 || processFailed ? 1 : 0;
 }
