@@ -183,9 +183,9 @@ export async function clientHandshake(
   }
   const sharedSecret = await cs.share.complete(serverShare.keyExchange);
   transcript.add(sh.message.raw);
-  const schedule = await KeySchedule.start(suite, resumed?.psk);
-  await schedule.enterHandshake(sharedSecret);
-  const hsSecrets = await schedule.trafficSecrets("hs", transcript.hash(suite));
+  const schedule = KeySchedule.start(suite, resumed?.psk);
+  schedule.enterHandshake(sharedSecret);
+  const hsSecrets = schedule.trafficSecrets("hs", transcript.hash(suite));
   await records.setReadKeys(suite, hsSecrets.server);
   // Our write key now, so an alert about the server's flight is protected like the flight
   // (RFC 8446 §5: alerts after ServerHello are encrypted); with the compatibility
@@ -222,9 +222,9 @@ export async function clientHandshake(
     if (!server) throw new TlsAlert("decode_error", "server sent no certificate");
     message = await records.readHandshake();
   }
-  await checkFinished(ctx, message, hsSecrets.server, "server");
-  await schedule.enterMaster();
-  const apSecrets = await schedule.trafficSecrets("ap", transcript.hash(suite));
+  checkFinished(ctx, message, hsSecrets.server, "server");
+  schedule.enterMaster();
+  const apSecrets = schedule.trafficSecrets("ap", transcript.hash(suite));
 
   // 5. Our flight: [Certificate, CertificateVerify,] Finished.
   let ours: ChosenCertificate | undefined;
@@ -235,7 +235,7 @@ export async function clientHandshake(
     ours = key && scheme !== undefined ? { key, scheme } : undefined;
     flight.push(...await certificateMessages(ctx, "client", ours));
   }
-  flight.push(await finishedMessage(ctx, hsSecrets.client));
+  flight.push(finishedMessage(ctx, hsSecrets.client));
   await records.write(ContentType.handshake, concat(...flight));
   await records.setWriteKeys(suite, apSecrets.client);
   await records.setReadKeys(suite, apSecrets.server);
@@ -246,7 +246,7 @@ export async function clientHandshake(
     suite,
     readSecret: apSecrets.server,
     writeSecret: apSecrets.client,
-    resumptionMasterSecret: await schedule.resumptionMasterSecret(transcript.hash(suite)),
+    resumptionMasterSecret: schedule.resumptionMasterSecret(transcript.hash(suite)),
     info: {
       version: "TLSv1.3",
       role: "client",
@@ -315,7 +315,7 @@ async function sendClientHello(cs: ClientState): Promise<void> {
   });
   if (offerPsk) {
     const truncated = hello.subarray(0, hello.length - bindersListLength([binderLength]));
-    const binder = await pskBinder(sessionSuite, session.psk, transcript, truncated);
+    const binder = pskBinder(sessionSuite, session.psk, transcript, truncated);
     hello.set(binder, hello.length - binderLength);
   }
   transcript.add(hello);

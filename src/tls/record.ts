@@ -271,9 +271,10 @@ export type Incoming = { kind: "data"; data: Uint8Array } | {
  * The read buffer starts small and grows while the peer streams (a read that fills it suggests
  * more is waiting), up to READ_BUFFER_MAX or the record being read. A pending read pins its
  * buffer, so once nothing is buffered and the last read left room, the connection goes back to
- * a small one: an idle connection holds READ_BUFFER_INITIAL bytes, not a bulk transfer's.
+ * a small one: an idle connection holds READ_BUFFER_INITIAL bytes, not a bulk transfer's. 1 KiB
+ * is most of a ClientHello and every alert and ticket; what is larger costs one more read.
  */
-const READ_BUFFER_INITIAL = 4 * 1024;
+const READ_BUFFER_INITIAL = 1024;
 const READ_BUFFER_MAX = 64 * 1024;
 
 export class RecordLayer {

@@ -287,9 +287,9 @@ export async function serverHandshake(
   await records.hold(ContentType.handshake, serverHello);
   if (!hs.helloRetry) await sendCompatChangeCipherSpec(hs);
 
-  const schedule = await KeySchedule.start(suite, hs.session?.psk);
-  await schedule.enterHandshake(sharedSecret);
-  const hsSecrets = await schedule.trafficSecrets("hs", transcript.hash(suite));
+  const schedule = KeySchedule.start(suite, hs.session?.psk);
+  schedule.enterHandshake(sharedSecret);
+  const hsSecrets = schedule.trafficSecrets("hs", transcript.hash(suite));
   await records.setWriteKeys(suite, hsSecrets.server);
   await records.setReadKeys(suite, hsSecrets.client);
   // Early data is never accepted: skip what a client sent optimistically (RFC 8446 §4.2.10).
@@ -302,22 +302,22 @@ export async function serverHandshake(
   if (requestClientCert) flight.push(certificateRequest(config));
   transcript.add(...flight);
   if (hs.certificate) flight.push(...await certificateMessages(ctx, "server", hs.certificate));
-  flight.push(await finishedMessage(ctx, hsSecrets.server));
+  flight.push(finishedMessage(ctx, hsSecrets.server));
   await records.write(ContentType.handshake, concat(...flight));
 
-  await schedule.enterMaster();
-  const apSecrets = await schedule.trafficSecrets("ap", transcript.hash(suite));
+  schedule.enterMaster();
+  const apSecrets = schedule.trafficSecrets("ap", transcript.hash(suite));
   await records.setWriteKeys(suite, apSecrets.server);
 
   // 6. The client's flight: [Certificate, CertificateVerify,] Finished.
   if (requestClientCert) await readClientCertificate(hs, ctx);
-  await checkFinished(ctx, await records.readHandshake(), hsSecrets.client, "client");
+  checkFinished(ctx, await records.readHandshake(), hsSecrets.client, "client");
   await records.setReadKeys(suite, apSecrets.client);
   records.handshakeDone();
 
   // 7. A ticket for next time.
   if (config.tickets) {
-    const rms = await schedule.resumptionMasterSecret(transcript.hash(suite));
+    const rms = schedule.resumptionMasterSecret(transcript.hash(suite));
     await sendTicket(hs, rms);
   }
 
@@ -499,7 +499,7 @@ async function acceptPsk(hs: ServerState): Promise<ServerSession | undefined> {
     return undefined;
   };
   const { identities, binders, bindersLength } = ch.psks;
-  const opened = await config.tickets.open(identities[0].identity);
+  const opened = config.tickets.open(identities[0].identity);
   const session = opened && decodeServerSession(opened);
   if (!session) return decline("ticket not sealed by a current ticket key");
   if (suiteById(session.suite)?.hash !== suite.hash) {
@@ -513,7 +513,7 @@ async function acceptPsk(hs: ServerState): Promise<ServerSession | undefined> {
   // The binder covers the transcript so far plus this ClientHello without its binders list.
   const raw = ch.message.raw;
   const truncated = raw.subarray(0, raw.length - bindersLength);
-  const expected = await pskBinder(suite, session.psk, transcript, truncated);
+  const expected = pskBinder(suite, session.psk, transcript, truncated);
   if (!equalBytes(binders[0], expected)) {
     throw new TlsAlert("decrypt_error", "PSK binder does not verify");
   }
@@ -644,14 +644,14 @@ async function sendTicket(hs: ServerState, resumptionMasterSecret: Uint8Array): 
   const ageAdd = new DataView(p.randomBytes(4).buffer).getUint32(0);
   const state = encodeServerSession({
     suite: hs.suite.id,
-    psk: await resumptionPsk(hs.suite, resumptionMasterSecret, nonce),
+    psk: resumptionPsk(hs.suite, resumptionMasterSecret, nonce),
     createdMs: nowMs,
     ageAdd,
     lifetimeSeconds,
     alpn: hs.alpn,
     authentication: sealed,
   });
-  const ticket = await tickets.seal(state);
+  const ticket = tickets.seal(state);
   await hs.records.write(
     ContentType.handshake,
     encodeNewSessionTicket({ lifetimeSeconds, ageAdd, nonce, ticket, extensions: [] }),

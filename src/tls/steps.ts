@@ -88,7 +88,7 @@ export async function certificateMessages(
 /** The peer's authentication as checked: its chain, and the scheme of its CertificateVerify. */
 export interface PeerAuthentication {
   peer: VerifiedPeer;
-  /** The certificates as sent (DER, leaf first). */
+  /** The certificates as sent (DER, leaf first), each held on its own (see `heldChain`). */
   chain: Uint8Array[];
   scheme: SignatureScheme;
 }
@@ -135,7 +135,17 @@ export async function readPeerAuthentication(
   );
   if (requirePq) checkPqAuth(peer, scheme);
   transcript.add(verifyMessage.raw);
-  return { peer, chain: certificate.chain, scheme };
+  return { peer, chain: heldChain(certificate.chain, peer), scheme };
+}
+
+/**
+ * The certificates as sent, without the Certificate message they are views into (which a
+ * connection would otherwise keep whole for as long as it lives): each is the verified path's
+ * own copy where it is on the path (shared by every connection its cached verdict serves), else
+ * a copy of its own.
+ */
+function heldChain(sent: readonly Uint8Array[], peer: VerifiedPeer): Uint8Array[] {
+  return sent.map((der) => peer.chain.find((c) => equalBytes(c.der, der))?.der ?? der.slice());
 }
 
 /**
