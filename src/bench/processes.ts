@@ -12,7 +12,7 @@
  *   kept to tell why a process failed.
  */
 import { OsError, QsignError } from "../errors.ts";
-import { qsignCommandLine } from "../cli/self.ts";
+import { qsignCommandLine } from "../self_command.ts";
 import { lines } from "../daemon/client.ts";
 import type { BenchFigures, LoadMeasurement, ProcessReport } from "./report.ts";
 

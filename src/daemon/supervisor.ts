@@ -23,6 +23,7 @@ import { logReload, type ReloadOutcome, watchMaterialFiles } from "./reload.ts";
 import { delay, processSignals } from "./signals.ts";
 import { CHANNEL_FILES, LineChannel, WORKER_ENV, type WorkerInit } from "./worker_channel.ts";
 import { SharedSlots, SlotLayout } from "./worker_shared.ts";
+import { qsignCommandLine } from "../self_command.ts";
 
 /** A worker that lived shorter than this before dying counts as failing to start. */
 const YOUNG_DEATH_MS = 10_000;
@@ -63,7 +64,14 @@ export async function runSupervisor(
   metrics.superviseWorkers(config.workers);
   for (const result of ["ok", "failed"]) metrics.reloads.inc({ result }, 0);
 
-  const pool = new WorkerPool(config, directory, workerCommand(argv), listener, slots, notifier);
+  const pool = new WorkerPool(
+    config,
+    directory,
+    qsignCommandLine(["serve", ...argv]),
+    listener,
+    slots,
+    notifier,
+  );
   cleanup.defer(() => pool.kill());
   const reloads = new FanOutReload(pool, notifier, config, rereadConfig);
   cleanup.use(
@@ -120,28 +128,6 @@ export async function runSupervisor(
   return 0;
 }
 
-/** How to run `qsign serve ARGV` again: the same binary, or the same Deno with its permissions. */
-export function workerCommand(argv: readonly string[]): { path: string; args: string[] } {
-  const path = Deno.execPath();
-  if (Deno.build.standalone) return { path, args: ["serve", ...argv] };
-  const names = ["read", "write", "net", "env", "run", "ffi", "sys"] as const;
-  // Only what this process holds in full, so a worker never has more than its supervisor.
-  const granted = names.filter((name) => Deno.permissions.querySync({ name }).state === "granted");
-  return {
-    path,
-    args: [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      ...granted.map((name) => `--allow-${name}`),
-      "--unstable-net",
-      Deno.mainModule,
-      "serve",
-      ...argv,
-    ],
-  };
-}
-
 interface Listening {
   addresses: Address[];
   banner: string;
@@ -164,7 +150,7 @@ class WorkerProcess {
 
   constructor(
     readonly index: number,
-    command: { path: string; args: string[] },
+    command: { command: string; args: string[] },
     directory: string,
     init: WorkerInit,
   ) {
@@ -172,7 +158,7 @@ class WorkerProcess {
     // systemd hears from the supervisor only.
     for (const name of ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]) delete env[name];
     env[WORKER_ENV] = `${index}:${directory}`;
-    this.child = new Deno.Command(command.path, {
+    this.child = new Deno.Command(command.command, {
       args: command.args,
       env,
       clearEnv: true,
@@ -283,7 +269,7 @@ class WorkerPool {
   constructor(
     readonly config: DaemonConfig,
     readonly directory: string,
-    readonly command: { path: string; args: string[] },
+    readonly command: { command: string; args: string[] },
     listener: Deno.UnixListener,
     readonly slots: SharedSlots,
     readonly notifier: SystemdNotifier,

@@ -1,6 +1,6 @@
 /**
  * The command line that runs this same qsign again, for commands that start qsign processes of
- * their own (`qsign bench --workers N`): the binary itself when it was built with
+ * their own (`qsign bench --workers N`, `qsign serve --workers N`): the binary itself when it was built with
  * `deno task compile`, otherwise Deno running this checkout's main.ts.
  */
 
@@ -13,7 +13,7 @@ export function qsignCommandLine(args: readonly string[]): { command: string; ar
   const granted = PERMISSIONS.filter((name) =>
     Deno.permissions.querySync({ name }).state === "granted"
   );
-  const file = (name: string) => new URL(`../../${name}`, import.meta.url).pathname;
+  const file = (name: string) => new URL(`../${name}`, import.meta.url).pathname;
   return {
     command: Deno.execPath(),
     args: [
