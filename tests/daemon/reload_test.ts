@@ -6,7 +6,15 @@ import { equal, match, ok } from "node:assert/strict";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { writeFileAtomic } from "../../src/fsutil.ts";
 import { tempDir } from "../support/env.ts";
-import { Daemon, exchange, issue, makePki, qsignClient, serveArgs } from "./support.ts";
+import {
+  Daemon,
+  exchange,
+  issue,
+  liveServerFiles,
+  makePki,
+  qsignClient,
+  serveArgs,
+} from "./support.ts";
 
 async function reloadCounts(daemon: Daemon): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
@@ -20,10 +28,7 @@ async function reloadCounts(daemon: Daemon): Promise<Record<string, number>> {
 Deno.test("a certificate swap reaches new handshakes only; a broken one leaves the old serving", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`);
-  const live = { cert: `${dir.path}/live/server.crt`, key: `${dir.path}/live/server.key` };
-  await Deno.mkdir(`${dir.path}/live`);
-  await Deno.copyFile(pki.serverCert, live.cert);
-  await Deno.copyFile(pki.serverKey, live.key);
+  const live = await liveServerFiles(dir.path, pki);
   await using daemon = await Daemon.start(serveArgs(pki, [], live));
   const port = daemon.port();
 

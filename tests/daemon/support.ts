@@ -79,6 +79,21 @@ export async function makePki(dir: string, alg?: KeyAlgorithm): Promise<Pki> {
 }
 
 /** Issues another leaf and writes it as `<name>.crt` / `<name>.key` in the PKI directory. */
+/**
+ * Copies of the PKI's server certificate and key in DIR/live/, for tests that renew them in place
+ * while a daemon serves them.
+ */
+export async function liveServerFiles(
+  dir: string,
+  pki: Pki,
+): Promise<{ cert: string; key: string }> {
+  const live = { cert: `${dir}/live/server.crt`, key: `${dir}/live/server.key` };
+  await Deno.mkdir(`${dir}/live`);
+  await Deno.copyFile(pki.serverCert, live.cert);
+  await Deno.copyFile(pki.serverKey, live.key);
+  return live;
+}
+
 export async function issue(
   pki: Pki,
   profile: "server" | "client",

@@ -19,6 +19,7 @@ import {
   exchange,
   httpGet,
   issue,
+  liveServerFiles,
   makePki,
   NotifySocket,
   qsignClient,
@@ -163,10 +164,7 @@ Deno.test("two workers: connections spread, tickets resume across them, one aggr
 Deno.test("two workers: SIGHUP reloads both and logs once; SIGTERM drains both", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`);
-  const live = { cert: `${dir.path}/live/server.crt`, key: `${dir.path}/live/server.key` };
-  await Deno.mkdir(`${dir.path}/live`);
-  await Deno.copyFile(pki.serverCert, live.cert);
-  await Deno.copyFile(pki.serverKey, live.key);
+  const live = await liveServerFiles(dir.path, pki);
   const pidFile = `${dir.path}/qsign.pid`;
   await using daemon = await Daemon.start(
     serveArgs(pki, ["--workers", "2", "--pid-file", pidFile, "--drain-timeout", "10m"], live),
