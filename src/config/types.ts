@@ -35,6 +35,11 @@ export interface Limits {
   idleTimeoutMs: number;
   /** New connections per second from one IP address; 0 means unlimited. */
   maxHandshakesPerIp: number;
+  /**
+   * How many connections one address may open at once before the rate applies (default:
+   * maxHandshakesPerIp). Not a setting: a worker keeps the whole burst with its share of the rate.
+   */
+  handshakeBurstPerIp?: number;
 }
 
 /** A load balancer address range whose PROXY protocol headers are believed. */

@@ -365,7 +365,10 @@ export async function runDaemon(
 /**
  * A service as one of `workers` workers runs it: on the port worker 0 bound, and with its share
  * of the per-address rate, since the kernel spreads one address's connections over the workers
- * (the share keeps at least one a second, so a slow client is never refused).
+ * (the share keeps at least one a second, so a slow client is never refused). Each worker keeps
+ * the whole burst: the kernel's spread is uneven over a second, and a client at the configured
+ * rate must not be refused by the worker its connections happened to favour. The sustained
+ * rate daemon-wide is the configured one; a burst may reach it on each worker.
  */
 function workerService(
   service: ServiceConfig,
@@ -377,7 +380,11 @@ function workerService(
   return {
     ...service,
     listen: role.listen?.[index] ?? service.listen,
-    limits: { ...service.limits, maxHandshakesPerIp: perIp && Math.ceil(perIp / workers) },
+    limits: {
+      ...service.limits,
+      maxHandshakesPerIp: perIp && Math.ceil(perIp / workers),
+      handshakeBurstPerIp: perIp,
+    },
   };
 }
 

@@ -7,7 +7,7 @@
 /** Why a connection was refused; also the `reason` label of `qtls_handshake_failures_total`. */
 export type RefusalReason = "max_connections" | "rate_limited" | "proxy_header";
 
-/** Token buckets per IP address: `ratePerSecond` tokens per second, bursts up to the same. */
+/** Token buckets per IP address: `ratePerSecond` tokens per second, bursts up to `burst`. */
 export class PerIpRateLimiter {
   readonly #buckets = new Map<string, { tokens: number; updatedMs: number }>();
 
@@ -15,17 +15,22 @@ export class PerIpRateLimiter {
    * @param ratePerSecond new connections per second per address; 0 disables the limit
    * @param maxTrackedAddresses beyond this many addresses, the least recently seen are forgotten
    *   (a forgotten address starts again with a full bucket, which errs on the side of admitting)
+   * @param burst connections an address may open at once (the bucket's size)
    */
-  constructor(readonly ratePerSecond: number, readonly maxTrackedAddresses = 65_536) {}
+  constructor(
+    readonly ratePerSecond: number,
+    readonly maxTrackedAddresses = 65_536,
+    readonly burst = ratePerSecond,
+  ) {}
 
   /** Takes one token for `ip`; false when its bucket is empty. */
   admit(ip: string, nowMs = performance.now()): boolean {
     if (this.ratePerSecond <= 0) return true;
     const bucket = this.#buckets.get(ip);
-    let tokens = this.ratePerSecond;
+    let tokens = this.burst;
     if (bucket) {
       tokens = Math.min(
-        this.ratePerSecond,
+        this.burst,
         bucket.tokens + ((nowMs - bucket.updatedMs) / 1000) * this.ratePerSecond,
       );
       // Re-inserting moves the address to the end: the map's order is least recently seen first.

@@ -84,7 +84,11 @@ export class QtlsService {
     readonly tickets: TicketIssuer,
     readonly shared?: SharedServiceState,
   ) {
-    this.#rateLimiter = new PerIpRateLimiter(config.limits.maxHandshakesPerIp);
+    this.#rateLimiter = new PerIpRateLimiter(
+      config.limits.maxHandshakesPerIp,
+      undefined,
+      config.limits.handshakeBurstPerIp,
+    );
     this.#handler = handlerFor(config);
     if (config.mode === "proxy") {
       this.backend = new BackendHealth(

@@ -22,6 +22,21 @@ Deno.test("the rate limiter admits a burst per address, refills over time, and s
   equal(unlimited.size, 0);
 });
 
+Deno.test("a worker's share of the rate refills slower but keeps the whole burst", () => {
+  // One of two workers with a limit of 10 a second: 5 a second, a burst of 10.
+  const limiter = new PerIpRateLimiter(5, 16, 10);
+  const burst = Array.from({ length: 11 }, () => limiter.admit("10.0.0.1", 0));
+  deepEqual([burst.filter(Boolean).length, burst[10]], [10, false]);
+  equal(limiter.admit("10.0.0.1", 100), false, "0.5 tokens after 100 ms at 5/s");
+  equal(limiter.admit("10.0.0.1", 200), true, "a token after 200 ms at 5/s");
+  equal(limiter.admit("10.0.0.1", 10_000), true);
+  equal(
+    Array.from({ length: 10 }, () => limiter.admit("10.0.0.1", 10_000)).filter(Boolean).length,
+    9,
+    "refilled to the burst of 10, not beyond",
+  );
+});
+
 Deno.test("PROXY v2: IPv6 clients get the TCP6 family; IPv4-mapped ones are sent as IPv4", () => {
   const tls = { version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384" };
   const v6 = encodeProxyV2Header({
