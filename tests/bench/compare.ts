@@ -14,7 +14,8 @@
  * Node 26 (peer/load.mjs), so that only the server differs. Each case runs `--repeat` times per
  * server, alternating the servers and switching which goes first on each repeat; the table gives
  * min / median / max per server, the ratio of the medians, and the 1-minute load average seen
- * before each run. Server CPU comes from /proc/PID/stat around each run. Every run is bounded by
+ * before each run. Server CPU and RSS come from /proc around each run, summed over the server's
+ * process tree (a qsign supervisor and its workers). Every run is bounded by
  * its count and by --duration-limit seconds. Speed is reported here, never asserted in a test.
  */
 import { parseArgs } from "node:util";
