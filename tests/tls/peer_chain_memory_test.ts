@@ -34,7 +34,7 @@ Deno.test("both sides keep the peer's certificates, not the Certificate message"
     return o.info;
   });
 
-  for (const info of [first.info, ...served]) {
+  for (const info of [first.info, second.info, ...served]) {
     equal(info.peerCertificates.length, 2, "leaf and intermediate, as sent");
     ok(heldAlone(info), "each certificate is its own buffer");
   }
