@@ -56,19 +56,22 @@ function resolveLibcrypto(): { provider?: CryptoProvider; reason?: string } {
 }
 
 const CHOICES = "auto, libcrypto, native or noble";
-let chosen: { selection: string; provider: CryptoProvider } | undefined;
+let chosen: CryptoProvider | undefined;
 
 /**
- * The provider `QSIGN_CRYPTO` selects (see the top of this file), resolved once per value.
- * Throws `ConfigError` naming QSIGN_CRYPTO for an unknown value, or for `libcrypto` where it
- * does not load. Without permission to read the environment, `auto`.
+ * The provider `QSIGN_CRYPTO` selects (see the top of this file). The variable is read once, at
+ * the first call: the engine asks for the provider at every key-schedule step, and an
+ * environment lookup each time cost more than the HKDF it served. Throws `ConfigError` naming
+ * QSIGN_CRYPTO for an unknown value, or for `libcrypto` where it does not load (at every call,
+ * until `rereadCryptoSelection`). Without permission to read the environment, `auto`.
  */
 export function getCryptoProvider(): CryptoProvider {
-  const selection = readSelection() || "auto";
-  if (chosen?.selection === selection) return chosen.provider;
-  const provider = select(selection);
-  chosen = { selection, provider };
-  return provider;
+  return chosen ??= select(readSelection() || "auto");
+}
+
+/** Makes the next `getCryptoProvider()` read QSIGN_CRYPTO again (tests that switch it). */
+export function rereadCryptoSelection(): void {
+  chosen = undefined;
 }
 
 function select(selection: string): CryptoProvider {

@@ -15,8 +15,8 @@
  */
 import "reflect-metadata";
 import type * as x509 from "@peculiar/x509";
+import { getCryptoProvider } from "../crypto/index.ts";
 import { type CertificateView, KeyUsage } from "./certificate_view.ts";
-import { bufferSource } from "./der.ts";
 import { verifySignature } from "./signatures.ts";
 import type { ChainFailureReason, CrlCheck, TrustStore } from "./verify.ts";
 
@@ -54,8 +54,8 @@ export interface RecheckFailure {
 /** CRL extensions a verifier may meet as critical (as verify.ts): CRL number, authority key id. */
 const KNOWN_CRL_EXTENSIONS = new Set(["2.5.29.20", "2.5.29.35"]);
 
-async function sha256(data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bufferSource(data)));
+function sha256(data: Uint8Array): Uint8Array {
+  return getCryptoProvider().hashSync("SHA-256", data);
 }
 
 function hex(bytes: Uint8Array): string {
@@ -63,37 +63,35 @@ function hex(bytes: Uint8Array): string {
 }
 
 /** The facts of one certificate. */
-export async function certificateFacts(cert: CertificateView): Promise<CertificateFacts> {
+export function certificateFacts(cert: CertificateView): CertificateFacts {
   return {
     subject: cert.subject,
     issuer: cert.issuer,
     serial: cert.serialNumber,
     notBefore: cert.notBeforeMs,
     notAfter: cert.notAfterMs,
-    keyFingerprint: await sha256(cert.subjectPublicKeyInfo),
+    keyFingerprint: sha256(cert.subjectPublicKeyInfo),
     subjectKeyId: cert.subjectKeyIdentifier,
     authorityKeyId: cert.authorityKeyIdentifier?.keyIdentifier,
   };
 }
 
 /** The facts of a chain as a verifier returned it (leaf first, trust anchor last). */
-export async function chainFacts(chain: readonly CertificateView[]): Promise<ChainFacts> {
+export function chainFacts(chain: readonly CertificateView[]): ChainFacts {
   if (!chain.length) throw new RangeError("chainFacts needs a verified chain");
   return {
-    certificates: await Promise.all(chain.slice(0, -1).map(certificateFacts)),
-    anchorFingerprint: await sha256(chain[chain.length - 1].der),
+    certificates: chain.slice(0, -1).map(certificateFacts),
+    anchorFingerprint: sha256(chain[chain.length - 1].der),
   };
 }
 
 /** A store's anchors by DER fingerprint (hex), computed once per store. */
-const anchorIndex = new WeakMap<TrustStore, Promise<Map<string, CertificateView>>>();
+const anchorIndex = new WeakMap<TrustStore, Map<string, CertificateView>>();
 
-function anchorsByFingerprint(store: TrustStore): Promise<Map<string, CertificateView>> {
+function anchorsByFingerprint(store: TrustStore): Map<string, CertificateView> {
   let index = anchorIndex.get(store);
   if (!index) {
-    index = Promise.all(
-      store.anchors.map(async (a) => [hex(await sha256(a.der)), a] as const),
-    ).then((entries) => new Map(entries));
+    index = new Map(store.anchors.map((a) => [hex(sha256(a.der)), a]));
     anchorIndex.set(store, index);
   }
   return index;
@@ -124,7 +122,7 @@ export async function recheckChain(
   crlCheck: CrlCheck,
   at: Date,
 ): Promise<RecheckFailure | undefined> {
-  const anchor = (await anchorsByFingerprint(store)).get(hex(facts.anchorFingerprint));
+  const anchor = anchorsByFingerprint(store).get(hex(facts.anchorFingerprint));
   if (!anchor) {
     return { reason: "anchor removed", detail: "the chain's trust anchor is no longer configured" };
   }

@@ -20,6 +20,7 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { AsnConvert } from "@peculiar/asn1-schema";
 import { IssuingDistributionPoint } from "@peculiar/asn1-x509";
+import { getCryptoProvider } from "../crypto/index.ts";
 import { QsignError } from "../errors.ts";
 import { toHex } from "./certificate.ts";
 import {
@@ -250,8 +251,8 @@ class Candidate {
    * the same intermediates again and again. `index` is the certificate's place in the path
    * when it is known before the path is (0 for the leaf).
    */
-  static async parse(der: Uint8Array, role: string, index?: number): Promise<Candidate> {
-    const fingerprint = await sha256Hex(der);
+  static parse(der: Uint8Array, role: string, index?: number): Candidate {
+    const fingerprint = certificateFingerprint(der);
     const cached = parsedCertificates.get(fingerprint);
     if (cached) {
       // Most recently used last: Map iteration order is insertion order.
@@ -377,14 +378,17 @@ export class TrustStore {
    * Parses trust anchors and CRLs (DER). Throws `ChainVerificationError` (malformed certificate,
    * crl invalid) for input that does not parse.
    */
-  static async create(
+  static create(
     anchors: readonly Uint8Array[],
     crls: readonly Uint8Array[] = [],
   ): Promise<TrustStore> {
-    const parsed = await Promise.all(
-      anchors.map((der, i) => Candidate.parse(der, `trust anchor #${i + 1}`)),
+    // A rejection, not a throw, for an unusable anchor or CRL: callers keep the promise.
+    return Promise.resolve().then(() =>
+      new TrustStore(
+        anchors.map((der, i) => Candidate.parse(der, `trust anchor #${i + 1}`)),
+        crls.map((der, i) => ParsedCrl.parse(der, i)),
+      )
     );
-    return new TrustStore(parsed, crls.map((der, i) => ParsedCrl.parse(der, i)));
   }
 
   /** @internal */
@@ -416,8 +420,8 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** SHA-256 of DER bytes, lowercase hex: the key `VerifiedChain.fingerprint` uses. */
-export async function certificateFingerprint(der: Uint8Array): Promise<string> {
-  return await sha256Hex(der);
+export function certificateFingerprint(der: Uint8Array): string {
+  return toHex(getCryptoProvider().hashSync("SHA-256", der));
 }
 
 const parsedCertificates = new Map<string, Candidate>();
@@ -445,10 +449,6 @@ function signatureVerdict(subject: Candidate, issuer: Candidate): Promise<boolea
   return verdict;
 }
 
-async function sha256Hex(der: Uint8Array): Promise<string> {
-  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bufferSource(der))));
-}
-
 /**
  * Validates `leaf` (DER) up to a trust anchor. Builds paths depth first, anchors before
  * untrusted certificates and issuers whose key identifier matches before the others, checking
@@ -465,14 +465,14 @@ export async function verifyChain(
   const store = options.trustAnchors instanceof TrustStore
     ? options.trustAnchors
     : await TrustStore.create(options.trustAnchors);
-  const leafCandidate = await Candidate.parse(leaf, "leaf certificate", 0);
+  const leafCandidate = Candidate.parse(leaf, "leaf certificate", 0);
   const anchorPrints = new Set(store.candidates.map((a) => a.fingerprint));
   const pool: Candidate[] = [];
   const seen = new Set([leafCandidate.fingerprint]);
   for (const [i, der] of (options.intermediates ?? []).entries()) {
     if (pool.length >= MAX_PRESENTED_CERTIFICATES) break;
     await work.pause();
-    const c = await Candidate.parse(der, `intermediate certificate #${i + 1}`);
+    const c = Candidate.parse(der, `intermediate certificate #${i + 1}`);
     // Duplicates and copies of an anchor add nothing but more paths.
     if (seen.has(c.fingerprint) || anchorPrints.has(c.fingerprint)) continue;
     seen.add(c.fingerprint);

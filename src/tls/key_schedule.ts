@@ -14,6 +14,25 @@ const LABEL_PREFIX = "tls13 ";
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
+/**
+ * The HkdfLabel bytes before the context (length, then "tls13 " + label), by length and label.
+ * A handshake expands a dozen labels, all constants of this module but for exporter labels, which
+ * come from callers: so the cache holds at most `LABEL_CACHE_LIMIT` entries and is not an unbounded
+ * record of what callers asked for.
+ */
+const labelHeads = new Map<string, Uint8Array>();
+const LABEL_CACHE_LIMIT = 64;
+
+function labelHead(length: number, label: string): Uint8Array {
+  const id = `${length} ${label}`;
+  const cached = labelHeads.get(id);
+  if (cached) return cached;
+  const head = new ByteWriter(32).u16(length).opaque(1, encoder.encode(LABEL_PREFIX + label))
+    .finish();
+  if (labelHeads.size < LABEL_CACHE_LIMIT) labelHeads.set(id, head);
+  return head;
+}
+
 /** HKDF-Expand-Label(secret, label, context, length). */
 export function hkdfExpandLabel(
   hash: HashName,
@@ -22,11 +41,12 @@ export function hkdfExpandLabel(
   context: Uint8Array,
   length: number,
 ): Uint8Array {
-  const info = new ByteWriter(64)
-    .u16(length)
-    .opaque(1, encoder.encode(LABEL_PREFIX + label))
-    .opaque(1, context)
-    .finish();
+  if (context.length > 255) throw new RangeError(`HkdfLabel context of ${context.length} bytes`);
+  const head = labelHead(length, label);
+  const info = new Uint8Array(head.length + 1 + context.length);
+  info.set(head);
+  info[head.length] = context.length;
+  info.set(context, head.length + 1);
   return getCryptoProvider().hkdfExpandSync(hash, secret, info, length);
 }
 

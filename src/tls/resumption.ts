@@ -117,7 +117,7 @@ export async function fullHandshakeAuthentication(
   return {
     binding,
     authenticatedMs: nowMs,
-    client: { chain: await chainFacts(client.peer.chain), identity },
+    client: { chain: chainFacts(client.peer.chain), identity },
   };
 }
 

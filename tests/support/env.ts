@@ -1,5 +1,6 @@
 /** Facts about the test environment shared by every test file. */
 import { fileURLToPath } from "node:url";
+import { rereadCryptoSelection } from "../../src/crypto/index.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
@@ -59,7 +60,7 @@ export async function tempDir(prefix = "qsign-test-"): Promise<{ path: string } 
 
 /**
  * Runs `check` with QSIGN_CRYPTO set to `value` (unset for undefined), which getCryptoProvider()
- * follows, and restores the previous value.
+ * then reads afresh, and restores the previous value.
  */
 export async function withCryptoSelection(
   value: string | undefined,
@@ -68,10 +69,12 @@ export async function withCryptoSelection(
   const saved = Deno.env.get("QSIGN_CRYPTO");
   if (value === undefined) Deno.env.delete("QSIGN_CRYPTO");
   else Deno.env.set("QSIGN_CRYPTO", value);
+  rereadCryptoSelection();
   try {
     await check();
   } finally {
     if (saved === undefined) Deno.env.delete("QSIGN_CRYPTO");
     else Deno.env.set("QSIGN_CRYPTO", saved);
+    rereadCryptoSelection();
   }
 }
