@@ -12,7 +12,7 @@ import type { TlsClientConfig } from "../tls/config.ts";
 import { connectTls, type TlsConnection, TlsError } from "../tls/conn.ts";
 import { MemorySessionCache } from "../tls/tickets.ts";
 import { loadCertifiedKeys, loadTrust } from "./materials.ts";
-import { closeOnAbort, pipeBoth, streamDuplex, tcpDuplex } from "./pipe.ts";
+import { closeOnAbort, pipeBoth, tcpDuplex } from "./pipe.ts";
 import type { StopRequests } from "./signals.ts";
 import type { KeySource } from "./signer.ts";
 
@@ -157,13 +157,12 @@ export async function converse(
   io: ConversationIo,
 ): Promise<number> {
   const text = CONVERSATION_TEXT[io.lang ?? "ko"];
-  const connection = streamDuplex(tls);
   const replies: Uint8Array[] = [];
   let wake: () => void = () => {};
   // Settles when the server ends the conversation: "closed" at its close_notify, or its error.
   const serverEnd = (async (): Promise<"closed" | Error> => {
     try {
-      for (let chunk; (chunk = await connection.read()) !== null;) {
+      for (let chunk; (chunk = await tls.read()) !== null;) {
         replies.push(chunk);
         wake();
       }
@@ -204,12 +203,12 @@ export async function converse(
       if (next === "closed" || next instanceof Error) return ended(next, true);
       if (next.done) {
         io.endPromptLine?.();
-        await connection.closeWrite();
+        await tls.closeWrite();
         break;
       }
       const message = next.value;
       if (message.trim() === "quit") {
-        await connection.closeWrite();
+        await tls.closeWrite();
         break;
       }
       if (message === "") {
@@ -217,7 +216,7 @@ export async function converse(
         continue;
       }
       const bytes = encoder.encode(message);
-      await connection.write(bytes);
+      await tls.write(bytes);
       io.print(`→ ${message} (${bytes.length} ${text.bytes})`);
       while (replies.length === 0) {
         const woken = new Promise<void>((resolve) => wake = resolve);
@@ -231,7 +230,7 @@ export async function converse(
       await io.prompt();
     }
   } finally {
-    await connection.close();
+    await tls.close();
   }
   return answered;
 }
@@ -314,11 +313,10 @@ async function forward(
     resumed: tls.info.resumed,
   });
   const bytes = { up: 0, down: 0 };
-  const secure = streamDuplex(tls);
   // Closing both sides ends the pipe; the TLS side says close_notify.
-  using _ = closeOnAbort(closing, plain, secure);
+  using _ = closeOnAbort(closing, plain, tls);
   try {
-    await pipeBoth(plain, secure, {
+    await pipeBoth(plain, tls, {
       onChunk: (direction, n) => direction === "ab" ? (bytes.up += n) : (bytes.down += n),
     });
   } catch (e) {

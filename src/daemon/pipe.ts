@@ -5,7 +5,7 @@
  * direction while the other direction goes on, and an error on either side closes both.
  */
 
-/** One side of a pipe. */
+/** One side of a pipe. A `TlsConnection` is one as it is (closeWrite sends close_notify). */
 export interface Duplex {
   /** The next chunk, or null at the end of the stream. */
   read(): Promise<Uint8Array | null>;
@@ -48,35 +48,6 @@ export function tcpDuplex(conn: Deno.Conn): Duplex {
         }
       }
       return Promise.resolve();
-    },
-  };
-}
-
-/** A connection with web-standard streams, such as a `TlsConnection`. */
-export interface StreamConnection {
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly writable: WritableStream<Uint8Array>;
-  close(): Promise<void>;
-}
-
-/** A stream connection as a Duplex; closing the writable half-closes (TLS: close_notify). */
-export function streamDuplex(connection: StreamConnection): Duplex {
-  const reader = connection.readable.getReader();
-  const writer = connection.writable.getWriter();
-  let closed = false;
-  return {
-    async read() {
-      const { done, value } = await reader.read();
-      return done ? null : value;
-    },
-    write: (chunk) => writer.write(chunk),
-    closeWrite: () => writer.close(),
-    async close() {
-      if (closed) return;
-      closed = true;
-      reader.releaseLock();
-      writer.releaseLock();
-      await connection.close().catch(() => {});
     },
   };
 }

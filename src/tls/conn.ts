@@ -8,19 +8,20 @@
  *   clientAuth: "require", trustAnchors: [rootDer],
  * });                                           // throws TlsHandshakeError {alert, reason, sent, peer}
  * tls.info;                                     // HandshakeInfo: suite, group, schemes, peer chain…
- * const reader = tls.readable.getReader();      // ReadableStream<Uint8Array>; ends at close_notify
- * const writer = tls.writable.getWriter();      // WritableStream<Uint8Array>; backpressure: await write
- * await writer.write(bytes);
+ * const chunk = await tls.read();               // Uint8Array, or null at the peer's close_notify
+ * await tls.write(bytes);                       // backpressure: resolves once the records are written
  * await tls.keyUpdate(true);                    // new write keys; ask the peer to update too
+ * await tls.closeWrite();                       // close_notify; reading goes on
  * await tls.close();                            // close_notify, then the TCP connection
+ * tls.readable; tls.writable;                   // the same as web streams, made on first use
  * ```
  *
  * Reading is pulled: the socket is read only when the application reads, so a slow reader
  * slows the peer down through TCP. Post-handshake messages (NewSessionTicket, KeyUpdate) are
  * handled while reading. Writing rekeys by itself before a key has protected
  * `maxRecordsPerKey` records (config.ts; RFC 8446 §5.5). A protocol error ends the connection
- * with the right alert and makes the stream error with a `TlsError`; nothing is thrown anywhere
- * else.
+ * with the right alert and makes `read` or `write` (and the streams) fail with a `TlsError`;
+ * nothing is thrown anywhere else.
  */
 import { ConfigError } from "../errors.ts";
 import {
@@ -106,10 +107,6 @@ function clientSchemes(config: TlsClientConfig, tcp: Deno.Conn): SignatureScheme
 
 /** An established TLS 1.3 connection. */
 export class TlsConnection {
-  /** Application data from the peer; closes at the peer's close_notify. */
-  readonly readable: ReadableStream<Uint8Array>;
-  /** Application data to the peer; closing it sends close_notify (the read side stays open). */
-  readonly writable: WritableStream<Uint8Array>;
   /** Resolves once the underlying transport is closed. */
   readonly closed: Promise<void>;
   /** The facts of the handshake. */
@@ -124,6 +121,9 @@ export class TlsConnection {
   readonly #maxRecordsPerKey: number;
   #transportClosed = false;
   #resolveClosed!: () => void;
+  #reading = false;
+  #readable?: ReadableStream<Uint8Array>;
+  #writable?: WritableStream<Uint8Array>;
   #keyUpdatesSent = 0;
   #keyUpdatesReceived = 0;
   /** When the current KeyUpdate window began, and how many came in it. */
@@ -141,15 +141,66 @@ export class TlsConnection {
     this.#tickets = options.tickets;
     this.#maxRecordsPerKey = options.maxRecordsPerKey;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    this.readable = new ReadableStream<Uint8Array>({
-      pull: (controller) => this.#pull(controller),
+  }
+
+  /**
+   * Application data from the peer as a stream that closes at its close_notify, made on first
+   * use: a connection served through `read` and `write` never pays for two web streams, their
+   * queues and promises (a few KiB on each of tens of thousands of idle connections). Reading
+   * both it and `read` is a TypeError.
+   */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const chunk = await this.read();
+        if (chunk) controller.enqueue(chunk);
+        else controller.close();
+      },
       cancel: () => this.close(),
     }, { highWaterMark: 0 });
-    this.writable = new WritableStream<Uint8Array>({
-      write: (chunk) => this.#write(chunk),
-      close: () => this.#records.sendAlert("close_notify"),
+  }
+
+  /** Application data to the peer as a stream, made on first use; closing it is `closeWrite`. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= new WritableStream<Uint8Array>({
+      write: (chunk) => this.write(chunk),
+      close: () => this.closeWrite(),
       abort: () => this.close(),
     });
+  }
+
+  /**
+   * The next application data the peer sent (the records that had arrived, joined), or null once
+   * it sent close_notify or the connection was closed here. Rejects with a `TlsError` when the
+   * connection fails (the alert, if one is due, already sent). One read at a time.
+   */
+  async read(): Promise<Uint8Array | null> {
+    if (this.#reading) throw new TypeError("TlsConnection.read: a read is already pending");
+    this.#reading = true;
+    try {
+      for (;;) {
+        const incoming: Incoming | null = await this.#records.readIncoming();
+        if (!incoming) {
+          if (this.#records.writeClosed) this.#closeTransport();
+          return null;
+        }
+        if (incoming.kind === "data") {
+          if (incoming.data.length) return incoming.data;
+          continue;
+        }
+        await this.#onHandshakeMessage(incoming.message.type, incoming.message.body);
+      }
+    } catch (e) {
+      if (this.#transportClosed && e instanceof TransportClosed) return null;
+      throw await this.#fail(e);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /** Sends close_notify (once): the end of what we write. Reading goes on. Never rejects. */
+  closeWrite(): Promise<void> {
+    return this.#records.sendAlert("close_notify");
   }
 
   /** KeyUpdates sent and received so far (including automatic ones and answers to requests). */
@@ -191,31 +242,6 @@ export class TlsConnection {
       // Already closed by the runtime.
     }
     this.#resolveClosed();
-  }
-
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    try {
-      for (;;) {
-        const incoming: Incoming | null = await this.#records.readIncoming();
-        if (!incoming) {
-          controller.close();
-          if (this.#records.writeClosed) this.#closeTransport();
-          return;
-        }
-        if (incoming.kind === "data") {
-          if (!incoming.data.length) continue;
-          controller.enqueue(incoming.data);
-          return;
-        }
-        await this.#onHandshakeMessage(incoming.message.type, incoming.message.body);
-      }
-    } catch (e) {
-      if (this.#transportClosed && e instanceof TransportClosed) {
-        controller.close();
-        return;
-      }
-      controller.error(await this.#fail(e));
-    }
   }
 
   async #onHandshakeMessage(type: number, body: Uint8Array): Promise<void> {
@@ -271,9 +297,11 @@ export class TlsConnection {
 
   /**
    * Writes `chunk` as application data, rekeying whenever the current key has one record left
-   * (kept for the KeyUpdate), so no key protects more than maxRecordsPerKey records.
+   * (kept for the KeyUpdate), so no key protects more than maxRecordsPerKey records. Resolves
+   * once the records are written to the transport; rejects with a `TlsError` when the
+   * connection fails.
    */
-  async #write(chunk: Uint8Array): Promise<void> {
+  async write(chunk: Uint8Array): Promise<void> {
     if (!chunk.length) return;
     const records = this.#records;
     try {
