@@ -146,8 +146,8 @@ export class TlsConnection {
   /**
    * Application data from the peer as a stream that closes at its close_notify, made on first
    * use: a connection served through `read` and `write` never pays for two web streams, their
-   * queues and promises (a few KiB on each of tens of thousands of idle connections). Reading
-   * both it and `read` is a TypeError.
+   * queues and promises (a few KiB on each of tens of thousands of idle connections). A `read`
+   * while the stream has one pending (or the other way round) is a TypeError.
    */
   get readable(): ReadableStream<Uint8Array> {
     return this.#readable ??= new ReadableStream<Uint8Array>({
