@@ -232,12 +232,19 @@ class Protection {
     return nonce;
   }
 
-  /** Opens the next record's `body`; throws (or rejects with) `AeadAuthError`. */
-  open(body: Uint8Array, header: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    const nonce = this.nextNonce();
-    return body.length - this.aead.tagLength < this.aead.asyncFrom
-      ? this.aead.openSync(nonce, body, header)
-      : this.aead.open(nonce, body, header);
+  /** Whether a record of `length` bytes of inner plaintext is opened synchronously (`openInto`). */
+  opensSync(length: number): boolean {
+    return length < this.aead.asyncFrom;
+  }
+
+  /** Opens the next record's `body` into `out`; throws `AeadAuthError`. */
+  openInto(body: Uint8Array, header: Uint8Array, out: Uint8Array): void {
+    this.aead.openIntoSync(this.nextNonce(), body, header, out);
+  }
+
+  /** Opens the next record's `body` into a new array; rejects with `AeadAuthError`. */
+  open(body: Uint8Array, header: Uint8Array): Promise<Uint8Array> {
+    return this.aead.open(this.nextNonce(), body, header);
   }
 
   /** Seals `parts` as the next record's body into `out` (see `Aead.sealInto`). */
@@ -253,6 +260,55 @@ class Protection {
   dispose(): void {
     this.aead.dispose();
   }
+}
+
+/**
+ * Where protected records are opened: one buffer for the records that arrived together, made
+ * when the next record does not fit what is left, so that a batch costs one allocation and the
+ * application data of consecutive records is contiguous (a gathered chunk is a view, not a
+ * copy). Bytes handed out are never written again.
+ */
+class PlaintextArena {
+  #buffer = new Uint8Array(0);
+  #used = 0;
+
+  /**
+   * Room for a record's `length` bytes of inner plaintext, in a new buffer of `batch` bytes
+   * (at least `length`) when the current one has too little left or was detached.
+   */
+  room(length: number, batch: number): Uint8Array {
+    if (this.#buffer.length - this.#used < length) {
+      this.#buffer = new Uint8Array(Math.max(length, batch));
+      this.#used = 0;
+    }
+    return this.#buffer.subarray(this.#used, this.#used + length);
+  }
+
+  /** `content`, the start of the last `room`, is handed out; what follows it is free again. */
+  keep(content: Uint8Array): void {
+    if (content.buffer !== this.#buffer.buffer) return;
+    this.#used = content.byteOffset - this.#buffer.byteOffset + content.length;
+  }
+
+  /** Lets the buffer go (what was handed out of it stays valid): an idle connection holds none. */
+  release(): void {
+    this.#buffer = new Uint8Array(0);
+    this.#used = 0;
+  }
+}
+
+/**
+ * `parts` (of `length` bytes in all) as one array: a view when they lie one after the other in
+ * one buffer (records opened in the arena), else a copy.
+ */
+function joined(parts: Uint8Array[], length: number): Uint8Array {
+  const first = parts[0];
+  let end = first.byteOffset;
+  for (const part of parts) {
+    if (part.buffer !== first.buffer || part.byteOffset !== end) return concat(...parts);
+    end += part.length;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, length);
 }
 
 /** A received record after unprotection: its real content type and plaintext. */
@@ -286,6 +342,7 @@ export class RecordLayer {
   #read?: Protection;
   #write?: Protection;
   readonly #handshake: HandshakeReassembly;
+  readonly #plaintext = new PlaintextArena();
   /** Records handled since the last transport read (see RECORDS_PER_TURN). */
   #recordsThisTurn = 0;
   #writeChain: Promise<unknown> = Promise.resolve();
@@ -519,13 +576,19 @@ export class RecordLayer {
       }
       let inner = this.#open(header, body);
       if (inner instanceof Promise) inner = await inner;
-      if (inner) return this.#innerRecord(inner);
+      if (!inner) continue;
+      const record = this.#innerRecord(inner);
+      this.#plaintext.keep(record.data);
+      // The arena was made for the records buffered with this one: the last of them is out.
+      if (!this.#wholeRecordBuffered()) this.#plaintext.release();
+      return record;
     }
   }
 
   /**
-   * The plaintext of a protected record, or null for rejected 0-RTT data skipped; a promise only
-   * where the AEAD opens records of this size asynchronously.
+   * The inner plaintext of a protected record (in the arena, where it is opened synchronously),
+   * or null for rejected 0-RTT data skipped; a promise only where the AEAD opens records of this
+   * size asynchronously.
    */
   #open(header: Uint8Array, body: Uint8Array): Uint8Array | null | Promise<Uint8Array | null> {
     const read = this.#read!;
@@ -543,12 +606,31 @@ export class RecordLayer {
       this.#skipEarlyRecord(body.length);
       return null;
     };
+    const length = body.length - read.aead.tagLength;
+    if (!read.opensSync(length)) return read.open(body, header).catch(rejected);
+    const inner = this.#plaintext.room(length, length + this.#bufferedPlaintext());
     try {
-      const opened = read.open(body, header);
-      return opened instanceof Promise ? opened.catch(rejected) : opened;
+      read.openInto(body, header, inner);
+      return inner;
     } catch (e) {
       return rejected(e);
     }
+  }
+
+  /**
+   * The inner plaintext bytes of the whole protected records in the read buffer (after the one
+   * being opened), up to READ_BUFFER_MAX: what the arena makes room for at once.
+   */
+  #bufferedPlaintext(): number {
+    const b = this.#buf, tag = this.#read!.aead.tagLength;
+    let total = 0;
+    for (let at = this.#start; total < READ_BUFFER_MAX && this.#end - at >= HEADER;) {
+      const length = (b[at + 3] << 8) | b[at + 4];
+      if (this.#end - at < HEADER + length) break;
+      if (b[at] === ContentType.application_data) total += Math.max(0, length - tag);
+      at += HEADER + length;
+    }
+    return Math.min(total, READ_BUFFER_MAX);
   }
 
   /** The real content type and content of a decrypted TLSInnerPlaintext (RFC 8446 §5.4). */
@@ -675,7 +757,7 @@ export class RecordLayer {
       parts.push(record.data);
       length += record.data.length;
     }
-    return parts.length === 1 ? first : concat(...parts);
+    return joined(parts, length);
   }
 
   /** Whether the read buffer holds a whole record, header and body. */
