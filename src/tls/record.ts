@@ -6,8 +6,11 @@
  * Reads go into one reusable buffer; a received record's plaintext is a fresh array only when it
  * was decrypted. Writes are serialised by a lock so records leave in sequence-number order even
  * when the application, a KeyUpdate response and an alert race; a write's records are built in
- * one buffer, each sealed behind its header, and sent with one transport write per WRITE_BATCH.
+ * one buffer, each sealed behind its header, and sent with one transport write per WRITE_BATCH,
+ * at once for the first write of a turn of the event loop and joined with the others of the turn
+ * at the next (PENDING_WRITE_LIMIT).
  */
+import { setImmediate } from "node:timers";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { type Aead, AeadAuthError } from "../crypto/provider.ts";
 import {
@@ -201,6 +204,21 @@ class HandshakeReassembly {
  * buffer in few calls, without making every record of a large write before sending the first.
  */
 const WRITE_BATCH = 4 * MAX_PLAINTEXT;
+/**
+ * Records written after a transport write in the same turn of the event loop wait for the next
+ * turn and go out together in one write, as Node's TLS sockets do: Deno's socket writes complete
+ * at once, so an application answering each chunk it reads (echo, a proxy) would otherwise make
+ * one system call (and one wake-up of the peer) per answer. The first write of a turn is not
+ * delayed. A writer whose records make more than this many bytes pending wait for that write (a
+ * peer that does not read holds the connection's writers, not its memory).
+ */
+export const PENDING_WRITE_LIMIT = 256 * 1024;
+
+/** Resolves at the next turn of the event loop, after the I/O that is ready (Node's setImmediate). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** How many bytes of rejected 0-RTT data a server skips before giving up (RFC 8446 §4.2.10). */
 export const MAX_SKIPPED_EARLY_DATA = 64 * 1024;
 
@@ -348,6 +366,16 @@ export class RecordLayer {
   #writeChain: Promise<unknown> = Promise.resolve();
   /** Records made by `hold`, sent with the next write. */
   #held?: Uint8Array;
+  /**
+   * Set from a transport write until the write of what was written after it, at the next turn
+   * of the event loop, is done (see PENDING_WRITE_LIMIT).
+   */
+  #nextTurnWrite?: Promise<void>;
+  /** Records written meanwhile, in order, and their length. */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  /** Why a transport write failed: every later write throws it. */
+  #writeFailure?: unknown;
   #eof = false;
   /** A record (or the error reading it) that `#gatherData` read past the data it joined. */
   #readAhead?: { record: Record | null } | { error: unknown };
@@ -871,15 +899,73 @@ export class RecordLayer {
     return sealing.length ? Promise.all(sealing).then(() => out) : out;
   }
 
+  /**
+   * Sends `records` (after what `hold` made): at once when no transport write was made in this
+   * turn of the event loop, else joined to the bytes that go out in one write at the next turn
+   * (see PENDING_WRITE_LIMIT). Caller holds the lock.
+   */
   async #writeAll(records: Uint8Array): Promise<void> {
     const bytes = this.#held ? concat(this.#held, records) : records;
     this.#held = undefined;
+    this.#throwIfWriteFailed();
+    if (this.#nextTurnWrite) {
+      this.#pending.push(bytes);
+      this.#pendingBytes += bytes.length;
+      if (this.#pendingBytes > PENDING_WRITE_LIMIT) await this.#drain();
+      return;
+    }
+    const sent = this.#send(bytes);
+    this.#nextTurnWrite = this.#sendPendingAfter(sent);
+    await sent;
+  }
+
+  /** Writes all of `bytes` to the transport. */
+  async #send(bytes: Uint8Array): Promise<void> {
     try {
       let at = 0;
       while (at < bytes.length) at += await this.transport.write(bytes.subarray(at));
     } catch (e) {
       throw new TransportClosed("while writing", { cause: e });
     }
+  }
+
+  /**
+   * Once `sent` is done, at the next turn, sends what was written meanwhile, one transport write
+   * per batch, until nothing is pending; a failure (of `sent` too) is kept for every later writer.
+   * Nothing is sent once the connection is discarded.
+   */
+  async #sendPendingAfter(sent: Promise<void>): Promise<void> {
+    try {
+      await sent;
+      await nextTurn();
+      while (this.#pendingBytes && !this.#discarded) {
+        const bytes = this.#pending.length === 1 ? this.#pending[0] : concat(...this.#pending);
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        await this.#send(bytes);
+      }
+    } catch (e) {
+      this.#writeFailure = e;
+    } finally {
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#nextTurnWrite = undefined;
+    }
+  }
+
+  /** Waits until every byte written was handed to the transport; throws if that failed. */
+  async #drain(): Promise<void> {
+    while (this.#nextTurnWrite) await this.#nextTurnWrite;
+    this.#throwIfWriteFailed();
+  }
+
+  #throwIfWriteFailed(): void {
+    if (this.#writeFailure) throw this.#writeFailure;
+  }
+
+  /** Bytes written and not yet handed to the transport (see PENDING_WRITE_LIMIT). */
+  get pendingWriteBytes(): number {
+    return this.#pendingBytes;
   }
 
   /**
@@ -892,6 +978,8 @@ export class RecordLayer {
       const level = alert === "close_notify" || alert === "user_canceled" ? 1 : 2;
       try {
         await this.writeUnlocked(ContentType.alert, new Uint8Array([level, ALERTS[alert]]));
+        // The alert and everything before it are out before the caller closes the transport.
+        await this.#drain();
       } catch {
         // The peer may already be gone; the alert was best effort.
       } finally {
