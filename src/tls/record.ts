@@ -229,19 +229,31 @@ export const MAX_SKIPPED_EARLY_DATA = 64 * 1024;
  */
 class Protection {
   seq = 0;
-  constructor(readonly suite: CipherSuite, readonly aead: Aead, readonly iv: Uint8Array) {}
+  /**
+   * The nonce of the record being sealed or opened synchronously, rewritten for each record (no
+   * allocation per record); an asynchronous operation gets a copy, since it may outlive the next.
+   */
+  readonly #nonce: Uint8Array;
+
+  constructor(readonly suite: CipherSuite, readonly aead: Aead, readonly iv: Uint8Array) {
+    this.#nonce = new Uint8Array(iv.length);
+  }
 
   static async create(suite: CipherSuite, secret: Uint8Array): Promise<Protection> {
     const { key, iv } = trafficKeys(suite, secret);
     return new Protection(suite, await getCryptoProvider().aead(suite.aead, key), iv);
   }
 
-  /** The per-record nonce (RFC 8446 §5.3); advances the sequence number. */
+  /**
+   * The per-record nonce (RFC 8446 §5.3), valid until the next call; advances the sequence
+   * number.
+   */
   nextNonce(): Uint8Array {
     if (this.seq >= Number.MAX_SAFE_INTEGER) {
       throw new TlsAlert("internal_error", "record sequence number exhausted");
     }
-    const nonce = this.iv.slice();
+    const nonce = this.#nonce;
+    nonce.set(this.iv);
     let seq = this.seq++;
     for (let i = nonce.length - 1; i >= nonce.length - 8 && seq > 0; i--) {
       nonce[i] ^= seq % 256;
@@ -262,14 +274,14 @@ class Protection {
 
   /** Opens the next record's `body` into a new array; rejects with `AeadAuthError`. */
   open(body: Uint8Array, header: Uint8Array): Promise<Uint8Array> {
-    return this.aead.open(this.nextNonce(), body, header);
+    return this.aead.open(this.nextNonce().slice(), body, header);
   }
 
   /** Seals `parts` as the next record's body into `out` (see `Aead.sealInto`). */
   sealInto(parts: Uint8Array[], header: Uint8Array, out: Uint8Array): void | Promise<void> {
     const nonce = this.nextNonce();
     if (out.length - this.aead.tagLength >= this.aead.asyncFrom) {
-      return this.aead.sealInto(nonce, parts, header, out);
+      return this.aead.sealInto(nonce.slice(), parts, header, out);
     }
     this.aead.sealIntoSync(nonce, parts, header, out);
   }
