@@ -209,10 +209,12 @@ const WRITE_BATCH = 4 * MAX_PLAINTEXT;
  * turn and go out together in one write, as Node's TLS sockets do: Deno's socket writes complete
  * at once, so an application answering each chunk it reads (echo, a proxy) would otherwise make
  * one system call (and one wake-up of the peer) per answer. The first write of a turn is not
- * delayed. A writer whose records make more than this many bytes pending wait for that write (a
- * peer that does not read holds the connection's writers, not its memory).
+ * delayed. A writer whose records make more than this many bytes pending waits for that write,
+ * so a peer that does not read holds the connection's writers, not its memory: at most this and
+ * one WRITE_BATCH pending, and as much again in the transport write. Answers of a few dozen bytes
+ * (echo) stay far below it.
  */
-export const PENDING_WRITE_LIMIT = 256 * 1024;
+export const PENDING_WRITE_LIMIT = 64 * 1024;
 
 /** Resolves at the next turn of the event loop, after the I/O that is ready (Node's setImmediate). */
 function nextTurn(): Promise<void> {
