@@ -65,6 +65,7 @@ import {
   KEM_SEED_LENGTH,
   KEM_SIZES,
   memoize,
+  openedLength,
   sealedLength,
   type SignatureParams,
   SIGNATURES,
@@ -364,26 +365,35 @@ export function createLibcryptoProvider(
       check(f.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, tag.length, tag), "AEAD tag");
     }
 
-    openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
+    override openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array {
+      if (ciphertext.length < AEAD_TAG_LENGTH) throw new AeadAuthError();
+      const plaintext = new Uint8Array(ciphertext.length - AEAD_TAG_LENGTH);
+      this.openIntoSync(nonce, ciphertext, aad, plaintext);
+      return plaintext;
+    }
+
+    override openIntoSync(
+      nonce: Uint8Array,
+      ciphertext: Uint8Array,
+      aad: Uint8Array,
+      out: Uint8Array,
+    ): void {
       checkNonce(nonce);
-      const length = ciphertext.length - AEAD_TAG_LENGTH;
-      if (length < 0) throw new AeadAuthError();
+      const length = openedLength(ciphertext, out);
       checkCInt("AEAD ciphertext", length);
       checkCInt("AEAD additional data", aad.length);
       const ctx = this.#decrypt ??= this.#newContext(0);
       check(f.EVP_CipherInit_ex2(ctx, null, null, nonce, 0, null), "AEAD nonce");
       if (aad.length) this.#update(ctx, null, aad);
-      const plaintext = new Uint8Array(length);
-      if (length) this.#update(ctx, plaintext, ciphertext.subarray(0, length));
+      if (length) this.#update(ctx, out, ciphertext.subarray(0, length));
       // OpenSSL copies the expected tag; the final call compares it in constant time.
       const tag = ciphertext.subarray(length);
       check(f.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, tag.length, tag), "AEAD tag");
       if (f.EVP_CipherFinal_ex(ctx, finalScratch, intOut) !== 1) {
         clearErrors(lib);
-        plaintext.fill(0);
+        out.fill(0);
         throw new AeadAuthError();
       }
-      return plaintext;
     }
 
     dispose(): void {

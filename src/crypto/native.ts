@@ -47,6 +47,7 @@ import {
   ECDH_SECRET_LENGTHS,
   KEM_SIZES,
   memoize,
+  openIntoByCopy,
   randomBytes,
   rejectAllZero,
   sealedLength,
@@ -230,6 +231,10 @@ class NativeAead implements Aead {
       throw new AeadAuthError();
     }
     return bytesOf(plaintext);
+  }
+
+  openIntoSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array, out: Uint8Array): void {
+    openIntoByCopy(this, nonce, ciphertext, aad, out);
   }
 
   dispose(): void {

@@ -5,6 +5,7 @@
 import type { RawKeyType } from "./keys.ts";
 import {
   type Aead,
+  AeadAuthError,
   type AeadName,
   type EcdhName,
   type HashName,
@@ -106,6 +107,38 @@ export function sealedLength(parts: readonly Uint8Array[], out: Uint8Array): num
 }
 
 /**
+ * The plaintext length of an AEAD's `openIntoSync`: `AeadAuthError` for a ciphertext shorter than
+ * its tag, `RangeError` if `out` does not fit it.
+ */
+export function openedLength(ciphertext: Uint8Array, out: Uint8Array): number {
+  const length = ciphertext.length - AEAD_TAG_LENGTH;
+  if (length < 0) throw new AeadAuthError();
+  if (out.length !== length) {
+    throw new RangeError(
+      `AEAD output must be ${length} bytes (the ciphertext without its tag), got ${out.length}`,
+    );
+  }
+  return length;
+}
+
+/** `openIntoSync` for an AEAD that opens into new arrays only (noble, node:crypto): a copy. */
+export function openIntoByCopy(
+  aead: Pick<Aead, "openSync">,
+  nonce: Uint8Array,
+  ciphertext: Uint8Array,
+  aad: Uint8Array,
+  out: Uint8Array,
+): void {
+  openedLength(ciphertext, out);
+  try {
+    out.set(aead.openSync(nonce, ciphertext, aad));
+  } catch (e) {
+    out.fill(0);
+    throw e;
+  }
+}
+
+/**
  * The async half of `Aead` for implementations that compute synchronously (libcrypto, noble):
  * each async operation is its `…Sync` twin, so a subclass writes only the synchronous ones. They
  * are `async` without awaiting so that a synchronous throw reaches the caller as a rejection.
@@ -147,6 +180,10 @@ export abstract class SyncAead implements Aead {
   // deno-lint-ignore require-await
   async open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     return this.openSync(nonce, ciphertext, aad);
+  }
+
+  openIntoSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array, out: Uint8Array): void {
+    openIntoByCopy(this, nonce, ciphertext, aad, out);
   }
 }
 

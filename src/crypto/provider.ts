@@ -102,6 +102,13 @@ export interface Aead {
   open(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   openSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array): Uint8Array;
   /**
+   * Opens `ciphertext` into `out`, which must be exactly `ciphertext.length - tagLength` long
+   * and must not overlap `ciphertext`: a record layer can open the records that arrived together
+   * into one buffer instead of allocating one per record. Throws RangeError for an `out` of
+   * another length, and `AeadAuthError`, with `out` zeroed, when the tag does not verify.
+   */
+  openIntoSync(nonce: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array, out: Uint8Array): void;
+  /**
    * Frees what the key holds outside the JavaScript heap (libcrypto's cipher contexts) at once;
    * call it when the traffic key is dropped. Any later use throws TypeError. Idempotent; for
    * providers with nothing to free it only marks the key spent. (A key never disposed is freed

@@ -6,8 +6,11 @@
  * Reads go into one reusable buffer; a received record's plaintext is a fresh array only when it
  * was decrypted. Writes are serialised by a lock so records leave in sequence-number order even
  * when the application, a KeyUpdate response and an alert race; a write's records are built in
- * one buffer, each sealed behind its header, and sent with one transport write per WRITE_BATCH.
+ * one buffer, each sealed behind its header, and sent with one transport write per WRITE_BATCH,
+ * at once for the first write of a turn of the event loop and joined with the others of the turn
+ * at the next (PENDING_WRITE_LIMIT).
  */
+import { setImmediate } from "node:timers";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { type Aead, AeadAuthError } from "../crypto/provider.ts";
 import {
@@ -201,6 +204,23 @@ class HandshakeReassembly {
  * buffer in few calls, without making every record of a large write before sending the first.
  */
 const WRITE_BATCH = 4 * MAX_PLAINTEXT;
+/**
+ * Records written after a transport write in the same turn of the event loop wait for the next
+ * turn and go out together in one write, as Node's TLS sockets do: Deno's socket writes complete
+ * at once, so an application answering each chunk it reads (echo, a proxy) would otherwise make
+ * one system call (and one wake-up of the peer) per answer. The first write of a turn is not
+ * delayed. A writer whose records make more than this many bytes pending waits for that write,
+ * so a peer that does not read holds the connection's writers, not its memory: at most this and
+ * one WRITE_BATCH pending, and as much again in the transport write. Answers of a few dozen bytes
+ * (echo) stay far below it.
+ */
+export const PENDING_WRITE_LIMIT = 64 * 1024;
+
+/** Resolves at the next turn of the event loop, after the I/O that is ready (Node's setImmediate). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** How many bytes of rejected 0-RTT data a server skips before giving up (RFC 8446 §4.2.10). */
 export const MAX_SKIPPED_EARLY_DATA = 64 * 1024;
 
@@ -211,19 +231,31 @@ export const MAX_SKIPPED_EARLY_DATA = 64 * 1024;
  */
 class Protection {
   seq = 0;
-  constructor(readonly suite: CipherSuite, readonly aead: Aead, readonly iv: Uint8Array) {}
+  /**
+   * The nonce of the record being sealed or opened synchronously, rewritten for each record (no
+   * allocation per record); an asynchronous operation gets a copy, since it may outlive the next.
+   */
+  readonly #nonce: Uint8Array;
+
+  constructor(readonly suite: CipherSuite, readonly aead: Aead, readonly iv: Uint8Array) {
+    this.#nonce = new Uint8Array(iv.length);
+  }
 
   static async create(suite: CipherSuite, secret: Uint8Array): Promise<Protection> {
     const { key, iv } = trafficKeys(suite, secret);
     return new Protection(suite, await getCryptoProvider().aead(suite.aead, key), iv);
   }
 
-  /** The per-record nonce (RFC 8446 §5.3); advances the sequence number. */
+  /**
+   * The per-record nonce (RFC 8446 §5.3), valid until the next call; advances the sequence
+   * number.
+   */
   nextNonce(): Uint8Array {
     if (this.seq >= Number.MAX_SAFE_INTEGER) {
       throw new TlsAlert("internal_error", "record sequence number exhausted");
     }
-    const nonce = this.iv.slice();
+    const nonce = this.#nonce;
+    nonce.set(this.iv);
     let seq = this.seq++;
     for (let i = nonce.length - 1; i >= nonce.length - 8 && seq > 0; i--) {
       nonce[i] ^= seq % 256;
@@ -232,19 +264,26 @@ class Protection {
     return nonce;
   }
 
-  /** Opens the next record's `body`; throws (or rejects with) `AeadAuthError`. */
-  open(body: Uint8Array, header: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    const nonce = this.nextNonce();
-    return body.length - this.aead.tagLength < this.aead.asyncFrom
-      ? this.aead.openSync(nonce, body, header)
-      : this.aead.open(nonce, body, header);
+  /** Whether a record of `length` bytes of inner plaintext is opened synchronously (`openInto`). */
+  opensSync(length: number): boolean {
+    return length < this.aead.asyncFrom;
+  }
+
+  /** Opens the next record's `body` into `out`; throws `AeadAuthError`. */
+  openInto(body: Uint8Array, header: Uint8Array, out: Uint8Array): void {
+    this.aead.openIntoSync(this.nextNonce(), body, header, out);
+  }
+
+  /** Opens the next record's `body` into a new array; rejects with `AeadAuthError`. */
+  open(body: Uint8Array, header: Uint8Array): Promise<Uint8Array> {
+    return this.aead.open(this.nextNonce().slice(), body, header);
   }
 
   /** Seals `parts` as the next record's body into `out` (see `Aead.sealInto`). */
   sealInto(parts: Uint8Array[], header: Uint8Array, out: Uint8Array): void | Promise<void> {
     const nonce = this.nextNonce();
     if (out.length - this.aead.tagLength >= this.aead.asyncFrom) {
-      return this.aead.sealInto(nonce, parts, header, out);
+      return this.aead.sealInto(nonce.slice(), parts, header, out);
     }
     this.aead.sealIntoSync(nonce, parts, header, out);
   }
@@ -253,6 +292,55 @@ class Protection {
   dispose(): void {
     this.aead.dispose();
   }
+}
+
+/**
+ * Where protected records are opened: one buffer for the records that arrived together, made
+ * when the next record does not fit what is left, so that a batch costs one allocation and the
+ * application data of consecutive records is contiguous (a gathered chunk is a view, not a
+ * copy). Bytes handed out are never written again.
+ */
+class PlaintextArena {
+  #buffer = new Uint8Array(0);
+  #used = 0;
+
+  /**
+   * Room for a record's `length` bytes of inner plaintext, in a new buffer of `batch` bytes
+   * (at least `length`) when the current one has too little left or was detached.
+   */
+  room(length: number, batch: number): Uint8Array {
+    if (this.#buffer.length - this.#used < length) {
+      this.#buffer = new Uint8Array(Math.max(length, batch));
+      this.#used = 0;
+    }
+    return this.#buffer.subarray(this.#used, this.#used + length);
+  }
+
+  /** `content`, the start of the last `room`, is handed out; what follows it is free again. */
+  keep(content: Uint8Array): void {
+    if (content.buffer !== this.#buffer.buffer) return;
+    this.#used = content.byteOffset - this.#buffer.byteOffset + content.length;
+  }
+
+  /** Lets the buffer go (what was handed out of it stays valid): an idle connection holds none. */
+  release(): void {
+    this.#buffer = new Uint8Array(0);
+    this.#used = 0;
+  }
+}
+
+/**
+ * `parts` (of `length` bytes in all) as one array: a view when they lie one after the other in
+ * one buffer (records opened in the arena), else a copy.
+ */
+function joined(parts: Uint8Array[], length: number): Uint8Array {
+  const first = parts[0];
+  let end = first.byteOffset;
+  for (const part of parts) {
+    if (part.buffer !== first.buffer || part.byteOffset !== end) return concat(...parts);
+    end += part.length;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, length);
 }
 
 /** A received record after unprotection: its real content type and plaintext. */
@@ -286,11 +374,22 @@ export class RecordLayer {
   #read?: Protection;
   #write?: Protection;
   readonly #handshake: HandshakeReassembly;
+  readonly #plaintext = new PlaintextArena();
   /** Records handled since the last transport read (see RECORDS_PER_TURN). */
   #recordsThisTurn = 0;
   #writeChain: Promise<unknown> = Promise.resolve();
   /** Records made by `hold`, sent with the next write. */
   #held?: Uint8Array;
+  /**
+   * Set from a transport write until the write of what was written after it, at the next turn
+   * of the event loop, is done (see PENDING_WRITE_LIMIT).
+   */
+  #nextTurnWrite?: Promise<void>;
+  /** Records written meanwhile, in order, and their length. */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  /** Why a transport write failed: every later write throws it. */
+  #writeFailure?: unknown;
   #eof = false;
   /** A record (or the error reading it) that `#gatherData` read past the data it joined. */
   #readAhead?: { record: Record | null } | { error: unknown };
@@ -519,13 +618,19 @@ export class RecordLayer {
       }
       let inner = this.#open(header, body);
       if (inner instanceof Promise) inner = await inner;
-      if (inner) return this.#innerRecord(inner);
+      if (!inner) continue;
+      const record = this.#innerRecord(inner);
+      this.#plaintext.keep(record.data);
+      // The arena was made for the records buffered with this one: the last of them is out.
+      if (!this.#wholeRecordBuffered()) this.#plaintext.release();
+      return record;
     }
   }
 
   /**
-   * The plaintext of a protected record, or null for rejected 0-RTT data skipped; a promise only
-   * where the AEAD opens records of this size asynchronously.
+   * The inner plaintext of a protected record (in the arena, where it is opened synchronously),
+   * or null for rejected 0-RTT data skipped; a promise only where the AEAD opens records of this
+   * size asynchronously.
    */
   #open(header: Uint8Array, body: Uint8Array): Uint8Array | null | Promise<Uint8Array | null> {
     const read = this.#read!;
@@ -543,12 +648,31 @@ export class RecordLayer {
       this.#skipEarlyRecord(body.length);
       return null;
     };
+    const length = body.length - read.aead.tagLength;
+    if (!read.opensSync(length)) return read.open(body, header).catch(rejected);
+    const inner = this.#plaintext.room(length, length + this.#bufferedPlaintext());
     try {
-      const opened = read.open(body, header);
-      return opened instanceof Promise ? opened.catch(rejected) : opened;
+      read.openInto(body, header, inner);
+      return inner;
     } catch (e) {
       return rejected(e);
     }
+  }
+
+  /**
+   * The inner plaintext bytes of the whole protected records in the read buffer (after the one
+   * being opened), up to READ_BUFFER_MAX: what the arena makes room for at once.
+   */
+  #bufferedPlaintext(): number {
+    const b = this.#buf, tag = this.#read!.aead.tagLength;
+    let total = 0;
+    for (let at = this.#start; total < READ_BUFFER_MAX && this.#end - at >= HEADER;) {
+      const length = (b[at + 3] << 8) | b[at + 4];
+      if (this.#end - at < HEADER + length) break;
+      if (b[at] === ContentType.application_data) total += Math.max(0, length - tag);
+      at += HEADER + length;
+    }
+    return Math.min(total, READ_BUFFER_MAX);
   }
 
   /** The real content type and content of a decrypted TLSInnerPlaintext (RFC 8446 §5.4). */
@@ -675,7 +799,7 @@ export class RecordLayer {
       parts.push(record.data);
       length += record.data.length;
     }
-    return parts.length === 1 ? first : concat(...parts);
+    return joined(parts, length);
   }
 
   /** Whether the read buffer holds a whole record, header and body. */
@@ -789,15 +913,73 @@ export class RecordLayer {
     return sealing.length ? Promise.all(sealing).then(() => out) : out;
   }
 
+  /**
+   * Sends `records` (after what `hold` made): at once when no transport write was made in this
+   * turn of the event loop, else joined to the bytes that go out in one write at the next turn
+   * (see PENDING_WRITE_LIMIT). Caller holds the lock.
+   */
   async #writeAll(records: Uint8Array): Promise<void> {
     const bytes = this.#held ? concat(this.#held, records) : records;
     this.#held = undefined;
+    this.#throwIfWriteFailed();
+    if (this.#nextTurnWrite) {
+      this.#pending.push(bytes);
+      this.#pendingBytes += bytes.length;
+      if (this.#pendingBytes > PENDING_WRITE_LIMIT) await this.#drain();
+      return;
+    }
+    const sent = this.#send(bytes);
+    this.#nextTurnWrite = this.#sendPendingAfter(sent);
+    await sent;
+  }
+
+  /** Writes all of `bytes` to the transport. */
+  async #send(bytes: Uint8Array): Promise<void> {
     try {
       let at = 0;
       while (at < bytes.length) at += await this.transport.write(bytes.subarray(at));
     } catch (e) {
       throw new TransportClosed("while writing", { cause: e });
     }
+  }
+
+  /**
+   * Once `sent` is done, at the next turn, sends what was written meanwhile, one transport write
+   * per batch, until nothing is pending; a failure (of `sent` too) is kept for every later writer.
+   * Nothing is sent once the connection is discarded.
+   */
+  async #sendPendingAfter(sent: Promise<void>): Promise<void> {
+    try {
+      await sent;
+      await nextTurn();
+      while (this.#pendingBytes && !this.#discarded) {
+        const bytes = this.#pending.length === 1 ? this.#pending[0] : concat(...this.#pending);
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        await this.#send(bytes);
+      }
+    } catch (e) {
+      this.#writeFailure = e;
+    } finally {
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#nextTurnWrite = undefined;
+    }
+  }
+
+  /** Waits until every byte written was handed to the transport; throws if that failed. */
+  async #drain(): Promise<void> {
+    while (this.#nextTurnWrite) await this.#nextTurnWrite;
+    this.#throwIfWriteFailed();
+  }
+
+  #throwIfWriteFailed(): void {
+    if (this.#writeFailure) throw this.#writeFailure;
+  }
+
+  /** Bytes written and not yet handed to the transport (see PENDING_WRITE_LIMIT). */
+  get pendingWriteBytes(): number {
+    return this.#pendingBytes;
   }
 
   /**
@@ -810,6 +992,8 @@ export class RecordLayer {
       const level = alert === "close_notify" || alert === "user_canceled" ? 1 : 2;
       try {
         await this.writeUnlocked(ContentType.alert, new Uint8Array([level, ALERTS[alert]]));
+        // The alert and everything before it are out before the caller closes the transport.
+        await this.#drain();
       } catch {
         // The peer may already be gone; the alert was best effort.
       } finally {

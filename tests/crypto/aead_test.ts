@@ -1,7 +1,8 @@
 /**
- * AES-GCM and ChaCha20-Poly1305 on every provider, async and sync, against Wycheproof. Only the groups TLS 1.3
- * can produce are used: 96-bit nonces, 128-bit tags, AES-128/256 keys (the provider refuses
- * other nonce lengths with a RangeError, tested in peer_input_test.ts).
+ * AES-GCM and ChaCha20-Poly1305 on every provider, async and sync (and opening into a given
+ * buffer, zeroed when the tag fails), against Wycheproof. Only the groups TLS 1.3 can produce
+ * are used: 96-bit nonces, 128-bit tags, AES-128/256 keys (the provider refuses other nonce
+ * lengths with a RangeError, tested in peer_input_test.ts).
  */
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { type Aead, AeadAuthError, type AeadName } from "../../src/crypto/index.ts";
@@ -40,10 +41,21 @@ for (const provider of ALL_PROVIDERS) {
             deepEqual(aead.sealSync(nonce, msg, aad), sealed, label(file, test));
             deepEqual(aeadSync.openSync(nonce, sealed, aad), msg, label(file, test));
             deepEqual(aeadSync.sealSync(nonce, msg, aad), sealed, label(file, test));
+            const out = new Uint8Array(msg.length);
+            aeadSync.openIntoSync(nonce, sealed, aad, out);
+            deepEqual(out, msg, label(file, test));
           } else {
             const error = await thrown(() => aead.open(nonce, sealed, aad));
             ok(error instanceof AeadAuthError, label(file, test));
             throws(() => aeadSync.openSync(nonce, sealed, aad), AeadAuthError, label(file, test));
+            // Nothing of a forged message is left where it was opened.
+            const out = new Uint8Array(Math.max(0, sealed.length - 16)).fill(0xaa);
+            throws(
+              () => aeadSync.openIntoSync(nonce, sealed, aad, out),
+              AeadAuthError,
+              label(file, test),
+            );
+            ok(out.every((b) => b === 0), label(file, test));
           }
           aead.dispose();
           aeadSync.dispose();
@@ -87,6 +99,14 @@ async function sealIntoRecord(aead: Aead, nonce: Uint8Array, payload: Uint8Array
   deepEqual(
     await aead.open(nonce, record.subarray(5), header),
     new Uint8Array([...payload, 23]),
+  );
+
+  const opened = new Uint8Array(payload.length + 1);
+  aead.openIntoSync(nonce, record.subarray(5), header, opened);
+  deepEqual(opened, new Uint8Array([...payload, 23]));
+  throws(
+    () => aead.openIntoSync(nonce, record.subarray(5), header, opened.subarray(1)),
+    RangeError,
   );
 
   const short = new Uint8Array(payload.length + aead.tagLength);
