@@ -216,6 +216,12 @@ const WRITE_BATCH = 4 * MAX_PLAINTEXT;
  */
 export const PENDING_WRITE_LIMIT = 64 * 1024;
 
+/**
+ * How long sending an alert may wait for the writes queued before it (as Go's crypto/tls gives
+ * close_notify 5 s): past it the connection is closed without waiting for the peer to read.
+ */
+export const ALERT_DEADLINE_MS = 5_000;
+
 /** Resolves at the next turn of the event loop, after the I/O that is ready (Node's setImmediate). */
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -984,10 +990,21 @@ export class RecordLayer {
 
   /**
    * Sends an alert (fatal unless close_notify/user_canceled) and marks the write side closed.
-   * Never throws: the connection is going away anyway.
+   * Never throws: the connection is going away anyway. Waits at most ALERT_DEADLINE_MS: the alert
+   * queues behind the writes before it, and a write to a peer that stopped reading never ends,
+   * so a close or a fatal error would otherwise keep the connection forever. An alert not out by
+   * then still goes out after those writes unless the transport is closed first (what close and
+   * fatal errors do next, failing the stuck write too).
    */
   async sendAlert(alert: AlertName): Promise<void> {
-    await this.exclusive(async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((resolve) => timer = setTimeout(resolve, ALERT_DEADLINE_MS));
+    await Promise.race([this.#sendAlertInOrder(alert), deadline]);
+    clearTimeout(timer);
+  }
+
+  #sendAlertInOrder(alert: AlertName): Promise<void> {
+    return this.exclusive(async () => {
       if (this.writeClosed) return;
       const level = alert === "close_notify" || alert === "user_canceled" ? 1 : 2;
       try {

@@ -299,6 +299,47 @@ Deno.test("--idle-timeout ends an idle proxied session and its backend connectio
   }
 });
 
+Deno.test("--idle-timeout closes a proxied session whose client stopped reading, within the alert deadline", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  // A backend that sends until its writes fail (at most 512 MiB): the daemon's writes to the
+  // client, which reads nothing, fill every buffer on the way and then never complete.
+  const backend = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sending = (async () => {
+    const conn = await backend.accept();
+    const chunk = new Uint8Array(1 << 20).fill(1);
+    let sent = 0;
+    try {
+      while (sent < 512 * chunk.length) sent += await conn.write(chunk);
+    } catch {
+      // The daemon closed the backend connection.
+    }
+    conn.close();
+    return sent;
+  })();
+  try {
+    await using daemon = await Daemon.start(serveArgs(pki, [
+      "--mode",
+      "proxy",
+      "--target",
+      `127.0.0.1:${backend.addr.port}`,
+      "--idle-timeout",
+      "1s",
+    ]));
+    const tls = await qsignClient(pki, daemon.port());
+    await daemon.waitFor((e) => e.event === "idle_timeout", 30_000);
+    // The close_notify queued behind the stuck write is given up after ALERT_DEADLINE_MS (5 s)
+    // and the connection closed; before, the close waited for the write, that is forever.
+    await daemon.waitFor((e) => e.event === "closed", 15_000);
+    ok(await sending < 512 << 20, "the daemon stopped reading the backend and then closed it");
+    const metrics = await (await fetch(`http://127.0.0.1:${daemon.metricsPort}/metrics`)).text();
+    match(metrics, /^qtls_connections_active\{service="default"\} 0$/m);
+    await tls.close();
+  } finally {
+    backend.close();
+  }
+});
+
 Deno.test("proxy mode carries a half-close: the backend reads to the end, then still answers", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`);
