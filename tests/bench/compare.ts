@@ -173,8 +173,9 @@ async function cpuPerMiB(server: Server, cipher: string): Promise<number> {
     cipher,
   };
   // Uncounted: the server's warm-up was handshakes only, so the data path's JIT compilation
-  // would otherwise fall into the first bulk figure (the AES row, which runs first).
-  const warmup = { ...load, handshakes: 2 };
+  // would otherwise fall into the first bulk figure (the AES row, which runs first). Eight
+  // transfers, so that every worker of a multi-worker server is all but sure to get some.
+  const warmup = { ...load, handshakes: 8, bytes: Math.min(load.bytes!, MIB) };
   expectComplete(await runLoad(server, warmup), warmup);
   const before = await serverSnapshot(server);
   const report = await runLoad(server, load);
