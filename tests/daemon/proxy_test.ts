@@ -265,6 +265,18 @@ Deno.test("qsign connect --listen carries a plain TCP client to a Q-TLS server",
   equal((await forwarder.stop("SIGTERM")).code, 0);
 });
 
+/** `qsign serve` proxying to 127.0.0.1:`port` with a one-second idle timeout. */
+function idleProxy(pki: Awaited<ReturnType<typeof makePki>>, port: number): Promise<Daemon> {
+  return Daemon.start(serveArgs(pki, [
+    "--mode",
+    "proxy",
+    "--target",
+    `127.0.0.1:${port}`,
+    "--idle-timeout",
+    "1s",
+  ]));
+}
+
 Deno.test("--idle-timeout ends an idle proxied session and its backend connection, no backend error", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`);
@@ -276,14 +288,7 @@ Deno.test("--idle-timeout ends an idle proxied session and its backend connectio
     return n;
   })();
   try {
-    await using daemon = await Daemon.start(serveArgs(pki, [
-      "--mode",
-      "proxy",
-      "--target",
-      `127.0.0.1:${backend.addr.port}`,
-      "--idle-timeout",
-      "1s",
-    ]));
+    await using daemon = await idleProxy(pki, backend.addr.port);
     const tls = await qsignClient(pki, daemon.port());
     const reader = tls.readable.getReader();
     equal((await reader.read()).done, true);
@@ -318,14 +323,7 @@ Deno.test("--idle-timeout closes a proxied session whose client stopped reading,
     return sent;
   })();
   try {
-    await using daemon = await Daemon.start(serveArgs(pki, [
-      "--mode",
-      "proxy",
-      "--target",
-      `127.0.0.1:${backend.addr.port}`,
-      "--idle-timeout",
-      "1s",
-    ]));
+    await using daemon = await idleProxy(pki, backend.addr.port);
     const tls = await qsignClient(pki, daemon.port());
     await daemon.waitFor((e) => e.event === "idle_timeout", 30_000);
     // The close_notify queued behind the stuck write is given up after ALERT_DEADLINE_MS (5 s)

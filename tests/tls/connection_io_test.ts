@@ -13,17 +13,18 @@ import { makePki } from "./support/pki.ts";
 await using dir = await tempDir();
 const pki = await makePki(dir.path, "mldsa65");
 
-/** A connected qsign client and server over 127.0.0.1. */
-async function connectedPair(): Promise<{ client: TlsConnection; server: TlsConnection }> {
+/** A connected qsign client and server over 127.0.0.1, and the client's TCP connection. */
+async function connectedPair(): Promise<
+  { client: TlsConnection; server: TlsConnection; clientTcp: Deno.TcpConn }
+> {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const clientTcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const [client, server] = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }).then((tcp) =>
-      connectTls(tcp, {
-        serverName: "localhost",
-        trustAnchors: [pki.rootDer],
-        certificate: pki.client,
-      })
-    ),
+    connectTls(clientTcp, {
+      serverName: "localhost",
+      trustAnchors: [pki.rootDer],
+      certificate: pki.client,
+    }),
     listener.accept().then((tcp) =>
       acceptTls(tcp, {
         certificates: [pki.server],
@@ -32,7 +33,7 @@ async function connectedPair(): Promise<{ client: TlsConnection; server: TlsConn
       })
     ),
   ]);
-  return { client, server };
+  return { client, server, clientTcp };
 }
 
 /** Everything `tls` reads until the peer's close_notify, joined. */
@@ -109,26 +110,11 @@ Deno.test("close while a read is pending ends that read with null", async () => 
 });
 
 Deno.test("a record the peer cannot open reaches read as a TlsError naming bad_record_mac", async () => {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-  const [client, server] = await Promise.all([
-    connectTls(tcp, {
-      serverName: "localhost",
-      trustAnchors: [pki.rootDer],
-      certificate: pki.client,
-    }),
-    listener.accept().then((raw) =>
-      acceptTls(raw, {
-        certificates: [pki.server],
-        clientAuth: "require",
-        trustAnchors: [pki.rootDer],
-      })
-    ),
-  ]);
+  const { client, server, clientTcp } = await connectedPair();
   try {
     // An application_data record of 17 bytes (a tag and one byte) no key sealed, on the client's
     // own socket, after the handshake.
-    await tcp.write(Uint8Array.of(23, 3, 3, 0, 17, ...new Uint8Array(17)));
+    await clientTcp.write(Uint8Array.of(23, 3, 3, 0, 17, ...new Uint8Array(17)));
     const error = await server.read().then(() => undefined, (e) => e);
     ok(error instanceof TlsError, String(error));
     equal(error.alert, "bad_record_mac");
