@@ -5,7 +5,7 @@
  */
 import { connectTls } from "../../src/tls/conn.ts";
 import { tempDir } from "../support/env.ts";
-import { makePki, type TestPki } from "../tls/support/pki.ts";
+import { makePki, mutualTlsServer, type TestPki } from "../tls/support/pki.ts";
 import { EchoServer } from "../tls/support/qsign.ts";
 import { ClientFlow, ServerFlow } from "./flow.ts";
 import { type Outcome, type Row, row, runTable } from "./table.ts";
@@ -121,12 +121,7 @@ Deno.test({
   fn: async (t) => {
     await using dir = await tempDir();
     const pki = await makePki(dir.path, "mldsa65");
-    await using server = new EchoServer({
-      certificates: [pki.server],
-      clientAuth: "require",
-      trustAnchors: [pki.rootDer],
-      recordSizeLimit: LIMIT,
-    });
+    await using server = new EchoServer({ ...mutualTlsServer(pki), recordSizeLimit: LIMIT });
     await runTable(t, rows, { pki, server }, { batch: 1 });
   },
 });

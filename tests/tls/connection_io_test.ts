@@ -8,7 +8,7 @@ import { equal, ok, rejects } from "node:assert/strict";
 import { TlsError } from "../../src/tls/alert.ts";
 import { acceptTls, connectTls, type TlsConnection } from "../../src/tls/conn.ts";
 import { tempDir } from "../support/env.ts";
-import { makePki } from "./support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer } from "./support/pki.ts";
 
 await using dir = await tempDir();
 const pki = await makePki(dir.path, "mldsa65");
@@ -20,18 +20,8 @@ async function connectedPair(): Promise<
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const clientTcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
   const [client, server] = await Promise.all([
-    connectTls(clientTcp, {
-      serverName: "localhost",
-      trustAnchors: [pki.rootDer],
-      certificate: pki.client,
-    }),
-    listener.accept().then((tcp) =>
-      acceptTls(tcp, {
-        certificates: [pki.server],
-        clientAuth: "require",
-        trustAnchors: [pki.rootDer],
-      })
-    ),
+    connectTls(clientTcp, mutualTlsClient(pki)),
+    listener.accept().then((tcp) => acceptTls(tcp, mutualTlsServer(pki))),
   ]);
   return { client, server, clientTcp };
 }

@@ -6,7 +6,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import type { HandshakeInfo } from "../../src/tls/config.ts";
 import { tempDir } from "../support/env.ts";
-import { makePki } from "./support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer } from "./support/pki.ts";
 import { EchoServer, qsignEcho } from "./support/qsign.ts";
 
 /** Whether every certificate of `info`'s peer chain owns exactly its own bytes. */
@@ -19,12 +19,8 @@ function heldAlone(info: HandshakeInfo): boolean {
 Deno.test("both sides keep the peer's certificates, not the Certificate message", async () => {
   await using dir = await tempDir();
   const pki = await makePki(dir.path, "mldsa65");
-  await using server = new EchoServer({
-    certificates: [pki.server],
-    clientAuth: "require",
-    trustAnchors: [pki.rootDer],
-  });
-  const client = { serverName: "localhost", trustAnchors: [pki.rootDer], certificate: pki.client };
+  await using server = new EchoServer(mutualTlsServer(pki));
+  const client = mutualTlsClient(pki);
   const payload = Uint8Array.of(1, 2, 3);
   const first = await qsignEcho(server.port, client, payload);
   const second = await qsignEcho(server.port, client, payload);

@@ -12,7 +12,7 @@ import {
 import type { KeyAlgorithm } from "../../../src/pki/keys.ts";
 import { readPrivateKeyFile } from "../../../src/pki/keys.ts";
 import { pemDecodeAll, pemEncode } from "../../../src/pki/pem.ts";
-import type { CertifiedKey } from "../../../src/tls/config.ts";
+import type { CertifiedKey, TlsClientConfig, TlsServerConfig } from "../../../src/tls/config.ts";
 import { FileSigner, KEY_KIND_OF_ALGORITHM } from "../../../src/tls/signers.ts";
 
 /** One PKI: root, server and client chains, as PEM (for Node) and as qsign CertifiedKeys. */
@@ -57,6 +57,16 @@ export async function makePki(dir: string, alg: KeyAlgorithm): Promise<TestPki> 
     server: await certifiedKey(dir, PKI_FILES.serverCert, PKI_FILES.serverKey),
     client: await certifiedKey(dir, PKI_FILES.clientCert, PKI_FILES.clientKey),
   };
+}
+
+/** The server side of mutual TLS over `pki`: its server leaf, a client certificate required. */
+export function mutualTlsServer(pki: TestPki): TlsServerConfig {
+  return { certificates: [pki.server], clientAuth: "require", trustAnchors: [pki.rootDer] };
+}
+
+/** The client side of mutual TLS over `pki`: server name localhost, its client leaf. */
+export function mutualTlsClient(pki: TestPki): TlsClientConfig {
+  return { serverName: "localhost", trustAnchors: [pki.rootDer], certificate: pki.client };
 }
 
 /** A leaf issued on demand (expired, revoked, wrong purpose…), as PEM and as a CertifiedKey. */
