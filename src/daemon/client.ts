@@ -13,6 +13,7 @@ import { connectTls, type TlsConnection, TlsError } from "../tls/conn.ts";
 import { MemorySessionCache } from "../tls/tickets.ts";
 import { loadCertifiedKeys, loadTrust } from "./materials.ts";
 import { closeOnAbort, pipeBoth, tcpDuplex } from "./pipe.ts";
+import { delay } from "../delay.ts";
 import type { StopRequests } from "./signals.ts";
 import type { KeySource } from "./signer.ts";
 
@@ -185,10 +186,8 @@ export async function converse(
   };
   try {
     if (io.announce) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const waited = new Promise<void>((resolve) => timer = setTimeout(resolve, ANNOUNCE_WAIT_MS));
+      using waited = delay(ANNOUNCE_WAIT_MS, undefined);
       const first = await Promise.race([serverEnd, io.accepted, waited, stopped]);
-      clearTimeout(timer);
       if (first instanceof Error) throw first;
       io.announce();
     }

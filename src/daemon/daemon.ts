@@ -40,7 +40,8 @@ import {
   SessionCounter,
   type SharedServiceState,
 } from "./service.ts";
-import { delay, processSignals, type StopRequests } from "./signals.ts";
+import { delay } from "../delay.ts";
+import { processSignals, type StopRequests } from "./signals.ts";
 import { closeTokens } from "./signer.ts";
 
 /** Loads every service's materials (opening HSM tokens, which `closeTokens` closes). */

@@ -20,7 +20,7 @@ import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
 import { type ProxyHeader, ProxyHeaderError, readProxyHeader } from "./proxy_header.ts";
 import type { ServiceMaterials } from "./materials.ts";
 import type { MaterialsHolder } from "./reload.ts";
-import { delay } from "./signals.ts";
+import { delay } from "../delay.ts";
 
 /** Numbers sessions across every service of the process, from 1. */
 export class SessionCounter {

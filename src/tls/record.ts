@@ -12,6 +12,7 @@
  */
 import { setImmediate } from "node:timers";
 import { getCryptoProvider } from "../crypto/index.ts";
+import { delay } from "../delay.ts";
 import { type Aead, AeadAuthError } from "../crypto/provider.ts";
 import {
   type AlertName,
@@ -997,10 +998,8 @@ export class RecordLayer {
    * fatal errors do next, failing the stuck write too).
    */
   async sendAlert(alert: AlertName): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<void>((resolve) => timer = setTimeout(resolve, ALERT_DEADLINE_MS));
+    using deadline = delay(ALERT_DEADLINE_MS, undefined);
     await Promise.race([this.#sendAlertInOrder(alert), deadline]);
-    clearTimeout(timer);
   }
 
   #sendAlertInOrder(alert: AlertName): Promise<void> {
