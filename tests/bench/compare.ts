@@ -17,6 +17,12 @@
  * before each run. Server CPU and RSS come from /proc around each run, summed over the server's
  * process tree (a qsign supervisor and its workers). Every run is bounded by
  * its count and by --duration-limit seconds. Speed is reported here, never asserted in a test.
+ *
+ * The idle case spreads its connections over as many holding clients as the descriptor limit
+ * and one source address's ephemeral ports need, each bound to its own 127.0.0.0/8 address. A
+ * server process holds at most RLIMIT_NOFILE connections too: past that the OpenSSL server (one
+ * process) has no figure, and qsign needs enough workers (`--qsign-arg=--workers
+ * --qsign-arg=4` for 50,000 under a limit of 20,000).
  */
 import { parseArgs } from "node:util";
 import { issueLeaf } from "../../src/pki/ca.ts";
@@ -248,6 +254,10 @@ const cases: Case[] = [
     freshServer: true,
     measure: async (server) => {
       const n = count("idle-connections");
+      const limit = await openFileLimit();
+      if (server.kind === "openssl" && n > limit - DESCRIPTOR_MARGIN) {
+        throw new NotMeasurable(`one process may open ${limit} descriptors here`);
+      }
       const before = await serverSnapshot(server);
       await using hold = await holdConnections(server, n);
       const after = await serverSnapshot(server);
@@ -279,7 +289,7 @@ for (const id of wanted) {
 // ------------------------------------------------------------------ run
 
 interface Sample {
-  /** NaN where the server could not do what the case measures (see NotResumed). */
+  /** NaN where the server could not do what the case measures (see NotMeasurable). */
   value: number;
   loadAverage: number;
   note?: string;
@@ -352,6 +362,8 @@ async function startQsign(setup: Setup, pki: typeof mtls): Promise<Server> {
       ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root],
       ...["--groups", GROUPS[setup], "--max-handshakes-per-ip", "0", "--log-level", "WARN"],
       ...["--max-connections", String(count("idle-connections") + 1000)],
+      // The idle case's first connections wait, idle, for as long as the rest take to connect.
+      ...["--idle-timeout", "1h"],
       ...(setup === "browser" ? ["--client-auth", "none"] : []),
       ...values["qsign-arg"],
     ],
@@ -446,10 +458,11 @@ async function runLoad(server: Server, load: LoadOptions): Promise<LoadReport> {
 }
 
 /**
- * A server that did not resume: OpenSSL 3.5 issues no ticket to a client that authenticated
- * with an ML-DSA chain (the session would carry the chain), so it has no resumed figure there.
+ * A case the server cannot do, so it has no figure: OpenSSL 3.5 issues no ticket to a client
+ * that authenticated with an ML-DSA chain (the session would carry the chain), and one process
+ * cannot hold more connections than it may open descriptors.
  */
-class NotResumed extends Error {}
+class NotMeasurable extends Error {}
 
 /** A figure from a run with failures or missing resumptions would compare unlike things. */
 function expectComplete(report: LoadReport, load: LoadOptions): void {
@@ -461,21 +474,75 @@ function expectComplete(report: LoadReport, load: LoadOptions): void {
     );
   }
   if (load.resume && resumed < completed) {
-    throw new NotResumed(`only ${resumed} of ${completed} handshakes resumed`);
+    throw new NotMeasurable(`only ${resumed} of ${completed} handshakes resumed`);
   }
 }
 
-/** N idle connections held open by one Node client until disposed. */
+/** Descriptors a process keeps for other things than held connections. */
+const DESCRIPTOR_MARGIN = 1_000;
+
+/** RLIMIT_NOFILE (soft) of this process, which the servers and clients it starts inherit. */
+async function openFileLimit(): Promise<number> {
+  const limits = await Deno.readTextFile("/proc/self/limits");
+  const soft = /^Max open files\s+(\d+)/m.exec(limits)?.[1];
+  if (!soft) throw new Error("no 'Max open files' line in /proc/self/limits");
+  return Number(soft);
+}
+
+/** How many ephemeral ports one source address has towards one server port. */
+async function ephemeralPorts(): Promise<number> {
+  const [low, high] = (await Deno.readTextFile("/proc/sys/net/ipv4/ip_local_port_range"))
+    .trim().split(/\s+/).map(Number);
+  return high - low + 1;
+}
+
+/**
+ * N idle connections held open until disposed, by as many Node clients as the descriptor limit
+ * and the ephemeral ports of one source address need: client i connects from 127.0.0.(10+i).
+ */
 async function holdConnections(
   server: Server,
   n: number,
 ): Promise<{ held: number } & AsyncDisposable> {
-  const child = new Deno.Command(PEER_NODE, {
-    args: [...loadArgs(server, { handshakes: n, concurrency: 16 }), "--hold"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const perClient = Math.min(await openFileLimit(), await ephemeralPorts()) - DESCRIPTOR_MARGIN;
+  const clients = Math.ceil(n / perClient);
+  const shares = Array.from(
+    { length: clients },
+    (_, i) => Math.floor(n / clients) + (i < n % clients ? 1 : 0),
+  );
+  await using holders = new AsyncDisposableStack();
+  const started = shares.map((share, i) => {
+    const child = new Deno.Command(PEER_NODE, {
+      args: [
+        ...loadArgs(server, { handshakes: share, concurrency: 16 }),
+        ...["--hold", "--local-address", `127.0.0.${10 + i}`],
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    holders.defer(async () => {
+      await child.stdin.close();
+      await child.status;
+    });
+    return firstReport(child);
+  });
+  const reports = await Promise.all(started);
+  const held = reports.reduce((sum, r) => sum + r.handshakes.completed, 0);
+  const failed = reports.reduce((sum, r) => sum + r.handshakes.failed, 0);
+  if (failed || held < n) {
+    throw new Error(
+      `held only ${held}/${n} connections: ${JSON.stringify(reports.flatMap((r) => r.errors))}`,
+    );
+  }
+  // Let the server settle (tickets sent, buffers released) before its RSS is read.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const release = holders.move();
+  return { held, [Symbol.asyncDispose]: () => release.disposeAsync() };
+}
+
+/** The report a `--hold` client prints once all its connections are up. */
+async function firstReport(child: Deno.ChildProcess): Promise<LoadReport> {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   while (!text.includes("\n")) {
@@ -483,20 +550,7 @@ async function holdConnections(
     if (done) throw new Error("peer/load.mjs --hold exited before reporting");
     text += value;
   }
-  const report: LoadReport = JSON.parse(text);
-  const dispose = async () => {
-    await child.stdin.close();
-    await child.status;
-  };
-  if (report.handshakes.failed || report.handshakes.completed < n) {
-    await dispose();
-    throw new Error(
-      `held only ${report.handshakes.completed}/${n} connections: ${JSON.stringify(report.errors)}`,
-    );
-  }
-  // Let the server settle (tickets sent, buffers released) before its RSS is read.
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
-  return { held: report.handshakes.completed, [Symbol.asyncDispose]: dispose };
+  return JSON.parse(text);
 }
 
 // ------------------------------------------------------------------ output
@@ -563,7 +617,7 @@ async function main(): Promise<void> {
           try {
             result.samples[kind].push({ value: await c.measure(server), loadAverage });
           } catch (e) {
-            if (e instanceof NotResumed) {
+            if (e instanceof NotMeasurable) {
               result.samples[kind].push({ value: NaN, loadAverage, note: e.message });
               continue;
             }

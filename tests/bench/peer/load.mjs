@@ -3,12 +3,14 @@
 // both ways), reported as the same JSON fields (handshakes, latencyMs, throughput, errors,
 // client). Statistics come from qsign's own src/bench/stats.ts (Node strips its types).
 //   node load.mjs --port P --ca F [--cert F --key F | --cert-list FILE] [--host 127.0.0.1]
-//     [--servername N] [--group G] [--cipher SUITE] [--handshakes 100] [--concurrency 4]
+//     [--local-address A] [--servername N] [--group G] [--cipher SUITE] [--handshakes 100] [--concurrency 4]
 //     [--resume] [--bytes 0] [--bytes-mode reply|echo|sink] [--hold] [--duration-limit 60]
 // --cert-list names a JSON file of [{"cert": PATH, "key": PATH}]: connections take them in turn,
 // so a server sees that many distinct client chains. Without a certificate the client sends none.
 // --hold keeps every connection open after its handshake: the report is printed once all are
-// up, and the connections close when stdin ends.
+// up, and the connections close when stdin ends. --local-address binds the client's side to A
+// (any 127.0.0.0/8 address), so that several clients together hold more connections than one
+// source address has ephemeral ports.
 import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -17,6 +19,7 @@ import { coveredTime, summarize } from "../../../src/bench/stats.ts";
 const { values: o } = parseArgs({
   options: {
     host: { type: "string", default: "127.0.0.1" },
+    "local-address": { type: "string" },
     port: { type: "string" },
     servername: { type: "string" },
     cert: { type: "string" },
@@ -56,6 +59,7 @@ const baseOptions = {
   minVersion: "TLSv1.3",
   rejectUnauthorized: true,
   ...(o.cipher ? { ciphers: o.cipher } : {}),
+  ...(o["local-address"] ? { localAddress: o["local-address"] } : {}),
 };
 const identities = o["cert-list"]
   ? JSON.parse(readFileSync(o["cert-list"], "utf8")).map(({ cert, key }) => ({
