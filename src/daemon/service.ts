@@ -188,10 +188,8 @@ export class QtlsService {
       const open = this.shared?.totalConnections(this.#live.size) ?? this.#live.size;
       if (open >= this.config.limits.maxConnections) {
         this.#refuse(tcp, "max_connections", tcp.remoteAddr);
-      } else if (this.#fromBalancer(tcp.remoteAddr)) {
-        void this.#serveBehindBalancer(tcp);
       } else {
-        this.#admit(tcp, tcp.remoteAddr);
+        void this.#serve(tcp);
       }
     }
   }
@@ -201,21 +199,31 @@ export class QtlsService {
     return this.config.proxyFrom.some((range) => range.contains(source.hostname));
   }
 
-  /** The per-IP limit for `client` (the connection's peer, or the one its PROXY header names). */
-  #admit(tcp: Deno.TcpConn, client: Deno.NetAddr): void {
-    if (!this.#rateLimiter.admit(client.hostname)) this.#refuse(tcp, "rate_limited", client);
-    else void this.#serve(tcp, client);
+  /**
+   * The client a connection stands for, once admitted: the one a balancer's PROXY header names,
+   * or the peer itself, within the per-IP limit. Undefined when refused (closed and counted).
+   */
+  async #admit(tcp: Deno.TcpConn): Promise<Deno.NetAddr | undefined> {
+    let client = tcp.remoteAddr;
+    if (this.#fromBalancer(client)) {
+      const header = await this.#proxyHeader(tcp);
+      if (!header) return undefined;
+      // LOCAL: the balancer's own connection (a health check), which stands for itself.
+      if (header.command === "proxy") client = header.source;
+    }
+    if (this.#rateLimiter.admit(client.hostname)) return client;
+    this.#refuse(tcp, "rate_limited", client);
+    return undefined;
   }
 
   /**
-   * Reads the PROXY header of a balancer's connection within the handshake timeout, then admits
-   * the client it names; a missing or malformed header closes the connection and is counted.
+   * The PROXY header of a balancer's connection, read within the handshake timeout; a missing or
+   * malformed header closes the connection, is counted, and gives undefined.
    */
-  async #serveBehindBalancer(tcp: Deno.TcpConn): Promise<void> {
+  async #proxyHeader(tcp: Deno.TcpConn): Promise<ProxyHeader | undefined> {
     const timer = setTimeout(() => closeQuietly(tcp), this.config.limits.handshakeTimeoutMs);
-    let header: ProxyHeader;
     try {
-      header = await readProxyHeader(tcp);
+      return await readProxyHeader(tcp);
     } catch (e) {
       const problem = e instanceof ProxyHeaderError ? e.problem : String(e);
       this.#refuse(tcp, "proxy_header", tcp.remoteAddr);
@@ -224,12 +232,10 @@ export class QtlsService {
         balancer: formatAddress(tcp.remoteAddr),
         problem,
       });
-      return;
+      return undefined;
     } finally {
       clearTimeout(timer);
     }
-    // LOCAL: the balancer's own connection (a health check), which stands for itself.
-    this.#admit(tcp, header.command === "proxy" ? header.source : tcp.remoteAddr);
   }
 
   #refuse(tcp: Deno.TcpConn, reason: RefusalReason, client: Deno.NetAddr): void {
@@ -242,9 +248,11 @@ export class QtlsService {
     }
   }
 
-  /** One connection from accept to close; never throws. */
-  async #serve(tcp: Deno.TcpConn, client: Deno.NetAddr): Promise<void> {
-    const peer = formatAddress(client);
+  /**
+   * One connection from accept to close, admission included: a balancer's connection waiting for
+   * its PROXY header is open like any other, for `max_connections` and for draining. Never throws.
+   */
+  async #serve(tcp: Deno.TcpConn): Promise<void> {
     const startedMs = performance.now();
     const bytes = { received: 0, sent: 0 };
     let tls: TlsConnection | undefined;
@@ -261,9 +269,14 @@ export class QtlsService {
     this.#live.add(live);
     this.shared?.publishConnections(this.#live.size);
     metrics.connectionsActive.inc({ service: this.config.name });
-    audit.debug("accepted", { service: this.config.name, peer });
+    // The TCP peer's address, until a balancer's PROXY header names the client.
+    let peer = formatAddress(tcp.remoteAddr);
     let session: number | undefined;
     try {
+      const client = await this.#admit(tcp);
+      if (!client) return;
+      peer = formatAddress(client);
+      audit.debug("accepted", { service: this.config.name, peer });
       tls = await this.#handshake(tcp, peer);
       if (!tls) return;
       session = this.sessions.next(this.config.name);

@@ -2,7 +2,9 @@
  * Reading inbound PROXY protocol headers over real sockets: headers from Debian's HAProxy (v1
  * with `send-proxy`, v2 with `send-proxy-v2`), qsign's own v2
  * encoder, and crafted malformed, oversized and truncated headers. The bytes after a header must
- * stay unread for the TLS engine.
+ * stay unread for the TLS engine. Then `qsign serve` behind a balancer: a connection waiting for
+ * its header counts against `max_connections` and in `qtls_connections_active`, and a drain closes
+ * it.
  */
 import { deepEqual, equal, match, rejects } from "node:assert/strict";
 import {
@@ -13,8 +15,19 @@ import {
 } from "../../src/daemon/proxy_header.ts";
 import { encodeProxyV2Header, PROXY_V2_SIGNATURE } from "../../src/daemon/proxy_protocol.ts";
 import { concat } from "../../src/tls/codec/bytes.ts";
+import { connectTls, type TlsConnection } from "../../src/tls/conn.ts";
 import { tempDir } from "../support/env.ts";
 import { freePort, waitForPort } from "../support/services.ts";
+import {
+  Daemon,
+  exchange,
+  makePki,
+  type Pki,
+  qsignClientConfig,
+  sampleValue,
+  scrapeMetrics,
+  serveArgs,
+} from "./support.ts";
 
 const encoder = new TextEncoder();
 const AFTER = encoder.encode("\x16\x03\x01TLS follows");
@@ -214,3 +227,120 @@ for (
     }
   });
 }
+
+/**
+ * `qsign serve` taking PROXY headers from 127.0.0.1 (the tests' only source address: Deno.connect
+ * cannot choose another), with a handshake timeout far beyond each test's length, so that only
+ * what the test does ends a connection waiting for its header.
+ */
+async function serveBehindBalancer(pki: Pki, extra: string[]): Promise<Daemon> {
+  return await Daemon.start(serveArgs(pki, [
+    ...["--accept-proxy-protocol", "--proxy-from", "127.0.0.1/32"],
+    ...["--handshake-timeout", "30s"],
+    ...extra,
+  ]));
+}
+
+/**
+ * `count` connections from the balancer that send nothing, so wait for their header. The daemon
+ * accepts them after the client's connect has returned: this waits (bounded) until the gauge
+ * shows them, and leaves it to the caller to assert that it does.
+ */
+async function waitingConnections(
+  daemon: Daemon,
+  port: number,
+  count: number,
+): Promise<Deno.TcpConn[]> {
+  const conns: Deno.TcpConn[] = [];
+  for (let i = 0; i < count; i++) conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+  const deadline = Date.now() + 10_000;
+  while (await activeConnections(daemon) < count && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return conns;
+}
+
+async function activeConnections(daemon: Daemon): Promise<number> {
+  return sampleValue(await scrapeMetrics(daemon), "qtls_connections_active") ?? 0;
+}
+
+/** A client behind the balancer: its PROXY v1 header naming `source`, then mutual TLS. */
+async function throughBalancer(pki: Pki, port: number, source: string): Promise<TlsConnection> {
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await tcp.write(encoder.encode(`PROXY TCP4 ${source} 127.0.0.1 40000 ${port}\r\n`));
+    return await connectTls(tcp, await qsignClientConfig(pki, port));
+  } catch (e) {
+    closeAll([tcp]);
+    throw e;
+  }
+}
+
+function closeAll(conns: Deno.TcpConn[]): void {
+  for (const conn of conns) {
+    try {
+      conn.close();
+    } catch {
+      // Closed by the daemon already.
+    }
+  }
+}
+
+Deno.test("connections waiting for their PROXY header count against max_connections", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  await using daemon = await serveBehindBalancer(pki, [
+    "--max-connections",
+    "2",
+    "--max-handshakes-per-ip",
+    "0",
+  ]);
+  const port = daemon.port();
+  const waiting = await waitingConnections(daemon, port, 2);
+  try {
+    // A third connection, with its header and a handshake, finds the daemon full.
+    await rejects(throughBalancer(pki, port, "192.0.2.7"));
+    const failures = await scrapeMetrics(daemon);
+    equal(
+      sampleValue(failures, "qtls_handshake_failures_total", { reason: "max_connections" }),
+      1,
+    );
+    equal(await activeConnections(daemon), 2);
+  } finally {
+    closeAll(waiting);
+  }
+
+  // Their slots free once the balancer gives up on them (counted as headers that never came).
+  await daemon.waitForCount((e) => e.event === "proxy_header_refused", 2);
+  const late = await throughBalancer(pki, port, "192.0.2.7");
+  equal(await exchange(late, "late"), "QSIGN 서버 응답 [세션 #1]: 메시지 수신 완료 (4 바이트)\n");
+  await late.close();
+  const handshake = await daemon.waitFor((e) => e.event === "handshake_ok");
+  equal(handshake.peer, "192.0.2.7:40000");
+});
+
+Deno.test("a drain closes a connection waiting for its PROXY header", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  await using daemon = await serveBehindBalancer(pki, ["--drain-timeout", "1s"]);
+  const [waiting] = await waitingConnections(daemon, daemon.port(), 1);
+  try {
+    equal(await activeConnections(daemon), 1);
+    daemon.signal("SIGTERM");
+    const stopping = await daemon.waitFor((e) => e.event === "stopping");
+    equal(stopping.open_connections, 1);
+    // Closed at the drain timeout (1 s), not at the handshake timeout 30 s away.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const read = await Promise.race([
+      waiting.read(new Uint8Array(16)).catch(() => null),
+      new Promise<"open">((resolve) => timer = setTimeout(() => resolve("open"), 15_000)),
+    ]);
+    clearTimeout(timer);
+    equal(read, null, "the daemon closed the waiting connection");
+    const drained = await daemon.waitFor((e) => e.event === "drain_timeout");
+    equal(drained.closing, 1);
+    equal((await daemon.exited()).code, 0);
+  } finally {
+    closeAll([waiting]);
+  }
+});
