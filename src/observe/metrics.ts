@@ -3,6 +3,7 @@
  * by alert, certificates close to expiry, HSM down, failed reloads, backend errors, classical
  * clients) plus the standard `process_*` metrics.
  */
+import process from "node:process";
 import client, { type MetricObjectWithValues, type MetricValue } from "prom-client";
 
 const HANDSHAKE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -175,22 +176,48 @@ export class QtlsMetrics implements Exposition {
   });
 
   constructor() {
-    client.collectDefaultMetrics({ register: this.registry });
-    // Of prom-client's defaults, keep what works in Deno: CPU time and start time. The nodejs_*
-    // ones describe Node's event loop and handles (and break promtool's naming rules); the
-    // memory and file-descriptor ones read /proc/self, which Deno opens only to --allow-all
-    // and otherwise reports as 0. Resident memory comes from Deno itself instead.
-    const kept = ["process_cpu_user_seconds_total", "process_cpu_system_seconds_total"]
-      .concat(["process_cpu_seconds_total", "process_start_time_seconds"]);
-    for (const metric of this.registry.getMetricsAsArray()) {
-      if (!metric.name.startsWith("qtls_") && !kept.includes(metric.name)) {
-        this.registry.removeSingleMetric(metric.name);
-      }
+    // The standard process metrics, made here rather than by prom-client's
+    // collectDefaultMetrics: that also starts an event-loop delay monitor, a 10 ms timer that
+    // wakes every process of the daemon 100 times a second, idle or not, for nodejs_* metrics
+    // that describe Node's event loop (and break promtool's naming rules). Its memory and
+    // file-descriptor metrics read /proc/self, which Deno opens only to --allow-all.
+    type Usage = ReturnType<typeof process.cpuUsage>;
+    for (
+      const [name, help, micros] of [
+        ["process_cpu_user_seconds_total", "User CPU time spent in seconds.", (u: Usage) => u.user],
+        [
+          "process_cpu_system_seconds_total",
+          "System CPU time spent in seconds.",
+          (u: Usage) => u.system,
+        ],
+        [
+          "process_cpu_seconds_total",
+          "User and system CPU time spent in seconds.",
+          (u: Usage) => u.user + u.system,
+        ],
+      ] as const
+    ) {
+      new client.Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(micros(process.cpuUsage()) / 1e6);
+        },
+      });
     }
-    // prom-client omits the start time from an aggregation; the daemon's is the supervisor's,
-    // whose registry comes first.
-    const startTime = this.registry.getSingleMetric("process_start_time_seconds");
-    if (startTime) (startTime as unknown as { aggregator: string }).aggregator = "first";
+    // The daemon's start time is the supervisor's, whose registry comes first in an aggregation.
+    const startSeconds = Math.round(Date.now() / 1000 - process.uptime());
+    new client.Gauge({
+      name: "process_start_time_seconds",
+      help: "Start time of the process since unix epoch in seconds.",
+      registers: [this.registry],
+      aggregator: "first",
+      collect() {
+        this.set(startSeconds);
+      },
+    });
     new client.Gauge({
       name: "process_resident_memory_bytes",
       help: "Resident memory size in bytes.",

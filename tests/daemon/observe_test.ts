@@ -160,3 +160,27 @@ Deno.test("/readyz answers 503 with the reason when the served certificate has e
   equal(ready.status, 503);
   match(ready.body, /^not ready\ncertificates: CN=brief\.qsign\.local.* is outside /);
 });
+
+/** Voluntary context switches of a process's main thread: how often it has gone to sleep. */
+async function mainThreadWakeups(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]);
+}
+
+Deno.test("an idle daemon sleeps: neither the supervisor nor a worker wakes on a timer", async () => {
+  await using dir = await tempDir();
+  const pki = await makePki(`${dir.path}/pki`);
+  await using daemon = await Daemon.start(serveArgs(pki, ["--workers", "2"]));
+  const status = JSON.parse((await httpGet(`http://127.0.0.1:${daemon.metricsPort}/status`)).body);
+  const pids: number[] = [status.pid, ...status.workers.map((w: { pid: number }) => w.pid)];
+  equal(pids.length, 3);
+  // The /status request woke them all; let that settle before counting.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const before = await Promise.all(pids.map(mainThreadWakeups));
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  const after = await Promise.all(pids.map(mainThreadWakeups));
+  // A 10 ms timer (prom-client's event-loop monitor did that) would be about 300 here.
+  for (const [i, pid] of pids.entries()) {
+    ok(after[i] - before[i] < 30, `process ${pid} woke ${after[i] - before[i]} times in 3 s`);
+  }
+});
