@@ -44,23 +44,31 @@ export interface SigningKey extends TokenKey {
 /** How one signature algorithm runs in the token. */
 interface TokenAlgorithm {
   /** Hashed here before the token signs; absent when the token gets the whole message. */
-  hash?: "SHA-256" | "SHA-384";
+  hash?: PssHash;
   mechanism: (b: Pkcs11Binding) => Mechanism;
   /** The token's output is r || s and TLS wants DER. */
   ecdsa?: boolean;
 }
 
-function pss(hash: "SHA-256" | "SHA-384"): TokenAlgorithm {
+type PssHash = "SHA-256" | "SHA-384" | "SHA-512";
+
+/** PKCS#11's digest and MGF1 mechanism per hash, and the salt: as long as the hash. */
+const PSS_PARAMETERS = {
+  "SHA-256": { hashAlg: "CKM_SHA256", mgf: "CKG_MGF1_SHA256", saltLen: 32 },
+  "SHA-384": { hashAlg: "CKM_SHA384", mgf: "CKG_MGF1_SHA384", saltLen: 48 },
+  "SHA-512": { hashAlg: "CKM_SHA512", mgf: "CKG_MGF1_SHA512", saltLen: 64 },
+} as const satisfies Record<
+  PssHash,
+  { hashAlg: keyof Pkcs11Binding; mgf: keyof Pkcs11Binding; saltLen: number }
+>;
+
+function pss(hash: PssHash): TokenAlgorithm {
+  const { hashAlg, mgf, saltLen } = PSS_PARAMETERS[hash];
   return {
     hash,
     mechanism: (b) => ({
       mechanism: b.CKM_RSA_PKCS_PSS,
-      parameter: {
-        type: b.CK_PARAMS_RSA_PSS,
-        hashAlg: hash === "SHA-256" ? b.CKM_SHA256 : b.CKM_SHA384,
-        mgf: hash === "SHA-256" ? b.CKG_MGF1_SHA256 : b.CKG_MGF1_SHA384,
-        saltLen: hash === "SHA-256" ? 32 : 48,
-      },
+      parameter: { type: b.CK_PARAMS_RSA_PSS, hashAlg: b[hashAlg], mgf: b[mgf], saltLen },
     }),
   };
 }
@@ -80,6 +88,7 @@ const TOKEN_ALGORITHMS: Partial<Record<SignatureAlgorithmName, TokenAlgorithm>> 
   },
   "RSA-PSS-SHA256": pss("SHA-256"),
   "RSA-PSS-SHA384": pss("SHA-384"),
+  "RSA-PSS-SHA512": pss("SHA-512"),
   "ML-DSA-44": ML_DSA,
   "ML-DSA-65": ML_DSA,
   "ML-DSA-87": ML_DSA,

@@ -13,6 +13,7 @@ const ECDSA_P256_SHA256 = 0x0403;
 const ECDSA_P384_SHA384 = 0x0503;
 const RSA_PSS_RSAE_SHA256 = 0x0804;
 const RSA_PSS_RSAE_SHA384 = 0x0805;
+const RSA_PSS_RSAE_SHA512 = 0x0806;
 const MLDSA65 = 0x0905;
 
 const message = new TextEncoder().encode("TLS 1.3, server CertificateVerify\0transcript hash");
@@ -82,15 +83,19 @@ Deno.test("Pkcs11Signer signs inside SoftHSM2 and WebCrypto verifies", async (t)
     }
   });
 
-  await t.step("RSA-PSS rsae SHA-256 and SHA-384 with salt = hash length", async () => {
+  await t.step("RSA-PSS rsae SHA-256, SHA-384 and SHA-512 with salt = hash length", async () => {
     const hsm = await openHsmSigner({ ...base, keyLabel: "legacy" });
     try {
-      equal(hsm.signer.schemes.join(), [RSA_PSS_RSAE_SHA256, RSA_PSS_RSAE_SHA384].join());
+      equal(
+        hsm.signer.schemes.join(),
+        [RSA_PSS_RSAE_SHA256, RSA_PSS_RSAE_SHA384, RSA_PSS_RSAE_SHA512].join(),
+      );
       const spki = new Uint8Array(await hsm.signer.publicKeySpki());
       for (
         const [scheme, hash, saltLength] of [
           [RSA_PSS_RSAE_SHA256, "SHA-256", 32],
           [RSA_PSS_RSAE_SHA384, "SHA-384", 48],
+          [RSA_PSS_RSAE_SHA512, "SHA-512", 64],
         ] as const
       ) {
         const key = await crypto.subtle.importKey("spki", spki, { name: "RSA-PSS", hash }, false, [
