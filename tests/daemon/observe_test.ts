@@ -16,6 +16,7 @@ import {
   issue,
   makePki,
   parseSamples,
+  processStatus,
   qsignClient,
   sampleValue as sample,
   serveArgs,
@@ -163,8 +164,10 @@ Deno.test("/readyz answers 503 with the reason when the served certificate has e
 
 /** Voluntary context switches of a process's main thread: how often it has gone to sleep. */
 async function mainThreadWakeups(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]);
+  const status = await processStatus(pid);
+  const switches = status && /^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1];
+  if (!switches) throw new Error(`process ${pid} is gone`);
+  return Number(switches);
 }
 
 Deno.test("an idle daemon sleeps: neither the supervisor nor a worker wakes on a timer", async () => {

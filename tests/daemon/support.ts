@@ -400,6 +400,19 @@ export async function httpGet(url: string): Promise<{ status: number; body: stri
   return { status: response.status, body: await response.text() };
 }
 
+/**
+ * /proc/PID/status of a process, or undefined once it is gone. Deno lets only --allow-all read
+ * /proc, and the tests run with the daemon's own narrower permissions, so `cat` reads it.
+ */
+export async function processStatus(pid: number): Promise<string | undefined> {
+  const out = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/status`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return out.success ? new TextDecoder().decode(out.stdout) : undefined;
+}
+
 /** Which client chain the in-process qsign client presents. */
 export interface QsignClientOptions {
   /** False: no client certificate (default true). */

@@ -22,6 +22,7 @@ import {
   liveServerFiles,
   makePki,
   NotifySocket,
+  processStatus,
   qsignClient,
   qsignClientConfig,
   sampleValue,
@@ -332,12 +333,8 @@ Deno.test("SIGHUP with a changed workers setting says that it needs a restart", 
 
 /** Whether process `pid` has ended (gone, or a zombie nobody has reaped yet). */
 async function ended(pid: number): Promise<boolean> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return true;
-  }
+  const status = await processStatus(pid);
+  return status === undefined || /^State:\s+Z/m.test(status);
 }
 
 Deno.test("workers do not outlive a supervisor killed with SIGKILL", async () => {
