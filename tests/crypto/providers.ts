@@ -37,14 +37,35 @@ export const libcryptoOwnP384: CryptoProvider | undefined =
   })();
 
 /**
+ * libcrypto with its own ML-DSA, which the provider takes from native even where OpenSSL has one
+ * (3.5 on; native signs faster): that code is tested all the same. Undefined before OpenSSL 3.5.
+ */
+export const libcryptoOwnMlDsa: CryptoProvider | undefined = (() => {
+  const load = loadLibcrypto();
+  if (!load.ok) throw new Error(load.reason);
+  return load.lib.hasMlDsa ? createLibcryptoProvider(load.lib, { mlDsa: true }) : undefined;
+})();
+
+/** The providers whose ML-DSA the tests run: every provider, and libcrypto's own where it has one. */
+export const ML_DSA_PROVIDERS: readonly CryptoProvider[] = libcryptoOwnMlDsa
+  ? [...ALL_PROVIDERS, libcryptoOwnMlDsa]
+  : ALL_PROVIDERS;
+
+/** A provider's name in test names, libcrypto's own ML-DSA told apart from the default. */
+export function providerLabel(provider: CryptoProvider): string {
+  return provider === libcryptoOwnMlDsa ? "libcrypto (own ML-DSA)" : provider.name;
+}
+
+/**
  * Ordered pairs of providers whose implementations of `family` differ, one pair per pair of
  * implementations (the same code on both sides would cross-check nothing): native and libcrypto
  * share WebCrypto's ML-KEM and ML-DSA where libcrypto has none, native and noble WebCrypto's RSA.
  */
 export function crossPairs(family: PrimitiveFamily): [CryptoProvider, CryptoProvider][] {
   const pairs = new Map<string, [CryptoProvider, CryptoProvider]>();
-  for (const a of ALL_PROVIDERS) {
-    for (const b of ALL_PROVIDERS) {
+  const providers = [...ML_DSA_PROVIDERS, ...(libcryptoOwnP384 ? [libcryptoOwnP384] : [])];
+  for (const a of providers) {
+    for (const b of providers) {
       const key = `${a.primitives[family]} ${b.primitives[family]}`;
       if (a.primitives[family] !== b.primitives[family] && !pairs.has(key)) pairs.set(key, [a, b]);
     }
