@@ -1,26 +1,48 @@
 #!/usr/bin/env bash
 # Runs every test (unit, integration, OpenSSL 3.5 interop, SoftHSM2) after installing what they
-# need, and ends with the line "N passed, N failed". With FILE... (test files or directories)
-# it runs just those: bash scripts/test.sh tests/pki/keys_test.ts tests/hsm/
+# need, then the crypto tests again on OpenSSL 3.5's libcrypto (Debian 13's, fetched by
+# tests/crypto/openssl35.sh: its ML-KEM, ML-DSA and P-384 code paths), and ends with the line
+# "N passed, N failed" over both. With FILE... (test files or directories) it runs just those,
+# once: bash scripts/test.sh tests/pki/keys_test.ts tests/hsm/
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh || exit 1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# The permissions of the test task in deno.json, for the files given instead of tests/.
+read -ra test_command <<<"$(sed -nE 's/^ *"test": "deno test (.*) tests\/",?$/\1/p' deno.json)"
+passed=0
+failed=0
+status=0
+# Runs deno test on "$@" (with the environment given before it) and adds its counts.
+run() {
+  NO_COLOR=1 env "$@" 2>&1 | tee "$log"
+  local run_status=${PIPESTATUS[0]}
+  local summary p f
+  summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n 1)
+  p=$(sed -nE 's/.*\| ([0-9]+) passed.*/\1/p' <<<"$summary")
+  f=$(sed -nE 's/.*\| ([0-9]+) failed.*/\1/p' <<<"$summary")
+  p=${p:-0}
+  f=${f:-0}
+  if [ "$run_status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if [ "$run_status" -ne 0 ]; then status=$run_status; fi
+}
+deno=.tools/node_modules/.bin/deno
 if (($#)); then
-  # The permissions of the test task in deno.json, on the files given instead of tests/.
-  read -ra test_command <<<"$(sed -nE 's/^ *"test": "deno test (.*) tests\/",?$/\1/p' deno.json)"
-  NO_COLOR=1 .tools/node_modules/.bin/deno test "${test_command[@]}" "$@" 2>&1 | tee "$log"
+  run "$deno" test "${test_command[@]}" "$@"
 else
-  NO_COLOR=1 .tools/node_modules/.bin/deno task --quiet test 2>&1 | tee "$log"
+  run "$deno" task --quiet test
+  if openssl35=$(bash tests/crypto/openssl35.sh); then
+    echo "== tests/crypto/ again on $openssl35"
+    run QSIGN_LIBCRYPTO="$openssl35" "$deno" test "${test_command[@]}" tests/crypto/
+  else
+    echo "tests/crypto/openssl35.sh could not fetch OpenSSL 3.5's libcrypto" >&2
+    failed=$((failed + 1))
+    status=1
+  fi
 fi
-status=${PIPESTATUS[0]}
-summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n 1)
-passed=$(sed -E 's/.*\| ([0-9]+) passed.*/\1/' <<<"$summary")
-failed=$(sed -nE 's/.*\| ([0-9]+) failed.*/\1/p' <<<"$summary")
-passed=${passed:-0}
-failed=${failed:-0}
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed"
 exit "$status"
