@@ -16,9 +16,15 @@
 import "reflect-metadata";
 import type * as x509 from "@peculiar/x509";
 import { getCryptoProvider } from "../crypto/index.ts";
+import { toHex } from "./certificate.ts";
 import { type CertificateView, KeyUsage } from "./certificate_view.ts";
 import { verifySignature } from "./signatures.ts";
-import type { ChainFailureReason, CrlCheck, TrustStore } from "./verify.ts";
+import {
+  certificateFingerprint,
+  type ChainFailureReason,
+  type CrlCheck,
+  type TrustStore,
+} from "./verify.ts";
 
 /** What re-checking one certificate of a verified chain needs. */
 export interface CertificateFacts {
@@ -58,10 +64,6 @@ function sha256(data: Uint8Array): Uint8Array {
   return getCryptoProvider().hashSync("SHA-256", data);
 }
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** The facts of one certificate. */
 export function certificateFacts(cert: CertificateView): CertificateFacts {
   return {
@@ -91,7 +93,7 @@ const anchorIndex = new WeakMap<TrustStore, Map<string, CertificateView>>();
 function anchorsByFingerprint(store: TrustStore): Map<string, CertificateView> {
   let index = anchorIndex.get(store);
   if (!index) {
-    index = new Map(store.anchors.map((a) => [hex(sha256(a.der)), a]));
+    index = new Map(store.anchors.map((a) => [certificateFingerprint(a.der), a]));
     anchorIndex.set(store, index);
   }
   return index;
@@ -122,7 +124,7 @@ export async function recheckChain(
   crlCheck: CrlCheck,
   at: Date,
 ): Promise<RecheckFailure | undefined> {
-  const anchor = anchorsByFingerprint(store).get(hex(facts.anchorFingerprint));
+  const anchor = anchorsByFingerprint(store).get(toHex(facts.anchorFingerprint));
   if (!anchor) {
     return { reason: "anchor removed", detail: "the chain's trust anchor is no longer configured" };
   }
