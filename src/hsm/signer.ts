@@ -44,13 +44,14 @@ export interface SigningKey extends TokenKey {
 /** How one signature algorithm runs in the token. */
 interface TokenAlgorithm {
   /** Hashed here before the token signs; absent when the token gets the whole message. */
-  hash?: PssHash;
+  hash?: PrehashName;
   mechanism: (b: Pkcs11Binding) => Mechanism;
   /** The token's output is r || s and TLS wants DER. */
   ecdsa?: boolean;
 }
 
-type PssHash = "SHA-256" | "SHA-384" | "SHA-512";
+/** A hash computed here, over the message the token then signs the digest of. */
+type PrehashName = "SHA-256" | "SHA-384" | "SHA-512";
 
 /** PKCS#11's digest and MGF1 mechanism per hash, and the salt: as long as the hash. */
 const PSS_PARAMETERS = {
@@ -58,11 +59,11 @@ const PSS_PARAMETERS = {
   "SHA-384": { hashAlg: "CKM_SHA384", mgf: "CKG_MGF1_SHA384", saltLen: 48 },
   "SHA-512": { hashAlg: "CKM_SHA512", mgf: "CKG_MGF1_SHA512", saltLen: 64 },
 } as const satisfies Record<
-  PssHash,
+  PrehashName,
   { hashAlg: keyof Pkcs11Binding; mgf: keyof Pkcs11Binding; saltLen: number }
 >;
 
-function pss(hash: PssHash): TokenAlgorithm {
+function pss(hash: PrehashName): TokenAlgorithm {
   const { hashAlg, mgf, saltLen } = PSS_PARAMETERS[hash];
   return {
     hash,
