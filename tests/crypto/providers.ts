@@ -10,7 +10,10 @@ import {
   type PrimitiveFamily,
   type SignatureAlgorithmName,
 } from "../../src/crypto/index.ts";
-import { createLibcryptoProvider } from "../../src/crypto/libcrypto.ts";
+import {
+  createLibcryptoProvider,
+  type LibcryptoProviderOptions,
+} from "../../src/crypto/libcrypto.ts";
 import { loadLibcrypto } from "../../src/crypto/libcrypto_ffi.ts";
 import { PROVIDERS } from "./vectors.ts";
 
@@ -30,21 +33,25 @@ export const ALL_PROVIDERS: readonly CryptoProvider[] = [native, noble, libcrypt
  * same. Undefined where libcrypto already runs it.
  */
 export const libcryptoOwnP384: CryptoProvider | undefined =
-  libcrypto.primitives["ECDH P-384"] === "libcrypto" ? undefined : (() => {
-    const load = loadLibcrypto();
-    if (!load.ok) throw new Error(load.reason);
-    return createLibcryptoProvider(load.lib, { p384Agreement: true });
-  })();
+  libcrypto.primitives["ECDH P-384"] === "libcrypto"
+    ? undefined
+    : libcryptoWith({ p384Agreement: true });
 
 /**
  * libcrypto with its own ML-DSA, which the provider takes from native even where OpenSSL has one
  * (3.5 on; native signs faster): that code is tested all the same. Undefined before OpenSSL 3.5.
  */
 export const libcryptoOwnMlDsa: CryptoProvider | undefined = (() => {
+  const provider = libcryptoWith({ mlDsa: true });
+  return provider.primitives["ML-DSA"] === "libcrypto" ? provider : undefined;
+})();
+
+/** A libcrypto provider with `options` (the library already loaded for `libcrypto`). */
+function libcryptoWith(options: LibcryptoProviderOptions): CryptoProvider {
   const load = loadLibcrypto();
   if (!load.ok) throw new Error(load.reason);
-  return load.lib.hasMlDsa ? createLibcryptoProvider(load.lib, { mlDsa: true }) : undefined;
-})();
+  return createLibcryptoProvider(load.lib, options);
+}
 
 /** The providers whose ML-DSA the tests run: every provider, and libcrypto's own where it has one. */
 export const ML_DSA_PROVIDERS: readonly CryptoProvider[] = libcryptoOwnMlDsa
@@ -63,7 +70,9 @@ export function providerLabel(provider: CryptoProvider): string {
  */
 export function crossPairs(family: PrimitiveFamily): [CryptoProvider, CryptoProvider][] {
   const pairs = new Map<string, [CryptoProvider, CryptoProvider]>();
-  const providers = [...ML_DSA_PROVIDERS, ...(libcryptoOwnP384 ? [libcryptoOwnP384] : [])];
+  const providers = [...ALL_PROVIDERS, libcryptoOwnP384, libcryptoOwnMlDsa].filter((p) =>
+    p !== undefined
+  );
   for (const a of providers) {
     for (const b of providers) {
       const key = `${a.primitives[family]} ${b.primitives[family]}`;
