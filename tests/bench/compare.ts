@@ -413,12 +413,7 @@ async function startNode(setup: Setup, pki: typeof mtls): Promise<Server> {
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const timeout = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  let text = "";
-  while (!text.includes("\n")) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error("the Node server exited before listening");
-    text += value;
-  }
+  const text = await firstLine(reader, "the Node server exited before listening");
   clearTimeout(timeout);
   // Keep draining stdout so the child never blocks on it.
   void (async () => {
@@ -564,13 +559,21 @@ async function holdConnections(
 /** The report a `--hold` client prints once all its connections are up. */
 async function firstReport(child: Deno.ChildProcess): Promise<LoadReport> {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  return JSON.parse(await firstLine(reader, "peer/load.mjs --hold exited before reporting"));
+}
+
+/** What a child printed up to its first newline; `ended` is the error if it ends before one. */
+async function firstLine(
+  reader: ReadableStreamDefaultReader<string>,
+  ended: string,
+): Promise<string> {
   let text = "";
   while (!text.includes("\n")) {
     const { done, value } = await reader.read();
-    if (done) throw new Error("peer/load.mjs --hold exited before reporting");
+    if (done) throw new Error(ended);
     text += value;
   }
-  return JSON.parse(text);
+  return text;
 }
 
 // ------------------------------------------------------------------ output
