@@ -652,7 +652,7 @@ async function sendTicket(hs: ServerState, resumptionMasterSecret: Uint8Array): 
     authentication: sealed,
   });
   const ticket = tickets.seal(state);
-  await hs.records.write(
+  await hs.records.writeByNextTurn(
     ContentType.handshake,
     encodeNewSessionTicket({ lifetimeSeconds, ageAdd, nonce, ticket, extensions: [] }),
   );

@@ -8,7 +8,8 @@
  * ends the connection only after their data was delivered.
  *
  * Writing: what is written after a transport write in the same turn of the event loop goes out
- * in one transport write at the next turn, in order; a writer waits once more than
+ * in one transport write at the next turn, in order; what is written "by the next turn" leaves
+ * with the next write of the turn, or alone at the next; a writer waits once more than
  * PENDING_WRITE_LIMIT bytes are pending; an alert goes out after everything pending, before the
  * transport may be closed; and a failed transport write fails every later write.
  */
@@ -163,6 +164,28 @@ Deno.test("record layer: writes after a transport write in the same turn go out 
     equal(transport.writes, 2);
     equal(writer.pendingWriteBytes, 0);
     deepEqual(concatenated(chunks), pattern(0, 1000));
+  } finally {
+    closeBoth(writer, reader);
+  }
+});
+
+Deno.test("record layer: what is written by the next turn leaves with the next write, or at the next turn alone", async () => {
+  const [writer, transport, reader] = await keyedPair();
+  try {
+    // As a server's NewSessionTicket, then the answer to data that came with the Finished.
+    await writer.writeByNextTurn(ContentType.application_data, pattern(0, 100));
+    equal(transport.writes, 0, "held until the next write");
+    await writer.write(ContentType.application_data, pattern(100, 100));
+    equal(transport.writes, 1, "one transport write for both");
+    deepEqual(concatenated(await readChunks(reader, 200)), pattern(0, 200));
+    await nextTurn();
+    equal(transport.writes, 1, "nothing was left to send at the next turn");
+
+    // With nothing written after it, it goes out at the next turn by itself.
+    await writer.writeByNextTurn(ContentType.application_data, pattern(200, 100));
+    equal(transport.writes, 1);
+    deepEqual(concatenated(await readChunks(reader, 100)), pattern(200, 100));
+    equal(transport.writes, 2);
   } finally {
     closeBoth(writer, reader);
   }
