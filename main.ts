@@ -6,7 +6,8 @@ import "reflect-metadata";
 import { getCryptoProvider } from "./src/crypto/index.ts";
 import { isOsError, osErrorText, QsignError, UsageError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
-import { closest, type CommandSpec, parseCommand } from "./src/cli/args.ts";
+import { type CommandSpec, parseCommand } from "./src/cli/args.ts";
+import { closest } from "./src/suggest.ts";
 import type { CatalogEntry } from "./src/cli/completion.ts";
 
 type CommandModule = { run(argv: string[]): Promise<number> | number };

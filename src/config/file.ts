@@ -5,6 +5,7 @@
 import { parse as parseToml, TomlError } from "smol-toml";
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { ConfigError } from "../errors.ts";
+import { closest } from "../suggest.ts";
 import { type Setting, SETTINGS } from "./settings.ts";
 import type { Origin } from "./types.ts";
 
@@ -153,22 +154,6 @@ function unknownKeyProblem(key: string, scope: Setting["scope"]): string {
       : "is a process-wide setting: put it at the top of the file, outside [[service]]";
   }
   const candidates = SETTINGS.filter((s) => s.scope === scope).map((s) => s.key);
-  const close = candidates.find((c) => editDistance(c, key) <= 2);
+  const close = closest(key, candidates);
   return `unknown setting${close ? ` (did you mean ${close}?)` : ""}`;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(
-        previous[j] + 1,
-        current[j - 1] + 1,
-        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-    }
-    previous = current;
-  }
-  return previous[b.length];
 }

@@ -9,13 +9,8 @@ import * as x509 from "@peculiar/x509";
 import { basename, join } from "node:path";
 import { QsignError, UsageError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
-import {
-  createCertificate,
-  createCrl,
-  normalizeIp,
-  parseSubjectAltName,
-  toHex,
-} from "./certificate.ts";
+import { toHex } from "../hex.ts";
+import { createCertificate, createCrl, normalizeIp, parseSubjectAltName } from "./certificate.ts";
 import { altNamesWithCommonName, dnsNameProblem, issuanceNameProblem } from "./names.ts";
 import {
   DEFAULT_KEY_ALGORITHM,

@@ -5,6 +5,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { UsageError } from "../errors.ts";
+import { toHex } from "../hex.ts";
 import { bufferSource, encodeUnsignedInteger } from "./der.ts";
 import type { TbsSigner } from "./keys.ts";
 
@@ -59,10 +60,6 @@ export function randomSerial(): string {
   // Positive (top bit clear) and exactly 16 bytes long in DER (top byte non-zero).
   bytes[0] = (bytes[0] & 0x7f) || 0x01;
   return toHex(bytes);
-}
-
-export function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** A subjectAltName entry as typed on the command line: `DNS:…`, `IP:…`, `URI:…`, `EMAIL:…`. */

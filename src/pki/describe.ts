@@ -2,7 +2,7 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { COMPOSITE_MLDSA65_ECDSA_P384_NAME } from "../crypto/composite.ts";
-import { toHex } from "./certificate.ts";
+import { toHex } from "../hex.ts";
 import { asWebCryptoKeyInfo, bufferSource } from "./der.ts";
 import { keyAlgorithmOfSpki } from "./keys.ts";
 import { signatureAlgorithmName, verifySignature } from "./signatures.ts";

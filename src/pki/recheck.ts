@@ -16,7 +16,7 @@
 import "reflect-metadata";
 import type * as x509 from "@peculiar/x509";
 import { getCryptoProvider } from "../crypto/index.ts";
-import { toHex } from "./certificate.ts";
+import { toHex } from "../hex.ts";
 import { type CertificateView, KeyUsage } from "./certificate_view.ts";
 import { verifySignature } from "./signatures.ts";
 import {

@@ -22,7 +22,7 @@ import { AsnConvert } from "@peculiar/asn1-schema";
 import { IssuingDistributionPoint } from "@peculiar/asn1-x509";
 import { getCryptoProvider } from "../crypto/index.ts";
 import { QsignError } from "../errors.ts";
-import { toHex } from "./certificate.ts";
+import { toHex } from "../hex.ts";
 import {
   type AuthorityKeyIdentifier,
   CertificateFormatError,

@@ -7,7 +7,8 @@
  */
 import { getCryptoProvider } from "../crypto/index.ts";
 import type { HashName } from "../crypto/provider.ts";
-import { ByteWriter, fromHex } from "./codec/bytes.ts";
+import { fromHex } from "../hex.ts";
+import { ByteWriter } from "./codec/bytes.ts";
 import type { CipherSuite } from "./cipher_suites.ts";
 
 const LABEL_PREFIX = "tls13 ";

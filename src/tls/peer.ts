@@ -20,7 +20,7 @@ import {
   verifyChain,
 } from "../pki/verify.ts";
 import { type AlertName, TlsAlert } from "./alert.ts";
-import { toHex } from "./codec/bytes.ts";
+import { toHex } from "../hex.ts";
 import type { PeerVerifier, TlsClientConfig, TlsServerConfig, VerifiedPeer } from "./config.ts";
 
 /** The alert for each chain failure (contracts.md; OpenSSL's choices where it makes one). */

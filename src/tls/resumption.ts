@@ -21,7 +21,8 @@ import { getCryptoProvider } from "../crypto/index.ts";
 import { type ChainFacts, chainFacts, recheckChain } from "../pki/recheck.ts";
 import { TrustStore } from "../pki/verify.ts";
 import { TlsAlert } from "./alert.ts";
-import { ByteReader, ByteWriter, equalBytes, toHex } from "./codec/bytes.ts";
+import { toHex } from "../hex.ts";
+import { ByteReader, ByteWriter, equalBytes } from "./codec/bytes.ts";
 import type { PeerIdentity, TlsServerConfig } from "./config.ts";
 import type { PeerAuthentication } from "./steps.ts";
 

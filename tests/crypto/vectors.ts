@@ -1,5 +1,6 @@
 /** Loading the vendored known-answer vectors (`tests/testdata/vectors`) for the crypto tests. */
 import { nativeProvider, nobleProvider } from "../../src/crypto/index.ts";
+import { fromHex, toHex } from "../../src/hex.ts";
 
 /** Where the vectors live: gzip-compressed JSON files, with their licenses and sources. */
 const VECTORS = new URL("../testdata/vectors/", import.meta.url);
@@ -14,20 +15,7 @@ async function readVectorFile(path: string): Promise<unknown> {
 /** Both providers, for tests that run every vector on each. */
 export const PROVIDERS = [nativeProvider, nobleProvider] as const;
 
-export function fromHex(hex: string): Uint8Array {
-  if (hex.length % 2) throw new Error(`odd-length hex: ${hex.slice(0, 16)}…`);
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-    if (Number.isNaN(byte)) throw new Error(`bad hex: ${hex.slice(2 * i, 2 * i + 2)}`);
-    bytes[i] = byte;
-  }
-  return bytes;
-}
-
-export function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
+export { fromHex, toHex };
 
 /** One Wycheproof test: its id, verdict and flags, plus the file-specific fields (hex strings). */
 export interface WycheproofTest {

@@ -16,7 +16,7 @@ import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { children, encodeTlv, readTlv, type Tlv, tlvBytes } from "../../src/crypto/der.ts";
 import { PKI_FILES } from "../../src/pki/ca.ts";
-import { toHex } from "../../src/pki/certificate.ts";
+import { toHex } from "../../src/hex.ts";
 import {
   CertificateFormatError,
   type CertificateProblem,

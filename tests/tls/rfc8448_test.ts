@@ -4,7 +4,7 @@
  */
 import { deepEqual, equal } from "node:assert/strict";
 import { suiteById } from "../../src/tls/cipher_suites.ts";
-import { fromHex, toHex } from "../../src/tls/codec/bytes.ts";
+import { fromHex, toHex } from "../../src/hex.ts";
 import { ExtensionType } from "../../src/tls/codec/constants.ts";
 import {
   decodeClientKeyShares,
