@@ -28,7 +28,7 @@ import {
   serveArgs,
 } from "../daemon/support.ts";
 import { PEER_NODE, runQsign, tempDir } from "../support/env.ts";
-import { makePki } from "../tls/support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer } from "../tls/support/pki.ts";
 import { EchoServer, qsignEcho } from "../tls/support/qsign.ts";
 import { makeChain } from "./helpers.ts";
 import { crossCertificateMaze, watchEventLoop } from "./maze.ts";
@@ -287,16 +287,8 @@ Deno.test("qsign connect refuses a server presenting the maze, before the handsh
 Deno.test("in-process engine: the maze on either side leaves the event loop free", async () => {
   await using dir = await tempDir();
   const pki = await makePki(`${dir.path}/pki`, "mldsa65");
-  await using server = new EchoServer({
-    certificates: [pki.server],
-    clientAuth: "require",
-    trustAnchors: [pki.rootDer],
-  });
-  const legitimateClient: TlsClientConfig = {
-    serverName: "localhost",
-    trustAnchors: [pki.rootDer],
-    certificate: pki.client,
-  };
+  await using server = new EchoServer(mutualTlsServer(pki));
+  const legitimateClient: TlsClientConfig = mutualTlsClient(pki);
   const payload = new TextEncoder().encode("legitimate");
   for (const m of SIZES) {
     const maze = await crossCertificateMaze(m, { validSignatures: true });

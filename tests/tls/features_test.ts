@@ -9,7 +9,13 @@ import type { TlsClientConfig, TlsServerConfig } from "../../src/tls/config.ts";
 import { MemorySessionCache, TicketKeys } from "../../src/tls/tickets.ts";
 import { tempDir } from "../support/env.ts";
 import { Peer } from "./support/peer.ts";
-import { issueTestLeaf, makePki, type TestPki } from "./support/pki.ts";
+import {
+  issueTestLeaf,
+  makePki,
+  mutualTlsClient,
+  mutualTlsServer,
+  type TestPki,
+} from "./support/pki.ts";
 import { EchoServer, qsignEcho, readExactly } from "./support/qsign.ts";
 
 /** Writes `payload` and reads as many bytes back. */
@@ -51,15 +57,11 @@ Deno.test("Q-TLS features against OpenSSL 3.5 and qsign", async (t) => {
     ...extra,
   });
   const serverConfig = (extra: Partial<TlsServerConfig> = {}): TlsServerConfig => ({
-    certificates: [pki.server],
-    clientAuth: "require",
-    trustAnchors: [pki.rootDer],
+    ...mutualTlsServer(pki),
     ...extra,
   });
   const clientConfig = (extra: Partial<TlsClientConfig> = {}): TlsClientConfig => ({
-    serverName: "localhost",
-    trustAnchors: [pki.rootDer],
-    certificate: pki.client,
+    ...mutualTlsClient(pki),
     ...extra,
   });
   const hello = new TextEncoder().encode("Hello, Q-TLS!");

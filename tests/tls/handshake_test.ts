@@ -5,7 +5,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { tempDir } from "../support/env.ts";
 import { Peer } from "./support/peer.ts";
-import { makePki } from "./support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer } from "./support/pki.ts";
 import { EchoServer, qsignEcho } from "./support/qsign.ts";
 
 Deno.test("default Q-TLS handshake interoperates with OpenSSL 3.5 both ways", async (t) => {
@@ -15,11 +15,7 @@ Deno.test("default Q-TLS handshake interoperates with OpenSSL 3.5 both ways", as
   const payload = crypto.getRandomValues(new Uint8Array(5000));
 
   await t.step("OpenSSL client → qsign server", async () => {
-    await using server = new EchoServer({
-      certificates: [pki.server],
-      clientAuth: "require",
-      trustAnchors: [pki.rootDer],
-    });
+    await using server = new EchoServer(mutualTlsServer(pki));
     const result = await peer.connect(server.port, {
       ca: pki.rootPem,
       cert: pki.clientCertPem,
@@ -49,11 +45,7 @@ Deno.test("default Q-TLS handshake interoperates with OpenSSL 3.5 both ways", as
       groups: ["SecP384r1MLKEM1024"],
       requestCert: true,
     });
-    const { info, echo } = await qsignEcho(port, {
-      serverName: "localhost",
-      trustAnchors: [pki.rootDer],
-      certificate: pki.client,
-    }, payload);
+    const { info, echo } = await qsignEcho(port, mutualTlsClient(pki), payload);
     deepEqual(echo, payload);
     equal(info.group, "SecP384r1MLKEM1024");
     equal(info.cipherSuite, "TLS_AES_256_GCM_SHA384");
@@ -66,16 +58,8 @@ Deno.test("default Q-TLS handshake interoperates with OpenSSL 3.5 both ways", as
   });
 
   await t.step("qsign client → qsign server", async () => {
-    await using server = new EchoServer({
-      certificates: [pki.server],
-      clientAuth: "require",
-      trustAnchors: [pki.rootDer],
-    });
-    const { info, echo } = await qsignEcho(server.port, {
-      serverName: "localhost",
-      trustAnchors: [pki.rootDer],
-      certificate: pki.client,
-    }, payload);
+    await using server = new EchoServer(mutualTlsServer(pki));
+    const { info, echo } = await qsignEcho(server.port, mutualTlsClient(pki), payload);
     deepEqual(echo, payload);
     equal(info.group, "SecP384r1MLKEM1024");
     const [outcome] = await server.waitFor(1);
@@ -94,15 +78,11 @@ Deno.test("composite ML-DSA-65 + ECDSA-P384 between qsign peers; requirePqAuth",
 
   await t.step("composite certificates and CertificateVerify both ways", async () => {
     await using server = new EchoServer({
-      certificates: [composite.server],
-      clientAuth: "require",
-      trustAnchors: [composite.rootDer],
+      ...mutualTlsServer(composite),
       requirePqAuth: true,
     });
     const { info, echo } = await qsignEcho(server.port, {
-      serverName: "localhost",
-      trustAnchors: [composite.rootDer],
-      certificate: composite.client,
+      ...mutualTlsClient(composite),
       requirePqAuth: true,
     }, payload);
     deepEqual(echo, payload);

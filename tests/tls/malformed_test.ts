@@ -16,7 +16,7 @@ import { connectTls } from "../../src/tls/conn.ts";
 import type { TlsServerConfig } from "../../src/tls/config.ts";
 import { GROUPS } from "../../src/tls/groups.ts";
 import { tempDir } from "../support/env.ts";
-import { makePki, type TestPki } from "./support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer, type TestPki } from "./support/pki.ts";
 import { EchoServer, qsignEcho, readExactly } from "./support/qsign.ts";
 
 /** Sends raw bytes, half-closes, and returns everything the server answered. */
@@ -72,9 +72,7 @@ async function validClientHello(shareLength?: number): Promise<Uint8Array> {
 
 function serverConfig(pki: TestPki): TlsServerConfig {
   return {
-    certificates: [pki.server],
-    clientAuth: "require",
-    trustAnchors: [pki.rootDer],
+    ...mutualTlsServer(pki),
     handshakeTimeoutMs: 2000,
   };
 }
@@ -150,11 +148,7 @@ Deno.test("malformed records and handshakes get the RFC alert", async (t) => {
 
   await t.step("the server still serves a well-formed client", async () => {
     const payload = new TextEncoder().encode("Hello, Q-TLS!");
-    const { echo } = await qsignEcho(server.port, {
-      serverName: "localhost",
-      trustAnchors: [pki.rootDer],
-      certificate: pki.client,
-    }, payload);
+    const { echo } = await qsignEcho(server.port, mutualTlsClient(pki), payload);
     deepEqual(echo, payload);
   });
 });
@@ -191,11 +185,7 @@ Deno.test("a tampered record gets bad_record_mac; a silent client times out", as
     const conn = new CorruptingConn(
       await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
     );
-    const tls = await connectTls(conn as unknown as Deno.Conn, {
-      serverName: "localhost",
-      trustAnchors: [pki.rootDer],
-      certificate: pki.client,
-    });
+    const tls = await connectTls(conn as unknown as Deno.Conn, mutualTlsClient(pki));
     conn.corruptNext = true;
     const writer = tls.writable.getWriter();
     await writer.write(new Uint8Array(100));

@@ -12,7 +12,7 @@ import { CIPHER_SUITES } from "../../src/tls/cipher_suites.ts";
 import { GROUPS } from "../../src/tls/groups.ts";
 import { tempDir, withCryptoSelection } from "../support/env.ts";
 import { Peer } from "./support/peer.ts";
-import { makePki, type TestPki } from "./support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer, type TestPki } from "./support/pki.ts";
 import { EchoServer, qsignEcho } from "./support/qsign.ts";
 
 const SCHEMES: [KeyAlgorithm, string][] = [
@@ -69,9 +69,7 @@ async function matrix(t: Deno.TestContext): Promise<void> {
           expected.push(expectation(group, suite, scheme));
           try {
             const { info, echo } = await qsignEcho(port, {
-              serverName: "localhost",
-              trustAnchors: [pki.rootDer],
-              certificate: pki.client,
+              ...mutualTlsClient(pki),
               groups: [group],
               allowClassical: true,
               cipherSuites: [suite],
@@ -96,9 +94,7 @@ async function matrix(t: Deno.TestContext): Promise<void> {
 
     await t.step(`OpenSSL client → qsign server, ${scheme}`, async () => {
       await using server = new EchoServer({
-        certificates: [pki.server],
-        clientAuth: "require",
-        trustAnchors: [pki.rootDer],
+        ...mutualTlsServer(pki),
         groups: GROUP_NAMES,
         allowClassical: true,
       });

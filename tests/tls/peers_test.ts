@@ -13,7 +13,7 @@ import { KeyShareHints } from "../../src/tls/groups.ts";
 import { Daemon } from "../daemon/support.ts";
 import { DENO, ROOT, runQsign, tempDir } from "../support/env.ts";
 import { Peer } from "./support/peer.ts";
-import { makePki, type TestPki } from "./support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer, type TestPki } from "./support/pki.ts";
 import { EchoServer, qsignEcho } from "./support/qsign.ts";
 
 const BUN = `${ROOT}/.tools/node_modules/.bin/bun`;
@@ -21,9 +21,7 @@ const payload = new TextEncoder().encode("peer interop");
 
 function clientConfig(pki: TestPki, extra: Partial<TlsClientConfig> = {}): TlsClientConfig {
   return {
-    serverName: "localhost",
-    trustAnchors: [pki.rootDer],
-    certificate: pki.client,
+    ...mutualTlsClient(pki),
     ...extra,
   };
 }
@@ -156,11 +154,7 @@ Deno.test("OpenSSL 3.5: middlebox compatibility on and off, full and HelloRetryR
     equal(events.filter((e) => e.event === "secure").length, 4, JSON.stringify(events));
     await peer.closeServer(server);
 
-    await using qsign = new EchoServer({
-      certificates: [pki.server],
-      clientAuth: "require",
-      trustAnchors: [pki.rootDer],
-    });
+    await using qsign = new EchoServer(mutualTlsServer(pki));
     for (const retry of [false, true]) {
       await t.step(
         `${mode} client → qsign server, ${retry ? "HelloRetryRequest" : "full"}`,
@@ -213,11 +207,7 @@ Deno.test("OpenSSL 3.5: rsa_pss_rsae_sha512 and rsa_pss_pss_sha512 both ways", a
       equal(events[0]?.event, "secure", JSON.stringify(events));
     });
     await t.step(`OpenSSL client → qsign server, ${scheme}`, async () => {
-      await using qsign = new EchoServer({
-        certificates: [pki.server],
-        clientAuth: "require",
-        trustAnchors: [pki.rootDer],
-      });
+      await using qsign = new EchoServer(mutualTlsServer(pki));
       const r = await peer.connect(qsign.port, {
         ca: pki.rootPem,
         cert: pki.clientCertPem,
@@ -268,11 +258,7 @@ Deno.test("BoringSSL (Bun): both directions, X25519MLKEM768, ECDSA and ML-DSA-65
       await bun.line((l) => l.event === "secure");
     });
     await t.step(`Bun client → qsign server, ${name}`, async () => {
-      await using qsign = new EchoServer({
-        certificates: [pki.server],
-        clientAuth: "require",
-        trustAnchors: [pki.rootDer],
-      });
+      await using qsign = new EchoServer(mutualTlsServer(pki));
       const r = await oneShot(
         BUN,
         bunArgs({
@@ -349,11 +335,7 @@ Deno.test("rustls (Deno's built-in TLS): both directions", async (t) => {
     equal(new TextDecoder().decode(echo), "peer interop");
   });
   await t.step("rustls client → qsign server, mutual TLS", async () => {
-    await using qsign = new EchoServer({
-      certificates: [pki.server],
-      clientAuth: "require",
-      trustAnchors: [pki.rootDer],
-    });
+    await using qsign = new EchoServer(mutualTlsServer(pki));
     const r = await oneShot(
       DENO,
       denoArgs({

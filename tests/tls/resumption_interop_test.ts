@@ -10,7 +10,7 @@ import { acceptTls } from "../../src/tls/conn.ts";
 import type { HandshakeInfo, TlsServerConfig } from "../../src/tls/config.ts";
 import { TicketKeys } from "../../src/tls/tickets.ts";
 import { DENO, PEER_NODE, ROOT, tempDir } from "../support/env.ts";
-import { makePki } from "./support/pki.ts";
+import { makePki, mutualTlsServer } from "./support/pki.ts";
 import { EchoServer } from "./support/qsign.ts";
 
 const BUN = `${ROOT}/.tools/node_modules/.bin/bun`;
@@ -126,9 +126,7 @@ Deno.test("OpenSSL, BoringSSL and rustls clients resume qsign's mutual-TLS ticke
     equal(resumed.peerIdentity?.cn[0], "qtls-client.qsign.local");
   };
   const config = (): TlsServerConfig => ({
-    certificates: [pki.server],
-    clientAuth: "require",
-    trustAnchors: [pki.rootDer],
+    ...mutualTlsServer(pki),
     tickets: TicketKeys.random(),
   });
   /** The two handshakes an echo server saw. */

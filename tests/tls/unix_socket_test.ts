@@ -5,7 +5,7 @@
 import { deepEqual, equal } from "node:assert/strict";
 import { acceptTls, connectTls } from "../../src/tls/conn.ts";
 import { tempDir } from "../support/env.ts";
-import { makePki } from "./support/pki.ts";
+import { makePki, mutualTlsClient, mutualTlsServer } from "./support/pki.ts";
 import { readExactly } from "./support/qsign.ts";
 
 Deno.test("a mutual-TLS handshake and echo over a Unix socket", async () => {
@@ -14,21 +14,16 @@ Deno.test("a mutual-TLS handshake and echo over a Unix socket", async () => {
   const path = `${dir.path}/qsign.sock`;
   const listener = Deno.listen({ transport: "unix", path });
   const serving = (async () => {
-    const tls = await acceptTls(await listener.accept(), {
-      certificates: [pki.server],
-      clientAuth: "require",
-      trustAnchors: [pki.rootDer],
-    });
+    const tls = await acceptTls(await listener.accept(), mutualTlsServer(pki));
     await tls.readable.pipeTo(tls.writable);
     await tls.close();
     return tls.info;
   })();
   try {
-    const tls = await connectTls(await Deno.connect({ transport: "unix", path }), {
-      serverName: "localhost",
-      trustAnchors: [pki.rootDer],
-      certificate: pki.client,
-    });
+    const tls = await connectTls(
+      await Deno.connect({ transport: "unix", path }),
+      mutualTlsClient(pki),
+    );
     const payload = crypto.getRandomValues(new Uint8Array(40_000));
     const writer = tls.writable.getWriter();
     const [echo] = await Promise.all([
