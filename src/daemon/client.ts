@@ -12,7 +12,7 @@ import type { TlsClientConfig } from "../tls/config.ts";
 import { connectTls, type TlsConnection, TlsError } from "../tls/conn.ts";
 import { MemorySessionCache } from "../tls/tickets.ts";
 import { loadCertifiedKeys, loadTrust } from "./materials.ts";
-import { closeOnAbort, pipeBoth, tcpDuplex } from "./pipe.ts";
+import { closeOnAbort, pipeBoth, tcpDuplex, tlsDuplex } from "./pipe.ts";
 import { delay } from "../delay.ts";
 import type { StopRequests } from "./signals.ts";
 import type { KeySource } from "./signer.ts";
@@ -313,9 +313,10 @@ async function forward(
   });
   const bytes = { up: 0, down: 0 };
   // Closing both sides ends the pipe; the TLS side says close_notify.
-  using _ = closeOnAbort(closing, plain, tls);
+  const secure = tlsDuplex(tls);
+  using _ = closeOnAbort(closing, plain, secure);
   try {
-    await pipeBoth(plain, tls, {
+    await pipeBoth(plain, secure, {
       onChunk: (direction, n) => direction === "ab" ? (bytes.up += n) : (bytes.down += n),
     });
   } catch (e) {

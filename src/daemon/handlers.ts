@@ -9,7 +9,7 @@ import { metrics } from "../observe/metrics.ts";
 import type { TlsConnection } from "../tls/conn.ts";
 import type { BackendHealth } from "./backend_health.ts";
 import type { IdleTimer } from "./limits.ts";
-import { closeOnAbort, type Duplex, pipeBoth, PipeError, tcpDuplex } from "./pipe.ts";
+import { closeOnAbort, type Duplex, pipeBoth, PipeError, tcpDuplex, tlsDuplex } from "./pipe.ts";
 import { encodeProxyV2Header, type ProxyHeaderInfo } from "./proxy_protocol.ts";
 
 /** What a handler knows about the connection it serves. */
@@ -47,7 +47,7 @@ const encoder = new TextEncoder();
  * message in one write) is answered with the reply line naming its length.
  */
 export const echoHandler: ConnectionHandler = async (tls, context) => {
-  const duplex = countingDuplex(tls, context);
+  const duplex = countingDuplex(tlsDuplex(tls), context);
   try {
     for (let chunk = await duplex.read(); chunk !== null; chunk = await duplex.read()) {
       await duplex.write(
@@ -67,7 +67,7 @@ export const echoHandler: ConnectionHandler = async (tls, context) => {
 export const proxyHandler: ConnectionHandler = async (tls, context) => {
   const target = context.service.target!;
   const where = { service: context.service.name, session: context.session };
-  const client = countingDuplex(tls, context);
+  const client = countingDuplex(tlsDuplex(tls), context);
   let backend: Deno.TcpConn;
   try {
     backend = await Deno.connect({ hostname: target.hostname, port: target.port });

@@ -4,8 +4,9 @@
  * for the previous write), an end of stream in one direction half-closes the other side's write
  * direction while the other direction goes on, and an error on either side closes both.
  */
+import type { TlsConnection } from "../tls/conn.ts";
 
-/** One side of a pipe. A `TlsConnection` is one as it is (closeWrite sends close_notify). */
+/** One side of a pipe: a TCP connection (`tcpDuplex`) or a Q-TLS one (`tlsDuplex`). */
 export interface Duplex {
   /**
    * The next chunk, or null at the end of the stream. The chunk is the caller's until its next
@@ -56,6 +57,19 @@ export function tcpDuplex(conn: Deno.Conn): Duplex {
       }
       return Promise.resolve();
     },
+  };
+}
+
+/**
+ * A Q-TLS connection as a Duplex whose chunks are lent (`TlsConnection.readLent`), as the
+ * Duplex contract allows: the records of each read are opened into the memory of the last.
+ */
+export function tlsDuplex(tls: TlsConnection): Duplex {
+  return {
+    read: () => tls.readLent(),
+    write: (chunk) => tls.write(chunk),
+    closeWrite: () => tls.closeWrite(),
+    close: () => tls.close(),
   };
 }
 

@@ -174,12 +174,26 @@ export class TlsConnection {
    * it sent close_notify or the connection was closed here. Rejects with a `TlsError` when the
    * connection fails (the alert, if one is due, already sent). One read at a time.
    */
-  async read(): Promise<Uint8Array | null> {
+  read(): Promise<Uint8Array | null> {
+    return this.#readData(false);
+  }
+
+  /**
+   * As `read`, but the chunk is lent: the caller is done with it when it reads again, and the
+   * connection may then open what comes next into its memory, instead of making an array per
+   * read. For a caller that passes each chunk on before its next read (a pipe, the echo
+   * responder); once a chunk was read to keep, later lent ones are made anew as well.
+   */
+  readLent(): Promise<Uint8Array | null> {
+    return this.#readData(true);
+  }
+
+  async #readData(lend: boolean): Promise<Uint8Array | null> {
     if (this.#reading) throw new TypeError("TlsConnection.read: a read is already pending");
     this.#reading = true;
     try {
       for (;;) {
-        const incoming: Incoming | null = await this.#records.readIncoming();
+        const incoming: Incoming | null = await this.#records.readIncoming(lend);
         if (!incoming) {
           if (this.#records.writeClosed) this.#closeTransport();
           return null;

@@ -315,19 +315,35 @@ class Protection {
  * Where protected records are opened: one buffer for the records that arrived together, made
  * when the next record does not fit what is left, so that a batch costs one allocation and the
  * application data of consecutive records is contiguous (a gathered chunk is a view, not a
- * copy). Bytes handed out are never written again.
+ * copy). Bytes handed out are never written again, with one exception: a chunk that was lent
+ * (`RecordLayer.readIncoming` with `lend`) is dead once the next read begins, and its memory is
+ * opened into again rather than a new buffer made; in Deno a 64 KiB array costs about 10 µs to
+ * make and zero, more than opening the records that fill it, and keeps the collector busy.
  */
 class PlaintextArena {
   #buffer = NO_BYTES;
   #used = 0;
+  /** The memory of the last chunk lent, held weakly: an idle connection does not keep it. */
+  #lent?: WeakRef<ArrayBuffer>;
+  /** What was lent before the read in progress: memory `room` may open into again. */
+  #spare?: WeakRef<ArrayBuffer>;
+  /** Cleared for good by the first chunk handed out to keep: it may share a lent buffer. */
+  #reuse = true;
 
   /**
-   * Room for a record's `length` bytes of inner plaintext, in a new buffer of `batch` bytes
-   * (at least `length`) when the current one has too little left or was detached.
+   * Room for a record's `length` bytes of inner plaintext, in another buffer of `batch` bytes
+   * (at least `length`) when the current one has too little left or was detached: the spare
+   * when there is one, else a new one, made large enough for any batch when it replaces a spare
+   * too small (a lending reader's buffer is then made once, not once per batch size).
    */
   room(length: number, batch: number): Uint8Array {
     if (this.#buffer.length - this.#used < length) {
-      this.#buffer = new Uint8Array(Math.max(length, batch));
+      const size = Math.max(length, batch);
+      const spare = this.#spare?.deref();
+      this.#spare = undefined;
+      if (!spare || spare === this.#buffer.buffer) this.#buffer = new Uint8Array(size);
+      else if (spare.byteLength >= size) this.#buffer = new Uint8Array(spare);
+      else this.#buffer = new Uint8Array(Math.max(size, READ_BUFFER_MAX));
       this.#used = 0;
     }
     return this.#buffer.subarray(this.#used, this.#used + length);
@@ -337,6 +353,23 @@ class PlaintextArena {
   keep(content: Uint8Array): void {
     if (content.buffer !== this.#buffer.buffer) return;
     this.#used = content.byteOffset - this.#buffer.byteOffset + content.length;
+  }
+
+  /** `chunk` was returned by a read, `lent` or to keep (and then nothing is reused any more). */
+  handOut(chunk: Uint8Array, lent: boolean): void {
+    if (!lent) this.#reuse = false;
+    if (this.#reuse && chunk.length) {
+      this.#lent = new WeakRef(chunk.buffer as ArrayBuffer);
+    } else {
+      this.#lent = this.#spare = undefined;
+    }
+  }
+
+  /** A lending read begins: the chunk lent before it is dead, its memory a spare. */
+  reclaim(): void {
+    if (!this.#lent) return;
+    this.#spare = this.#lent;
+    this.#lent = undefined;
   }
 
   /** Lets the buffer go (what was handed out of it stays valid): an idle connection holds none. */
@@ -754,9 +787,11 @@ export class RecordLayer {
   /**
    * The next application-data chunk or complete handshake message; null at the peer's
    * close_notify. Throws TlsAlert for bad input, PeerAlert for a received fatal alert, and
-   * TransportClosed for an end of stream without close_notify.
+   * TransportClosed for an end of stream without close_notify. A chunk is the caller's to keep,
+   * or with `lend` only until the next call, which may open later records over it.
    */
-  async readIncoming(): Promise<Incoming | null> {
+  async readIncoming(lend = false): Promise<Incoming | null> {
+    if (lend) this.#plaintext.reclaim();
     for (;;) {
       const message = this.#handshake.take();
       if (message) return { kind: "handshake", message };
@@ -774,7 +809,9 @@ export class RecordLayer {
         if (this.#pendingLength) {
           throw new TlsAlert("unexpected_message", "application data inside a handshake message");
         }
-        return { kind: "data", data: await this.#gatherData(record.data) };
+        const data = await this.#gatherData(record.data);
+        this.#plaintext.handOut(data, lend);
+        return { kind: "data", data };
       }
       this.#handshake.push(record.data);
     }

@@ -5,7 +5,8 @@
  * Reading: records that arrive together reach the reader in fewer chunks than records (they are
  * opened into one buffer and handed out as one view), every chunk keeps its bytes however much
  * is read after it, and a record that fails to authenticate after good ones in the same read
- * ends the connection only after their data was delivered.
+ * ends the connection only after their data was delivered; a lent chunk's memory is opened into
+ * again by a later read, and a chunk read to keep is never written over.
  *
  * Writing: what is written after a transport write in the same turn of the event loop goes out
  * in one transport write at the next turn, in order; what is written "by the next turn" leaves
@@ -147,6 +148,55 @@ for (const selection of ["libcrypto", "native", "noble"]) {
       }
     }));
 }
+
+Deno.test("record layer: a lent chunk's memory takes a later read's records, a kept chunk's never", () =>
+  withCryptoSelection("libcrypto", async () => {
+    const [writer, , reader] = await keyedPair();
+    try {
+      let sent = 0;
+      const send = async (length: number) => {
+        await writer.write(ContentType.application_data, pattern(sent, length));
+        sent += length;
+        for (let turns = 0; turns < 100 && writer.pendingWriteBytes; turns++) await nextTurn();
+      };
+      const seen = new Set<ArrayBufferLike>();
+      let reused = false;
+      /** Reads `length` bytes in lent chunks, each copied before the next read, as a pipe does. */
+      const readLent = async (length: number): Promise<Uint8Array> => {
+        const copies: Uint8Array[] = [];
+        for (let got = 0; got < length;) {
+          const incoming = await reader.readIncoming(true);
+          if (incoming?.kind !== "data") throw new Error(`expected data, got ${incoming?.kind}`);
+          if (seen.has(incoming.data.buffer)) reused = true;
+          seen.add(incoming.data.buffer);
+          copies.push(incoming.data.slice());
+          got += incoming.data.length;
+        }
+        return concatenated(copies);
+      };
+      const burst = 3 * MAX_PLAINTEXT;
+      for (let i = 0; i < 6; i++) {
+        const start = sent;
+        await send(burst);
+        deepEqual(await readLent(burst), pattern(start, burst), `lent burst ${i}`);
+      }
+      ok(reused, "a read opened its records into the memory of a chunk lent before");
+
+      // A chunk read to keep holds its bytes through the lent reads after it, small ones too
+      // (their records would fit in its memory).
+      const keptStart = sent;
+      await send(burst);
+      const kept = await readChunks(reader, burst);
+      for (const length of [1000, 1000, burst, 1000]) {
+        const start = sent;
+        await send(length);
+        deepEqual(await readLent(length), pattern(start, length), `lent after the kept burst`);
+      }
+      deepEqual(concatenated(kept), pattern(keptStart, burst), "the kept chunks");
+    } finally {
+      closeBoth(writer, reader);
+    }
+  }));
 
 /** Resolves at the next turn of the event loop. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
