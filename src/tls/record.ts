@@ -37,6 +37,7 @@ import { trafficKeys } from "./key_schedule.ts";
 /** The byte stream under TLS; `Deno.Conn` is one. */
 export interface Transport {
   read(p: Uint8Array): Promise<number | null>;
+  /** As Deno.Conn's: `p` is not read once the promise settled (its memory is used again). */
   write(p: Uint8Array): Promise<number>;
   close(): void;
 }
@@ -430,6 +431,11 @@ export class RecordLayer {
   #writeChain: Promise<unknown> = Promise.resolve();
   /** Records made by `hold`, sent with the next write. */
   #held?: Uint8Array;
+  /**
+   * The memory of the last records written to the transport, free once the write settled and
+   * held weakly: the next records are built in it when they fit (see PlaintextArena for why).
+   */
+  #sentMemory?: WeakRef<ArrayBuffer>;
   /**
    * Set from a transport write until the write of what was written after it, at the next turn
    * of the event loop, is done (see PENDING_WRITE_LIMIT).
@@ -955,7 +961,7 @@ export class RecordLayer {
     // A protected record adds its real content type and the AEAD tag to the plaintext.
     const expansion = write ? 1 + write.aead.tagLength : 0;
     const count = Math.max(1, Math.ceil(data.length / max));
-    const out = new Uint8Array(data.length + count * (HEADER + expansion));
+    const out = this.#recordMemory(data.length + count * (HEADER + expansion));
     const contentType = INNER_CONTENT_TYPES.get(type) ?? Uint8Array.of(type);
     const sealing: Promise<void>[] = [];
     for (let at = 0, offset = 0; offset < out.length;) {
@@ -980,6 +986,13 @@ export class RecordLayer {
     return sealing.length ? Promise.all(sealing).then(() => out) : out;
   }
 
+  /** `size` bytes to build records in: the last records' memory when it is free and fits. */
+  #recordMemory(size: number): Uint8Array {
+    const free = this.#sentMemory?.deref();
+    this.#sentMemory = undefined;
+    return free && free.byteLength >= size ? new Uint8Array(free, 0, size) : new Uint8Array(size);
+  }
+
   /**
    * Sends `records` (after what `hold` made): at once when no transport write was made in this
    * turn of the event loop, else joined to the bytes that go out in one write at the next turn
@@ -1000,7 +1013,10 @@ export class RecordLayer {
     await sent;
   }
 
-  /** Writes all of `bytes` to the transport. */
+  /**
+   * Writes all of `bytes` (records made here, referenced nowhere else) to the transport; their
+   * memory is then free for the next records.
+   */
   async #send(bytes: Uint8Array): Promise<void> {
     try {
       let at = 0;
@@ -1008,6 +1024,7 @@ export class RecordLayer {
     } catch (e) {
       throw new TransportClosed("while writing", { cause: e });
     }
+    this.#sentMemory = new WeakRef(bytes.buffer as ArrayBuffer);
   }
 
   /**

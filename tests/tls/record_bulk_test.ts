@@ -12,7 +12,8 @@
  * in one transport write at the next turn, in order; what is written "by the next turn" leaves
  * with the next write of the turn, or alone at the next; a writer waits once more than
  * PENDING_WRITE_LIMIT bytes are pending; an alert goes out after everything pending, before the
- * transport may be closed; and a failed transport write fails every later write.
+ * transport may be closed; a failed transport write fails every later write; and records are
+ * built in the memory of the last ones written once that write settled, never before.
  */
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { TlsAlert, TransportClosed } from "../../src/tls/alert.ts";
@@ -30,6 +31,8 @@ const SECRET = new Uint8Array(SUITE.hashLength).fill(7);
  */
 class ScriptedTransport implements Transport {
   writes = 0;
+  /** The memory of each write, in order. */
+  readonly written: ArrayBufferLike[] = [];
   corruptNextWrite = false;
   failWrites = false;
   #held?: PromiseWithResolvers<void>;
@@ -39,6 +42,7 @@ class ScriptedTransport implements Transport {
   }
   async write(p: Uint8Array): Promise<number> {
     this.writes++;
+    this.written.push(p.buffer);
     if (this.failWrites) throw new Deno.errors.BrokenPipe("scripted failure");
     if (this.#held) await this.#held.promise;
     if (!this.corruptNextWrite) return this.conn.write(p);
@@ -236,6 +240,42 @@ Deno.test("record layer: what is written by the next turn leaves with the next w
     equal(transport.writes, 1);
     deepEqual(concatenated(await readChunks(reader, 100)), pattern(200, 100));
     equal(transport.writes, 2);
+  } finally {
+    closeBoth(writer, reader);
+  }
+});
+
+Deno.test("record layer: records are built in the memory of the last ones written, once that write settled", async () => {
+  const [writer, transport, reader] = await keyedPair();
+  try {
+    let sent = 0;
+    const write = (length: number) => {
+      const data = pattern(sent, length);
+      sent += length;
+      return writer.write(ContentType.application_data, data);
+    };
+    for (let i = 0; i < 4; i++) {
+      await write(20_000);
+      await nextTurn();
+    }
+    const reusedAt = transport.written.findIndex((b, i) => transport.written.indexOf(b) < i);
+    ok(reusedAt > 0, "a write went out of the memory of an earlier one");
+
+    // While a write is in flight (the peer does not read), the records written meanwhile get
+    // memory of their own: building them in the memory being written would change the bytes on
+    // the wire. Here the in-flight write is the next turn's, of what was written after the first.
+    for (let i = 0; i < 3; i++) await nextTurn();
+    await write(20_000);
+    await write(20_000);
+    transport.holdWrites();
+    const writesBefore = transport.writes;
+    await nextTurn();
+    equal(transport.writes, writesBefore + 1, "the next turn's write is in flight");
+    const meanwhile = write(20_000);
+    await nextTurn();
+    transport.releaseWrites();
+    await meanwhile;
+    deepEqual(concatenated(await readChunks(reader, sent)), pattern(0, sent));
   } finally {
     closeBoth(writer, reader);
   }
