@@ -109,6 +109,23 @@ async function readChunks(reader: RecordLayer, length: number): Promise<Uint8Arr
 
 const concatenated = (chunks: Uint8Array[]) => new Uint8Array(chunks.flatMap((c) => [...c]));
 
+/** Writes the pattern on from where the last call stopped; `sent` is how far it got. */
+function patternWriter(writer: RecordLayer) {
+  return {
+    sent: 0,
+    write(length: number): Promise<void> {
+      const data = pattern(this.sent, length);
+      this.sent += length;
+      return writer.write(ContentType.application_data, data);
+    },
+  };
+}
+
+/** Waits (a bounded number of turns) until the writer's pending records went out. */
+async function drained(writer: RecordLayer): Promise<void> {
+  for (let turns = 0; turns < 100 && writer.pendingWriteBytes; turns++) await nextTurn();
+}
+
 for (const selection of ["libcrypto", "native", "noble"]) {
   Deno.test(`record layer (${selection}): records that arrived together come as one chunk, and chunks keep their bytes`, () =>
     withCryptoSelection(selection, async () => {
@@ -120,7 +137,7 @@ for (const selection of ["libcrypto", "native", "noble"]) {
         for (let i = 0; i < bursts; i++) {
           // The whole burst is in the reader's socket before it reads (loopback).
           await writer.write(ContentType.application_data, pattern(i * burst, burst));
-          for (let turns = 0; turns < 100 && writer.pendingWriteBytes; turns++) await nextTurn();
+          await drained(writer);
           held.push(await readChunks(reader, burst));
         }
         // Once the read buffer has grown, one chunk carries several records.
@@ -157,11 +174,10 @@ Deno.test("record layer: a lent chunk's memory takes a later read's records, a k
   withCryptoSelection("libcrypto", async () => {
     const [writer, , reader] = await keyedPair();
     try {
-      let sent = 0;
+      const out = patternWriter(writer);
       const send = async (length: number) => {
-        await writer.write(ContentType.application_data, pattern(sent, length));
-        sent += length;
-        for (let turns = 0; turns < 100 && writer.pendingWriteBytes; turns++) await nextTurn();
+        await out.write(length);
+        await drained(writer);
       };
       const seen = new Set<ArrayBufferLike>();
       let reused = false;
@@ -180,7 +196,7 @@ Deno.test("record layer: a lent chunk's memory takes a later read's records, a k
       };
       const burst = 3 * MAX_PLAINTEXT;
       for (let i = 0; i < 6; i++) {
-        const start = sent;
+        const start = out.sent;
         await send(burst);
         deepEqual(await readLent(burst), pattern(start, burst), `lent burst ${i}`);
       }
@@ -188,11 +204,11 @@ Deno.test("record layer: a lent chunk's memory takes a later read's records, a k
 
       // A chunk read to keep holds its bytes through the lent reads after it, small ones too
       // (their records would fit in its memory).
-      const keptStart = sent;
+      const keptStart = out.sent;
       await send(burst);
       const kept = await readChunks(reader, burst);
       for (const length of [1000, 1000, burst, 1000]) {
-        const start = sent;
+        const start = out.sent;
         await send(length);
         deepEqual(await readLent(length), pattern(start, length), `lent after the kept burst`);
       }
@@ -248,14 +264,9 @@ Deno.test("record layer: what is written by the next turn leaves with the next w
 Deno.test("record layer: records are built in the memory of the last ones written, once that write settled", async () => {
   const [writer, transport, reader] = await keyedPair();
   try {
-    let sent = 0;
-    const write = (length: number) => {
-      const data = pattern(sent, length);
-      sent += length;
-      return writer.write(ContentType.application_data, data);
-    };
+    const out = patternWriter(writer);
     for (let i = 0; i < 4; i++) {
-      await write(20_000);
+      await out.write(20_000);
       await nextTurn();
     }
     const reusedAt = transport.written.findIndex((b, i) => transport.written.indexOf(b) < i);
@@ -265,17 +276,17 @@ Deno.test("record layer: records are built in the memory of the last ones writte
     // memory of their own: building them in the memory being written would change the bytes on
     // the wire. Here the in-flight write is the next turn's, of what was written after the first.
     for (let i = 0; i < 3; i++) await nextTurn();
-    await write(20_000);
-    await write(20_000);
+    await out.write(20_000);
+    await out.write(20_000);
     transport.holdWrites();
     const writesBefore = transport.writes;
     await nextTurn();
     equal(transport.writes, writesBefore + 1, "the next turn's write is in flight");
-    const meanwhile = write(20_000);
+    const meanwhile = out.write(20_000);
     await nextTurn();
     transport.releaseWrites();
     await meanwhile;
-    deepEqual(concatenated(await readChunks(reader, sent)), pattern(0, sent));
+    deepEqual(concatenated(await readChunks(reader, out.sent)), pattern(0, out.sent));
   } finally {
     closeBoth(writer, reader);
   }
@@ -284,18 +295,17 @@ Deno.test("record layer: records are built in the memory of the last ones writte
 Deno.test("record layer: a writer waits once more than PENDING_WRITE_LIMIT bytes are pending", async () => {
   const [writer, transport, reader] = await keyedPair();
   try {
-    await writer.write(ContentType.application_data, pattern(0, 10));
+    const out = patternWriter(writer);
+    await out.write(10);
     // The peer stops reading: the next turn's transport write does not complete.
     transport.holdWrites();
-    await writer.write(ContentType.application_data, pattern(10, 10));
+    await out.write(10);
     await nextTurn();
     equal(writer.pendingWriteBytes, 0, "the held write took what was pending");
-    let sent = 20;
     let waiting: Promise<void> | undefined;
     let settled = false;
     for (let i = 0; i < 100 && !waiting; i++) {
-      const write = writer.write(ContentType.application_data, pattern(sent, MAX_PLAINTEXT));
-      sent += MAX_PLAINTEXT;
+      const write = out.write(MAX_PLAINTEXT);
       write.then(() => settled = true, () => settled = true);
       await nextTurn();
       if (!settled) waiting = write;
@@ -307,9 +317,9 @@ Deno.test("record layer: a writer waits once more than PENDING_WRITE_LIMIT bytes
     await nextTurn();
     equal(settled, false, "it still waits while the peer does not read");
     transport.releaseWrites();
-    const chunks = await readChunks(reader, sent);
+    const chunks = await readChunks(reader, out.sent);
     await waiting;
-    deepEqual(concatenated(chunks), pattern(0, sent));
+    deepEqual(concatenated(chunks), pattern(0, out.sent));
   } finally {
     closeBoth(writer, reader);
   }
