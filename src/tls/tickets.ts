@@ -26,6 +26,7 @@ const NONCE_LENGTH = 12;
 const MIN_SECRET_LENGTH = 32;
 const MAX_LIFETIME = 7 * 24 * 3600;
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Options for TicketKeys. */
 export interface TicketKeyOptions {
@@ -195,7 +196,7 @@ export function decodeServerSession(bytes: Uint8Array): ServerSession | undefine
     const createdMs = r.u32() * 2 ** 32 + r.u32();
     const ageAdd = r.u32();
     const lifetimeSeconds = r.u32();
-    const alpn = new TextDecoder().decode(r.vector(1));
+    const alpn = decoder.decode(r.vector(1));
     const authentication = r.vector(2).slice();
     r.end();
     return {

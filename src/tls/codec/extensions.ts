@@ -37,6 +37,9 @@ export function writeExtensions(w: ByteWriter, extensions: readonly Extension[])
 export type ExtensionMessage = "CH" | "SH" | "HRR" | "EE" | "CT" | "CR" | "NST";
 
 const E = ExtensionType;
+/** One of each for the module: a decoder made per call costs more than the names it decodes. */
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 /** Where each extension qsign recognizes may appear (RFC 8446 §4.2; record_size_limit: RFC 8449). */
 const EXTENSION_MESSAGES: ReadonlyMap<number, readonly ExtensionMessage[]> = new Map([
   [E.server_name, ["CH", "EE"]],
@@ -125,7 +128,7 @@ export function decodeServerName(data: Uint8Array): string | undefined {
     if (name.some((b) => b <= 0x20 || b >= 0x7f)) {
       throw new TlsAlert("decode_error", "server_name is not a printable ASCII host name");
     }
-    host = new TextDecoder().decode(name).toLowerCase();
+    host = decoder.decode(name).toLowerCase();
   }
   return host;
 }
@@ -133,7 +136,7 @@ export function decodeServerName(data: Uint8Array): string | undefined {
 export function encodeServerName(host: string): Extension {
   return extension(
     ExtensionType.server_name,
-    (w) => w.vector(2, () => w.u8(0).opaque(2, new TextEncoder().encode(host))),
+    (w) => w.vector(2, () => w.u8(0).opaque(2, encoder.encode(host))),
   );
 }
 
@@ -215,14 +218,14 @@ export function decodeAlpn(data: Uint8Array): string[] {
   const list = r.sub(2, "application_layer_protocol_negotiation", 2);
   r.end();
   const out: string[] = [];
-  while (list.remaining) out.push(new TextDecoder().decode(list.vector(1, 1)));
+  while (list.remaining) out.push(decoder.decode(list.vector(1, 1)));
   return out;
 }
 
 export function encodeAlpn(protocols: readonly string[]): Extension {
   return extension(ExtensionType.application_layer_protocol_negotiation, (w) =>
     w.vector(2, () => {
-      for (const p of protocols) w.opaque(1, new TextEncoder().encode(p));
+      for (const p of protocols) w.opaque(1, encoder.encode(p));
     }));
 }
 
