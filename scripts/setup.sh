@@ -13,9 +13,9 @@ PEER_BUN_VERSION=1.4
 PLAYWRIGHT_CORE_VERSION=1.65
 # chromium, libnss3-tools: the browser test; rsyslog, haproxy, nginx-light, curl: the shipped
 # log, load balancer and gateway configurations; openssl: keys made by the openssl CLI; zsh: the
-# completion test.
+# completion test; valgrind: the benchmark's instruction counts (tests/bench/compare_test.ts).
 APT_PACKAGES=(softhsm2 opensc prometheus systemd openssl chromium libnss3-tools rsyslog haproxy
-  nginx-light curl zsh)
+  nginx-light curl zsh valgrind)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -8,7 +8,7 @@
  *     [--cases full,distinct,resumed,browser,resumed-browser,aes,chacha,idle,p99] [--repeat 3] \
  *     [--handshakes 300] [--warmup 1000] [--distinct-certs 1100] [--transfer-bytes 4194304] \
  *     [--transfers 8] [--idle-connections 10000] [--duration-limit 60] [--qsign-arg ARG]… \
- *     [--json FILE]
+ *     [--instructions] [--json FILE]
  *
  * The servers are `qsign serve` (echo mode) and Node 26's `tls.createServer` (peer/server.mjs,
  * the same reply protocol), with the same fresh PKI and group. The client is the same for both:
@@ -20,6 +20,16 @@
  * before each run. Server CPU and RSS come from /proc around each run, summed over the server's
  * process tree (a qsign supervisor and its workers). Every run is bounded by
  * its count and by --duration-limit seconds. Speed is reported here, never asserted in a test.
+ *
+ * With --instructions, the servers run under valgrind's callgrind and the handshake and bulk
+ * rows count the instructions each server executes in the measured run (every thread and
+ * process of it, from the same instant the CPU figure would start) instead of its CPU time:
+ * a figure that moves by a few percent from run to run however busy the machine is, where CPU
+ * time moves by a fifth here. It counts work in user space only, not the kernel's nor time spent
+ * waiting, so it complements the CPU rows rather than replacing them. Under callgrind everything
+ * runs some fifty times slower: take fewer handshakes, a shorter warm-up and a longer limit
+ * (`--instructions --cases browser,full --repeat 1 --handshakes 100 --warmup 300
+ * --duration-limit 900` takes three minutes here). Needs valgrind (Debian's package).
  *
  * The idle case spreads its connections over as many holding clients as the descriptor limit
  * and one source address's ephemeral ports need, each bound to its own 127.0.0.0/8 address. A
@@ -49,6 +59,7 @@ const { values } = parseArgs({
     "idle-connections": { type: "string", default: "10000" },
     "duration-limit": { type: "string", default: "60" },
     "qsign-arg": { type: "string", multiple: true, default: [] },
+    instructions: { type: "boolean", default: false },
     json: { type: "string" },
   },
 });
@@ -62,6 +73,10 @@ const REPEAT = count("repeat");
 const HANDSHAKES = count("handshakes");
 const MIB = 2 ** 20;
 const WARMUP_HANDSHAKES = count("warmup");
+const INSTRUCTIONS = values.instructions;
+const WORK_UNIT = INSTRUCTIONS ? "M instructions" : "ms CPU";
+/** How long a server may take to start listening (callgrind makes it much slower). */
+const START_TIMEOUT_MS = INSTRUCTIONS ? 300_000 : 30_000;
 
 type ServerKind = "qsign" | "openssl";
 /** Which server configuration a case needs: ML-DSA-65 mutual TLS, or a browser-like one. */
@@ -168,17 +183,47 @@ async function serverSnapshot(server: Server): Promise<Snapshot> {
   return total;
 }
 
-/** Server CPU ms per completed handshake of one load run. */
-async function cpuPerHandshake(server: Server, load: LoadOptions): Promise<number> {
+/**
+ * What the server did during `run`: CPU ms from /proc, or with --instructions millions of
+ * instructions from callgrind (counted only while `run` goes on, in every process of the
+ * server).
+ */
+async function serverWork<T>(server: Server, run: () => Promise<T>): Promise<[T, number]> {
+  if (INSTRUCTIONS) {
+    const pids = [server.pid, ...await descendants(server.pid)];
+    const dumped = new Set(await callgrindDumps());
+    await callgrindControl("--instr=on", pids);
+    let result: T;
+    try {
+      result = await run();
+    } finally {
+      // A dump holds what was counted since the last one; nothing is counted between runs.
+      await callgrindControl("--dump", pids);
+      await callgrindControl("--instr=off", pids);
+    }
+    let instructions = 0;
+    for (const file of (await callgrindDumps()).filter((f) => !dumped.has(f))) {
+      const totals = /^totals: (\d+)$/m.exec(await Deno.readTextFile(file))?.[1];
+      if (!totals) throw new Error(`no totals line in ${file}`);
+      instructions += Number(totals);
+    }
+    return [result, instructions / 1e6];
+  }
   const before = await serverSnapshot(server);
-  const report = await runLoad(server, load);
+  const result = await run();
   const after = await serverSnapshot(server);
-  expectComplete(report, load);
-  return cpuMs(before, after) / report.handshakes.completed;
+  return [result, cpuMs(before, after)];
 }
 
-/** Server CPU ms per MiB received, with one cipher suite. */
-async function cpuPerMiB(server: Server, cipher: string): Promise<number> {
+/** Server CPU ms (or M instructions) per completed handshake of one load run. */
+async function workPerHandshake(server: Server, load: LoadOptions): Promise<number> {
+  const [report, work] = await serverWork(server, () => runLoad(server, load));
+  expectComplete(report, load);
+  return work / report.handshakes.completed;
+}
+
+/** Server CPU ms (or M instructions) per MiB received, with one cipher suite. */
+async function workPerMiB(server: Server, cipher: string): Promise<number> {
   const load: LoadOptions = {
     handshakes: count("transfers"),
     concurrency: 2,
@@ -190,11 +235,56 @@ async function cpuPerMiB(server: Server, cipher: string): Promise<number> {
   // transfers, so that every worker of a multi-worker server is all but sure to get some.
   const warmup = { ...load, handshakes: 8, bytes: Math.min(load.bytes!, MIB) };
   expectComplete(await runLoad(server, warmup), warmup);
-  const before = await serverSnapshot(server);
-  const report = await runLoad(server, load);
-  const after = await serverSnapshot(server);
+  const [report, work] = await serverWork(server, () => runLoad(server, load));
   expectComplete(report, load);
-  return cpuMs(before, after) / (report.throughput!.bytesSent / MIB);
+  return work / (report.throughput!.bytesSent / MIB);
+}
+
+// ------------------------------------------------------------------ callgrind
+
+const callgrindDir = `${dir.path}/callgrind`;
+if (INSTRUCTIONS) {
+  const probe = await new Deno.Command("valgrind", { args: ["--version"], stdout: "null" })
+    .output().catch(() => undefined);
+  if (!probe?.success) throw new Error("--instructions needs valgrind: apt-get install valgrind");
+  await Deno.mkdir(callgrindDir);
+}
+
+/** The command line that starts a server: as it is, or under callgrind, counting nothing yet. */
+function serverCommand(program: string, args: string[]): [string, string[]] {
+  if (!INSTRUCTIONS) return [program, args];
+  return ["valgrind", [
+    "--tool=callgrind",
+    "--quiet",
+    "--instr-atstart=no",
+    // A qsign supervisor's workers are the server too.
+    "--trace-children=yes",
+    `--callgrind-out-file=${callgrindDir}/callgrind.%p`,
+    program,
+    ...args,
+  ]];
+}
+
+async function callgrindDumps(): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(callgrindDir)) {
+    // callgrind.PID.N: the Nth dump asked for; callgrind.PID is the one written at exit.
+    if (/^callgrind\.\d+\.\d+$/.test(entry.name)) files.push(`${callgrindDir}/${entry.name}`);
+  }
+  return files;
+}
+
+/** callgrind_control COMMAND for each pid; a process only answers when it next runs. */
+async function callgrindControl(command: string, pids: number[]): Promise<void> {
+  const out = await new Deno.Command("callgrind_control", {
+    args: [command, ...pids.map(String)],
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(120_000),
+  }).output();
+  if (!out.success) {
+    throw new Error(`callgrind_control ${command} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
 }
 
 const cases: Case[] = [
@@ -202,18 +292,18 @@ const cases: Case[] = [
     id: "full",
     title: "full mTLS, SecP384r1MLKEM1024, ML-DSA-65, one client cert",
     setup: "mtls",
-    unit: "ms CPU/handshake",
+    unit: `${WORK_UNIT}/handshake`,
     goal: 0.85,
-    measure: (server) => cpuPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4 }),
+    measure: (server) => workPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4 }),
   },
   {
     id: "distinct",
     title: `same, ${values["distinct-certs"]} distinct client certificates`,
     setup: "mtls",
-    unit: "ms CPU/handshake",
+    unit: `${WORK_UNIT}/handshake`,
     goal: 1.0,
     measure: async (server) =>
-      cpuPerHandshake(server, {
+      workPerHandshake(server, {
         handshakes: Math.max(HANDSHAKES, count("distinct-certs")),
         concurrency: 4,
         certList: await distinctClientCertificates(),
@@ -223,44 +313,44 @@ const cases: Case[] = [
     id: "resumed",
     title: "resumed (psk_dhe_ke, still the hybrid exchange)",
     setup: "mtls",
-    unit: "ms CPU/handshake",
+    unit: `${WORK_UNIT}/handshake`,
     goal: 0.9,
     measure: (server) =>
-      cpuPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4, resume: true }),
+      workPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4, resume: true }),
   },
   {
     id: "browser",
     title: "browser-like: X25519MLKEM768, ECDSA P-256, no client cert",
     setup: "browser",
-    unit: "ms CPU/handshake",
+    unit: `${WORK_UNIT}/handshake`,
     goal: 1.0,
-    measure: (server) => cpuPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4 }),
+    measure: (server) => workPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4 }),
   },
   {
     // The resumed row where OpenSSL has a figure: without a client certificate it issues tickets.
     id: "resumed-browser",
     title: "resumed, browser-like (X25519MLKEM768, no client cert)",
     setup: "browser",
-    unit: "ms CPU/handshake",
+    unit: `${WORK_UNIT}/handshake`,
     goal: 0.9,
     measure: (server) =>
-      cpuPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4, resume: true }),
+      workPerHandshake(server, { handshakes: HANDSHAKES, concurrency: 4, resume: true }),
   },
   {
     id: "aes",
     title: "bulk TLS_AES_256_GCM_SHA384, CPU per MiB received",
     setup: "mtls",
-    unit: "ms CPU/MiB",
+    unit: `${WORK_UNIT}/MiB`,
     goal: 1.0,
-    measure: (server) => cpuPerMiB(server, "TLS_AES_256_GCM_SHA384"),
+    measure: (server) => workPerMiB(server, "TLS_AES_256_GCM_SHA384"),
   },
   {
     id: "chacha",
     title: "bulk TLS_CHACHA20_POLY1305_SHA256, CPU per MiB received",
     setup: "mtls",
-    unit: "ms CPU/MiB",
+    unit: `${WORK_UNIT}/MiB`,
     goal: 1.0,
-    measure: (server) => cpuPerMiB(server, "TLS_CHACHA20_POLY1305_SHA256"),
+    measure: (server) => workPerMiB(server, "TLS_CHACHA20_POLY1305_SHA256"),
   },
   {
     id: "idle",
@@ -298,8 +388,12 @@ const cases: Case[] = [
 
 const wanted = values.cases.split(",").map((c) => c.trim());
 for (const id of wanted) {
-  if (!cases.some((c) => c.id === id)) {
-    throw new Error(`unknown case ${id}: one of ${cases.map((c) => c.id).join(", ")}`);
+  const c = cases.find((c) => c.id === id);
+  if (!c) throw new Error(`unknown case ${id}: one of ${cases.map((c) => c.id).join(", ")}`);
+  if (INSTRUCTIONS && !c.unit.startsWith(WORK_UNIT)) {
+    throw new Error(
+      `case ${id} has no instruction count (--instructions counts work, not ${c.unit})`,
+    );
   }
 }
 
@@ -374,25 +468,26 @@ async function startServer(kind: ServerKind, setup: Setup): Promise<Server> {
 
 async function startQsign(setup: Setup, pki: typeof mtls): Promise<Server> {
   const port = freePort();
-  const child = new Deno.Command(DENO, {
-    args: [
-      ...QSIGN_RUN_FLAGS,
-      "serve",
-      ...["--listen", `127.0.0.1:${port}`, "--metrics-listen", "off"],
-      ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root],
-      ...["--groups", GROUPS[setup], "--max-handshakes-per-ip", "0", "--log-level", "WARN"],
-      ...["--max-connections", String(count("idle-connections") + 1000)],
-      // The idle case's first connections wait, idle, for as long as the rest take to connect.
-      ...["--idle-timeout", "1h"],
-      ...(setup === "browser" ? ["--client-auth", "none"] : []),
-      ...values["qsign-arg"],
-    ],
+  const [program, args] = serverCommand(DENO, [
+    ...QSIGN_RUN_FLAGS,
+    "serve",
+    ...["--listen", `127.0.0.1:${port}`, "--metrics-listen", "off"],
+    ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root],
+    ...["--groups", GROUPS[setup], "--max-handshakes-per-ip", "0", "--log-level", "WARN"],
+    ...["--max-connections", String(count("idle-connections") + 1000)],
+    // The idle case's first connections wait, idle, for as long as the rest take to connect.
+    ...["--idle-timeout", "1h"],
+    ...(setup === "browser" ? ["--client-auth", "none"] : []),
+    ...values["qsign-arg"],
+  ]);
+  const child = new Deno.Command(program, {
+    args,
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
   }).spawn();
   const server = serverProcess(child, "qsign", setup, port);
-  await waitForPort(port, "qsign serve", 30_000).catch(async (e) => {
+  await waitForPort(port, "qsign serve", START_TIMEOUT_MS).catch(async (e) => {
     await server[Symbol.asyncDispose]();
     throw e;
   });
@@ -400,19 +495,20 @@ async function startQsign(setup: Setup, pki: typeof mtls): Promise<Server> {
 }
 
 async function startNode(setup: Setup, pki: typeof mtls): Promise<Server> {
-  const child = new Deno.Command(PEER_NODE, {
-    args: [
-      `${ROOT}/tests/bench/peer/server.mjs`,
-      ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root],
-      ...["--group", GROUPS[setup]],
-      ...(setup === "browser" ? ["--no-client-auth"] : []),
-    ],
+  const [program, args] = serverCommand(PEER_NODE, [
+    `${ROOT}/tests/bench/peer/server.mjs`,
+    ...["--cert", pki.serverCert, "--key", pki.serverKey, "--ca", pki.root],
+    ...["--group", GROUPS[setup]],
+    ...(setup === "browser" ? ["--no-client-auth"] : []),
+  ]);
+  const child = new Deno.Command(program, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const timeout = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const timeout = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
   const text = await firstLine(reader, "the Node server exited before listening");
   clearTimeout(timeout);
   // Keep draining stdout so the child never blocks on it.
