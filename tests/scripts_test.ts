@@ -4,25 +4,10 @@
  * and scripts/dev.sh listens on 127.0.0.1 unless told otherwise.
  */
 import { equal, match, ok } from "node:assert/strict";
-import { ROOT, tempDir } from "./support/env.ts";
-
-async function run(
-  command: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(command, {
-    args,
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
+import { ROOT, runCommand, tempDir } from "./support/env.ts";
 
 Deno.test("install.sh --help prints only its help", async () => {
-  const r = await run("bash", [`${ROOT}/scripts/install.sh`, "--help"]);
+  const r = await runCommand("bash", [`${ROOT}/scripts/install.sh`, "--help"]);
   equal(r.code, 0, r.stderr);
   match(r.stdout, /^Installs qsign as a systemd service/);
   match(r.stdout, /--no-systemctl/);
@@ -33,7 +18,7 @@ Deno.test("scripts/qsign in a checkout without setup says to run setup", async (
   await using dir = await tempDir();
   await Deno.mkdir(`${dir.path}/scripts`);
   await Deno.copyFile(`${ROOT}/scripts/qsign`, `${dir.path}/scripts/qsign`);
-  const r = await run("bash", [`${dir.path}/scripts/qsign`, "--help"]);
+  const r = await runCommand("bash", [`${dir.path}/scripts/qsign`, "--help"]);
   equal(r.code, 1);
   equal(r.stdout, "");
   match(
@@ -49,21 +34,26 @@ Deno.test("scripts/test.sh FILE runs just that file and ends with its count", as
     file,
     'Deno.test("one", () => {});\nDeno.test("two", () => {});\n',
   );
-  const r = await run("bash", [`${ROOT}/scripts/test.sh`, file]);
+  const r = await runCommand("bash", [`${ROOT}/scripts/test.sh`, file]);
   equal(r.code, 0, r.stdout + r.stderr);
   match(r.stdout, /\n2 passed, 0 failed\n$/);
   ok(!r.stdout.includes("tests/"), "no other test file ran");
 });
 
 Deno.test("scripts/dev.sh listens on 127.0.0.1 unless told otherwise", async () => {
-  const local = await run("bash", [`${ROOT}/scripts/dev.sh`, "--check-config"]);
+  const local = await runCommand("bash", [`${ROOT}/scripts/dev.sh`, "--check-config"]);
   equal(local.code, 0, local.stderr);
   match(local.stdout, /service default: echo on 127\.0\.0\.1:8443/);
-  const told = await run("bash", [`${ROOT}/scripts/dev.sh`, "--port", "9443", "--check-config"]);
+  const told = await runCommand("bash", [
+    `${ROOT}/scripts/dev.sh`,
+    "--port",
+    "9443",
+    "--check-config",
+  ]);
   equal(told.code, 0, told.stderr);
   match(told.stdout, /service default: echo on 0\.0\.0\.0:9443/);
-  const env = await run("bash", [`${ROOT}/scripts/dev.sh`, "--check-config"], {
-    QSIGN_LISTEN: "127.0.0.2:8443",
+  const env = await runCommand("bash", [`${ROOT}/scripts/dev.sh`, "--check-config"], {
+    env: { QSIGN_LISTEN: "127.0.0.2:8443" },
   });
   equal(env.code, 0, env.stderr);
   match(env.stdout, /service default: echo on 127\.0\.0\.2:8443/);

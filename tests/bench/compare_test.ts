@@ -3,17 +3,16 @@
  * each gets a count of the instructions of its measured run alone. Nothing here asserts a speed.
  */
 import { equal, match, notEqual, ok } from "node:assert/strict";
-import { DENO, ROOT, tempDir } from "../support/env.ts";
+import { DENO, ROOT, runCommand, tempDir } from "../support/env.ts";
 
-async function compare(args: string[]) {
-  const out = await new Deno.Command(DENO, {
-    args: ["run", "--allow-all", `${ROOT}/tests/bench/compare.ts`, "--instructions", ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+function compare(args: string[]) {
+  return runCommand(DENO, [
+    "run",
+    "--allow-all",
+    `${ROOT}/tests/bench/compare.ts`,
+    "--instructions",
+    ...args,
+  ]);
 }
 
 Deno.test("compare.ts --instructions: instructions per handshake of each server", async () => {

@@ -26,13 +26,14 @@ export const QSIGN_RUN_FLAGS = [
   `${ROOT}/main.ts`,
 ];
 
-/** Runs `qsign ARGS…` in a subprocess and returns its exit code and output. */
-export async function runQsign(
+/** Runs `program ARGS…` (NO_COLOR set) and returns its exit code and output. */
+export async function runCommand(
+  program: string,
   args: string[],
   options: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(DENO, {
-    args: [...QSIGN_RUN_FLAGS, ...args],
+  const child = new Deno.Command(program, {
+    args,
     env: { NO_COLOR: "1", ...options.env },
     cwd: options.cwd,
     stdin: options.stdin === undefined ? "null" : "piped",
@@ -47,6 +48,14 @@ export async function runQsign(
   const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Runs `qsign ARGS…` in a subprocess and returns its exit code and output. */
+export function runQsign(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runCommand(DENO, [...QSIGN_RUN_FLAGS, ...args], options);
 }
 
 /** A fresh temporary directory, removed when the returned handle is disposed (`await using`). */
