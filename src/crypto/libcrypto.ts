@@ -25,6 +25,7 @@
 // deliberate: it turns every throw into a rejection, as callers of an async API expect.
 // deno-lint-ignore-file require-await
 import { ecdsaDerToRaw, readChildren, readSingle, Tag } from "./der.ts";
+import { smallBytes } from "./small_bytes.ts";
 import {
   addressOf,
   cBuffer,
@@ -213,7 +214,7 @@ export function createLibcryptoProvider(
   // ---- Hashes.
 
   function hashSync(alg: HashName, data: Uint8Array): Uint8Array {
-    const out = new Uint8Array(HASH_LENGTHS[alg]);
+    const out = smallBytes(HASH_LENGTHS[alg]);
     check(
       f.EVP_Digest(input(data), BigInt(data.length), out, null, digests[alg], null),
       "EVP_Digest",
@@ -248,7 +249,7 @@ export function createLibcryptoProvider(
 
     digest(): Uint8Array {
       const ctx = this.#live();
-      const out = new Uint8Array(this.length);
+      const out = smallBytes(this.length);
       const result = f.EVP_DigestFinal_ex(ctx, out, null);
       this.#ctx = null;
       mdContexts.unregister(this);
@@ -309,7 +310,7 @@ export function createLibcryptoProvider(
   }
 
   function hmacSync(alg: HashName, key: Uint8Array, data: Uint8Array): Uint8Array {
-    const out = new Uint8Array(HASH_LENGTHS[alg]);
+    const out = smallBytes(HASH_LENGTHS[alg]);
     macInto(alg, key, [data], out);
     return out;
   }
@@ -332,7 +333,7 @@ export function createLibcryptoProvider(
     checkExpandLength(alg, length);
     const hashLength = HASH_LENGTHS[alg];
     const block = expandBlock.subarray(0, hashLength);
-    const okm = new Uint8Array(length);
+    const okm = smallBytes(length);
     try {
       for (let at = 0, i = 1; at < length; at += hashLength, i++) {
         expandCounter[0] = i;
@@ -489,7 +490,7 @@ export function createLibcryptoProvider(
 
   /** `length` bytes of the octet-string parameter `name` of a key (the EC point, say). */
   function octetStringParam(pkey: Pointer, name: string, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+    const out = smallBytes(length);
     check(
       f.EVP_PKEY_get_octet_string_param(pkey, cString(name), out, BigInt(out.length), sizeOut),
       `EVP_PKEY_get_octet_string_param ${name}`,
@@ -500,7 +501,7 @@ export function createLibcryptoProvider(
 
   /** A raw public or private key of an X25519/Ed25519 EVP_PKEY. */
   function rawKey(pkey: Pointer, which: "public" | "private", length: number): Uint8Array {
-    const out = new Uint8Array(length);
+    const out = smallBytes(length);
     sizeOut[0] = BigInt(length);
     const get = which === "public" ? f.EVP_PKEY_get_raw_public_key : f.EVP_PKEY_get_raw_private_key;
     check(get(pkey, out, sizeOut), `EVP_PKEY_get_raw_${which}_key`);
@@ -514,7 +515,7 @@ export function createLibcryptoProvider(
     check(f.EVP_PKEY_get_bn_param(pkey, cString("priv"), cell), "EVP_PKEY_get_bn_param");
     const bn = cellPointer(cell)!;
     try {
-      const out = new Uint8Array(length);
+      const out = smallBytes(length);
       if (f.BN_bn2binpad(bn, out, length) !== length) throw fail(lib, "BN_bn2binpad");
       return out;
     } finally {
@@ -633,7 +634,7 @@ export function createLibcryptoProvider(
               clearErrors(lib);
               throw new InvalidPublicValueError(`${name} public key`);
             }
-            const secret = new Uint8Array(ECDH_SECRET_LENGTHS[name]);
+            const secret = smallBytes(ECDH_SECRET_LENGTHS[name]);
             sizeOut[0] = BigInt(secret.length);
             if (f.EVP_PKEY_derive(ctx, secret, sizeOut) !== 1) {
               clearErrors(lib);
@@ -758,7 +759,7 @@ export function createLibcryptoProvider(
           return using(pkey, (key) =>
             withKeyContext(key, (ctx) => {
               check(f.EVP_PKEY_decapsulate_init(ctx, null), "EVP_PKEY_decapsulate_init");
-              const secret = new Uint8Array(KEM_SHARED_SECRET_LENGTH);
+              const secret = smallBytes(KEM_SHARED_SECRET_LENGTH);
               sizeOut[0] = BigInt(secret.length);
               check(
                 f.EVP_PKEY_decapsulate(ctx, secret, sizeOut, ciphertext, BigInt(ciphertext.length)),
@@ -791,7 +792,7 @@ export function createLibcryptoProvider(
           withKeyContext(pkey, (ctx) => {
             check(f.EVP_PKEY_encapsulate_init(ctx, null), "EVP_PKEY_encapsulate_init");
             const ciphertext = new Uint8Array(ciphertextLength);
-            const sharedSecret = new Uint8Array(KEM_SHARED_SECRET_LENGTH);
+            const sharedSecret = smallBytes(KEM_SHARED_SECRET_LENGTH);
             sizeOut[0] = BigInt(ciphertext.length);
             secretLength[0] = BigInt(sharedSecret.length);
             check(

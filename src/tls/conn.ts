@@ -23,6 +23,7 @@
  * with the right alert and makes `read` or `write` (and the streams) fail with a `TlsError`;
  * nothing is thrown anywhere else.
  */
+import { ownBytes } from "../crypto/small_bytes.ts";
 import { ConfigError } from "../errors.ts";
 import {
   type AlertName,
@@ -135,8 +136,9 @@ export class TlsConnection {
     this.#records = records;
     this.info = result.info;
     this.#suite = result.suite;
-    this.#readSecret = result.readSecret;
-    this.#writeSecret = result.writeSecret;
+    // Kept for KeyUpdate as long as the connection lives: in memory of their own.
+    this.#readSecret = ownBytes(result.readSecret);
+    this.#writeSecret = ownBytes(result.writeSecret);
     this.#peer = options.peer;
     this.#tickets = options.tickets;
     this.#maxRecordsPerKey = options.maxRecordsPerKey;
@@ -234,7 +236,7 @@ export class TlsConnection {
   /** Sends KeyUpdate under the old keys, then switches; the caller holds the write lock. */
   async #keyUpdateUnlocked(requestPeer: boolean): Promise<void> {
     await this.#records.writeUnlocked(ContentType.handshake, encodeKeyUpdate(requestPeer));
-    this.#writeSecret = nextTrafficSecret(this.#suite, this.#writeSecret);
+    this.#writeSecret = ownBytes(nextTrafficSecret(this.#suite, this.#writeSecret));
     await this.#records.setWriteKeysUnlocked(this.#suite, this.#writeSecret);
     this.#keyUpdatesSent++;
   }
@@ -262,7 +264,7 @@ export class TlsConnection {
     if (type === HandshakeType.key_update) {
       const requested = decodeKeyUpdate(body);
       this.#countKeyUpdate();
-      this.#readSecret = nextTrafficSecret(this.#suite, this.#readSecret);
+      this.#readSecret = ownBytes(nextTrafficSecret(this.#suite, this.#readSecret));
       await this.#records.setReadKeys(this.#suite, this.#readSecret);
       this.#keyUpdatesReceived++;
       if (requested) await this.keyUpdate(false);
@@ -299,7 +301,7 @@ export class TlsConnection {
     if (!sink || t.lifetimeSeconds === 0) return;
     sink.cache.put(sink.key, {
       ticket: t.ticket.slice(),
-      psk: resumptionPsk(this.#suite, sink.resumptionMasterSecret, t.nonce),
+      psk: ownBytes(resumptionPsk(this.#suite, sink.resumptionMasterSecret, t.nonce)),
       suite: this.#suite.id,
       ageAdd: t.ageAdd,
       receivedMs: Date.now(),
@@ -499,7 +501,11 @@ export async function connectTls(tcp: Deno.Conn, config: TlsClientConfig): Promi
     () => clientHandshake(records, config, schemes, session, peer),
   );
   const tickets = config.sessionCache && result.resumptionMasterSecret
-    ? { cache: config.sessionCache, key, resumptionMasterSecret: result.resumptionMasterSecret }
+    ? {
+      cache: config.sessionCache,
+      key,
+      resumptionMasterSecret: ownBytes(result.resumptionMasterSecret),
+    }
     : undefined;
   return new TlsConnection(records, result, { peer, tickets, maxRecordsPerKey: recordLimit });
 }

@@ -34,6 +34,13 @@ function labelHead(length: number, label: string): Uint8Array {
   return head;
 }
 
+/**
+ * Where each HkdfLabel is assembled: the expansion reads it synchronously and keeps nothing of
+ * it, so one buffer serves every call without a new array per label (small_bytes.ts). Its size
+ * is the largest HkdfLabel: length, label and context, each at most 255 bytes with its prefix.
+ */
+const infoScratch = new Uint8Array(2 + 1 + 255 + 1 + 255);
+
 /** HKDF-Expand-Label(secret, label, context, length). */
 export function hkdfExpandLabel(
   hash: HashName,
@@ -44,7 +51,7 @@ export function hkdfExpandLabel(
 ): Uint8Array {
   if (context.length > 255) throw new RangeError(`HkdfLabel context of ${context.length} bytes`);
   const head = labelHead(length, label);
-  const info = new Uint8Array(head.length + 1 + context.length);
+  const info = infoScratch.subarray(0, head.length + 1 + context.length);
   info.set(head);
   info[head.length] = context.length;
   info.set(context, head.length + 1);
@@ -131,6 +138,9 @@ export function emptyHash(suite: CipherSuite): Uint8Array {
   return EMPTY_HASHES[suite.hash];
 }
 
+/** The all-zero salt and input keying material of the key schedule; never written. */
+const ZEROS = new Uint8Array(64);
+
 /**
  * The secrets of one handshake, advanced stage by stage:
  * `KeySchedule.start` (early secret) → `enterHandshake` (with the (EC)DHE/KEM secret) →
@@ -141,7 +151,7 @@ export class KeySchedule {
 
   /** Starts with the early secret from `psk` (or zeros when there is none). */
   static start(suite: CipherSuite, psk?: Uint8Array): KeySchedule {
-    const zeros = new Uint8Array(suite.hashLength);
+    const zeros = ZEROS.subarray(0, suite.hashLength);
     const early = getCryptoProvider().hkdfExtractSync(suite.hash, zeros, psk ?? zeros);
     return new KeySchedule(suite, early);
   }
@@ -163,7 +173,7 @@ export class KeySchedule {
 
   /** Handshake → master secret. */
   enterMaster(): void {
-    return this.#advance(new Uint8Array(this.suite.hashLength));
+    return this.#advance(ZEROS.subarray(0, this.suite.hashLength));
   }
 
   /** Client and server traffic secrets of the current stage (hs or ap) at `transcriptHash`. */

@@ -254,9 +254,14 @@ class Protection {
    * allocation per record); an asynchronous operation gets a copy, since it may outlive the next.
    */
   readonly #nonce: Uint8Array;
+  /** The static IV, in the nonce's allocation: it lives as long as the keys (small_bytes.ts). */
+  readonly iv: Uint8Array;
 
-  constructor(readonly suite: CipherSuite, readonly aead: Aead, readonly iv: Uint8Array) {
-    this.#nonce = new Uint8Array(iv.length);
+  constructor(readonly suite: CipherSuite, readonly aead: Aead, iv: Uint8Array) {
+    const memory = new Uint8Array(2 * iv.length);
+    this.#nonce = memory.subarray(0, iv.length);
+    this.iv = memory.subarray(iv.length);
+    this.iv.set(iv);
   }
 
   static async create(suite: CipherSuite, secret: Uint8Array): Promise<Protection> {

@@ -84,13 +84,34 @@ export class ByteReader {
   }
 }
 
-/** Builds a TLS structure; `vector()` writes a length prefix around whatever its callback writes. */
+/**
+ * The buffers of finished writers, for the next ones: in Deno every new typed array is an
+ * off-heap allocation (src/crypto/small_bytes.ts), and a handshake builds a dozen structures,
+ * each of which would otherwise allocate twice (its buffer, then the copy `finish` returns). A
+ * buffer is zeroed before it is kept, so that the next writer's holds nothing of what the last
+ * one wrote (a ticket's PSK, say); at most SPARE_BUFFERS of at most SPARE_BUFFER_MAX bytes.
+ */
+const spareBuffers: Uint8Array[] = [];
+const SPARE_BUFFERS = 4;
+const SPARE_BUFFER_MAX = 16 * 1024;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Builds a TLS structure; `vector()` writes a length prefix around whatever its callback writes.
+ * `finish` returns the bytes and spends the writer.
+ */
 export class ByteWriter {
   #buf: Uint8Array;
   #len = 0;
 
   constructor(initialCapacity = 256) {
-    this.#buf = new Uint8Array(initialCapacity);
+    const spare = spareBuffers.pop();
+    if (spare && spare.length >= initialCapacity) {
+      this.#buf = spare;
+    } else {
+      if (spare) spareBuffers.push(spare);
+      this.#buf = new Uint8Array(initialCapacity);
+    }
   }
 
   get length(): number {
@@ -99,6 +120,7 @@ export class ByteWriter {
 
   #reserve(n: number): void {
     if (this.#len + n <= this.#buf.length) return;
+    if (this.#buf === EMPTY) throw new TypeError("ByteWriter already finished");
     const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + n));
     next.set(this.#buf.subarray(0, this.#len));
     this.#buf = next;
@@ -159,9 +181,18 @@ export class ByteWriter {
     return this.vector(lengthBytes, (w) => values.forEach((v) => w.u16(v)));
   }
 
-  /** The bytes written (a copy sized to fit). */
+  /** The bytes written (a copy sized to fit); the writer is spent. */
   finish(): Uint8Array {
-    return this.#buf.slice(0, this.#len);
+    const buf = this.#buf;
+    if (buf === EMPTY) throw new TypeError("ByteWriter already finished");
+    const out = buf.slice(0, this.#len);
+    buf.fill(0, 0, this.#len);
+    if (spareBuffers.length < SPARE_BUFFERS && buf.length <= SPARE_BUFFER_MAX) {
+      spareBuffers.push(buf);
+    }
+    this.#buf = EMPTY;
+    this.#len = 0;
+    return out;
   }
 }
 
