@@ -105,13 +105,10 @@ export class ByteWriter {
   #len = 0;
 
   constructor(initialCapacity = 256) {
-    const spare = spareBuffers.pop();
-    if (spare && spare.length >= initialCapacity) {
-      this.#buf = spare;
-    } else {
-      if (spare) spareBuffers.push(spare);
-      this.#buf = new Uint8Array(initialCapacity);
-    }
+    const spare = spareBuffers.at(-1);
+    this.#buf = spare && spare.length >= initialCapacity
+      ? spareBuffers.pop()!
+      : new Uint8Array(initialCapacity);
   }
 
   get length(): number {
@@ -186,8 +183,8 @@ export class ByteWriter {
     const buf = this.#buf;
     if (buf === EMPTY) throw new TypeError("ByteWriter already finished");
     const out = buf.slice(0, this.#len);
-    buf.fill(0, 0, this.#len);
     if (spareBuffers.length < SPARE_BUFFERS && buf.length <= SPARE_BUFFER_MAX) {
+      buf.fill(0, 0, this.#len);
       spareBuffers.push(buf);
     }
     this.#buf = EMPTY;
