@@ -13,9 +13,10 @@ PEER_BUN_VERSION=1.4
 PLAYWRIGHT_CORE_VERSION=1.65
 # chromium, libnss3-tools: the browser test; rsyslog, haproxy, nginx-light, curl: the shipped
 # log, load balancer and gateway configurations; openssl: keys made by the openssl CLI; zsh: the
-# completion test; valgrind: the benchmark's instruction counts (tests/bench/compare_test.ts).
+# completion test; valgrind: the benchmark's instruction counts (tests/bench/compare_test.ts);
+# libhogweed6, libgmp10: Nettle's P-384 (src/crypto/nettle.ts), on every Debian already as apt's.
 APT_PACKAGES=(softhsm2 opensc prometheus systemd openssl chromium libnss3-tools rsyslog haproxy
-  nginx-light curl zsh valgrind)
+  nginx-light curl zsh valgrind libhogweed6 libgmp10)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

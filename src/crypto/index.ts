@@ -3,8 +3,8 @@
  *
  * - `auto` (the default, also when unset or empty): `libcrypto` where the system's OpenSSL 3.x
  *   libcrypto loads, else `native`;
- * - `libcrypto`: the system's OpenSSL over FFI (`QSIGN_LIBCRYPTO` names another file), an error
- *   where it does not load;
+ * - `libcrypto`: the system's OpenSSL over FFI (`QSIGN_LIBCRYPTO` names another file), with
+ *   P-384 agreement from GNU Nettle where it loads (nettle.ts); an error where OpenSSL does not;
  * - `native`: Deno's WebCrypto and node:crypto; `noble`: the portable @noble/* implementation.
  *
  * All are exported for cross-tests; `describeCryptoProvider` says which serves what.

@@ -60,6 +60,29 @@ export const PRIVATE_KEY_LENGTHS: Record<RawKeyType, number> = {
   "P-384": 48,
 };
 
+/** The group orders of the NIST curves (SEC 2), big-endian: private scalars lie in [1, n). */
+const CURVE_ORDERS: Record<EcCurve, Uint8Array> = {
+  "P-256": hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"),
+  "P-384": hex(
+    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+  ),
+};
+
+/** The bytes of a hexadecimal constant. */
+export function hex(text: string): Uint8Array {
+  return Uint8Array.from(text.match(/../g)!, (byte) => parseInt(byte, 16));
+}
+
+/** Whether a big-endian scalar is in [1, n) for `curve`. */
+export function scalarInRange(curve: EcCurve, scalar: Uint8Array): boolean {
+  const order = CURVE_ORDERS[curve];
+  if (scalar.length !== order.length || scalar.every((byte) => byte === 0)) return false;
+  for (let i = 0; i < order.length; i++) {
+    if (scalar[i] !== order[i]) return scalar[i] < order[i];
+  }
+  return false;
+}
+
 const isEc = (type: RawKeyType): type is EcCurve => type === "P-256" || type === "P-384";
 
 /** Whether the AlgorithmIdentifier `algorithm`, read from `bytes`, is exactly `type`'s. */

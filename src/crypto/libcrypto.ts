@@ -15,6 +15,7 @@
  *   and long-lived). A FinalizationRegistry frees whatever is dropped unused.
  * - Key containers of raw key types are parsed by keys.ts first, so this provider accepts and
  *   refuses exactly the encodings the others do; ECDSA signatures must be strict DER here too.
+ * - P-384 key agreement comes from Nettle (nettle.ts) wherever it loads: faster than any OpenSSL's.
  * - ML-KEM comes from libcrypto where it has it (OpenSSL 3.5 on, detected at load:
  *   `Libcrypto.hasMlKem`), from the native provider otherwise. Ephemeral ML-KEM key pairs keep
  *   their 64-byte seed (d || z) and rebuild the key to decapsulate, as (EC)DH pairs keep their
@@ -52,8 +53,10 @@ import {
   encodeSpki,
   PRIVATE_KEY_LENGTHS,
   PUBLIC_KEY_LENGTHS,
+  scalarInRange,
 } from "./keys.ts";
 import { nativeProvider } from "./native.ts";
+import { loadNettle, nettleP384 } from "./nettle.ts";
 import {
   AEAD_TAG_LENGTH,
   checkAeadKey,
@@ -125,40 +128,26 @@ const CIPHER_NAMES: Record<AeadName, string> = {
   "ChaCha20-Poly1305": "ChaCha20-Poly1305",
 };
 
-/** The group orders of the NIST curves (SEC 2), big-endian: private scalars lie in [1, n). */
-const CURVE_ORDERS: Record<EcCurve, Uint8Array> = {
-  "P-256": hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"),
-  "P-384": hex(
-    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
-  ),
-};
-
-function hex(text: string): Uint8Array {
-  return Uint8Array.from(text.match(/../g)!, (byte) => parseInt(byte, 16));
-}
-
-/** Whether a big-endian scalar is in [1, n) for `curve`. */
-function scalarInRange(curve: EcCurve, scalar: Uint8Array): boolean {
-  const order = CURVE_ORDERS[curve];
-  if (scalar.length !== order.length || scalar.every((byte) => byte === 0)) return false;
-  for (let i = 0; i < order.length; i++) {
-    if (scalar[i] !== order[i]) return scalar[i] < order[i];
-  }
-  return false;
-}
-
 /**
- * From 3.2 on OpenSSL has an optimised P-384 (ecp_nistp384); before, its generic code makes a
- * P-384 key share cost a quarter more than Deno's (OpenSSL 3.0.19 against WebCrypto, measured in
- * tests/bench/crypto_bench.ts; 3.5.9 takes 0.4 of WebCrypto's time), so P-384 agreement comes
- * from native there. P-384 ECDSA stays here: 3.0 signs and verifies faster than WebCrypto.
+ * From 3.2 on OpenSSL has an optimised P-384 (ecp_nistp384); before, its generic code takes
+ * 1.6–1.7 ms of CPU for a P-384 key share and its agreement, as Deno's WebCrypto takes about as
+ * long. Nettle takes 0.41–0.45 ms, also against 3.5.9's 0.57–0.58 ms (tests/bench/crypto_bench.ts
+ * and the CPU of 2,000 pairs in one process), so P-384 agreement comes from Nettle wherever it
+ * loads (nettle.ts), else from OpenSSL from 3.2 on, else from native. P-384 ECDSA stays here:
+ * even 3.0 signs and verifies faster than WebCrypto.
  */
 const FAST_P384_VERSION = 0x30200000n;
 
-/** Choices `createLibcryptoProvider` otherwise makes from the library's version. */
+/** Where the libcrypto provider takes P-384 key agreement from. */
+export type P384Source = "libcrypto" | "nettle" | "webcrypto";
+
+/** Choices `createLibcryptoProvider` otherwise makes from what loads and the library's version. */
 export interface LibcryptoProviderOptions {
-  /** Whether P-384 key agreement runs in libcrypto (default: from OpenSSL 3.2 on). */
-  readonly p384Agreement?: boolean;
+  /**
+   * P-384 key agreement: Nettle where it loads, else libcrypto from OpenSSL 3.2 on, else
+   * WebCrypto (the default); "nettle" falls back the same way where Nettle does not load.
+   */
+  readonly p384?: P384Source;
   /**
    * Whether ML-DSA runs in libcrypto where it has it (default: no). OpenSSL 3.5.9 signs ML-DSA-65
    * in about 1.5 times the time of Deno's WebCrypto (1.43 against 0.92–0.96 ms on the build
@@ -173,7 +162,15 @@ export function createLibcryptoProvider(
   options: LibcryptoProviderOptions = {},
 ): CryptoProvider {
   const f = lib.symbols;
-  const p384Agreement = options.p384Agreement ?? lib.versionNumber >= FAST_P384_VERSION;
+  const nettleLoad = (options.p384 ?? "nettle") === "nettle" ? loadNettle() : undefined;
+  const nettle = nettleLoad?.ok ? nettleLoad.lib : undefined;
+  const p384: P384Source = nettle
+    ? "nettle"
+    : options.p384 === "webcrypto"
+    ? "webcrypto"
+    : options.p384 === "libcrypto" || lib.versionNumber >= FAST_P384_VERSION
+    ? "libcrypto"
+    : "webcrypto";
   const ownMlDsa = lib.hasMlDsa && (options.mlDsa ?? false);
   /** One scratch cell for `int`/`size_t` out-lengths: each call reads it back at once. */
   const intOut = new Int32Array(new ArrayBuffer(4));
@@ -1103,7 +1100,7 @@ export function createLibcryptoProvider(
       "ChaCha20-Poly1305": "libcrypto",
       "X25519": "libcrypto",
       "ECDH P-256": "libcrypto",
-      "ECDH P-384": p384Agreement ? "libcrypto" : nativeProvider.primitives["ECDH P-384"],
+      "ECDH P-384": p384 === "webcrypto" ? nativeProvider.primitives["ECDH P-384"] : p384,
       "ECDSA": "libcrypto",
       "Ed25519": "libcrypto",
       "RSA": "libcrypto",
@@ -1123,9 +1120,10 @@ export function createLibcryptoProvider(
     aead: async (alg, key) => aeadSync(alg, key),
     aeadSync,
     kem: lib.hasMlKem ? memoize(kem) : nativeProvider.kem,
-    keyAgreement: memoize((name: EcdhName) =>
-      name === "P-384" && !p384Agreement ? nativeProvider.keyAgreement(name) : keyAgreement(name)
-    ),
+    keyAgreement: memoize((name: EcdhName) => {
+      if (name !== "P-384" || p384 === "libcrypto") return keyAgreement(name);
+      return nettle ? nettleP384(nettle, randomBytes) : nativeProvider.keyAgreement(name);
+    }),
     signature: memoize(signature),
   };
 }

@@ -223,10 +223,11 @@ export const PRIMITIVE_FAMILIES = [
 export type PrimitiveFamily = (typeof PRIMITIVE_FAMILIES)[number];
 
 /**
- * What computes a primitive family: libcrypto (OpenSSL over FFI), webcrypto or node:crypto
- * (Deno's Rust implementations), or noble (@noble/*, JavaScript).
+ * What computes a primitive family: libcrypto (OpenSSL over FFI), nettle (GNU Nettle over FFI,
+ * P-384 agreement beside an OpenSSL before 3.2), webcrypto or node:crypto (Deno's Rust
+ * implementations), or noble (@noble/*, JavaScript).
  */
-export type PrimitiveBackend = "libcrypto" | "webcrypto" | "node:crypto" | "noble";
+export type PrimitiveBackend = "libcrypto" | "nettle" | "webcrypto" | "node:crypto" | "noble";
 
 /** Every primitive qsign uses. */
 export interface CryptoProvider {

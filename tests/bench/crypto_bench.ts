@@ -11,6 +11,8 @@ import {
   nativeProvider,
   nobleProvider,
 } from "../../src/crypto/index.ts";
+import { createLibcryptoProvider } from "../../src/crypto/libcrypto.ts";
+import { loadLibcrypto } from "../../src/crypto/libcrypto_ffi.ts";
 
 const message = new TextEncoder().encode("TLS 1.3, server CertificateVerify".padEnd(130, "."));
 const record = new Uint8Array(16 * 1024);
@@ -27,6 +29,20 @@ const providers: CryptoProvider[] = [
   nobleProvider,
   ...(libcrypto ? [libcrypto] : []),
 ];
+
+/** OpenSSL's own P-384 beside the Nettle one the libcrypto provider takes. */
+const load = loadLibcrypto();
+if (libcrypto && load.ok) {
+  const p384 = createLibcryptoProvider(load.lib, { p384: "libcrypto" }).keyAgreement("P-384");
+  const peer = await p384.generateKeyPair();
+  Deno.bench(
+    "libcrypto P-384 key pair + ECDH (OpenSSL's own)",
+    { group: "p384-ecdh" },
+    async () => {
+      await (await p384.generateKeyPair()).deriveSharedSecret(peer.publicKey);
+    },
+  );
+}
 
 for (const provider of providers) {
   const baseline = provider === nativeProvider;
@@ -76,9 +92,13 @@ for (const provider of providers) {
   Deno.bench(`${name} X25519 key pair + ECDH`, { group: "x25519-ecdh", baseline }, async () => {
     await (await x25519.generateKeyPair()).deriveSharedSecret(x25519Peer.publicKey);
   });
-  Deno.bench(`${name} P-384 key pair + ECDH`, { group: "p384-ecdh", baseline }, async () => {
-    await (await p384.generateKeyPair()).deriveSharedSecret(p384Peer.publicKey);
-  });
+  Deno.bench(
+    `${name} P-384 key pair + ECDH (${provider.primitives["ECDH P-384"]})`,
+    { group: "p384-ecdh", baseline },
+    async () => {
+      await (await p384.generateKeyPair()).deriveSharedSecret(p384Peer.publicKey);
+    },
+  );
   Deno.bench(`${name} HKDF-Expand-Label SHA-384`, { group: "hkdf", baseline }, async () => {
     await provider.hkdfExpand("SHA-384", prk, label, 32);
   });

@@ -14,7 +14,7 @@ import { deepEqual, equal, ok } from "node:assert/strict";
 import { type EcdhName, InvalidPublicValueError } from "../../src/crypto/index.ts";
 import { decodeSpki } from "../../src/crypto/keys.ts";
 import { fromHex, hexField, label, type WycheproofTest, wycheproofTests } from "./vectors.ts";
-import { ALL_PROVIDERS, libcryptoOwnP384, noble } from "./providers.ts";
+import { ALL_PROVIDERS, noble, P384_VARIANTS } from "./providers.ts";
 
 /** Wycheproof writes scalars as ASN.1 integers (maybe a leading 00); the provider wants fixed width. */
 function fixedWidthScalar(hex: string, length: number): Uint8Array {
@@ -40,13 +40,11 @@ function selected(spki: boolean, test: WycheproofTest, index: number): boolean {
 
 const RUNS = [
   ...ALL_PROVIDERS.map((provider) => ({ provider, label: provider.name, files: FILES })),
-  ...(libcryptoOwnP384
-    ? [{
-      provider: libcryptoOwnP384,
-      label: "libcrypto (own P-384)",
-      files: FILES.filter(({ curve }) => curve === "P-384"),
-    }]
-    : []),
+  ...P384_VARIANTS.map(({ provider, label }) => ({
+    provider,
+    label,
+    files: FILES.filter(({ curve }) => curve === "P-384"),
+  })),
 ];
 
 for (const { provider, label: name, files } of RUNS) {
@@ -106,10 +104,9 @@ for (const provider of ALL_PROVIDERS) {
   });
 }
 
-const ownP384 = libcryptoOwnP384;
-if (ownP384) {
-  Deno.test("libcrypto (own P-384): agreement with noble both ways", async () => {
-    const a = await ownP384.keyAgreement("P-384").generateKeyPair();
+for (const { provider, label } of P384_VARIANTS) {
+  Deno.test(`${label}: agreement with noble both ways`, async () => {
+    const a = await provider.keyAgreement("P-384").generateKeyPair();
     const b = await noble.keyAgreement("P-384").generateKeyPair();
     deepEqual(await a.deriveSharedSecret(b.publicKey), await b.deriveSharedSecret(a.publicKey));
   });

@@ -4,7 +4,7 @@
  * InvalidPrivateKeyError for key files; RangeError for our own callers' mistakes. Never a stray
  * TypeError or a library's own message.
  */
-import { equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok } from "node:assert/strict";
 import {
   AeadAuthError,
   InvalidPrivateKeyError,
@@ -12,7 +12,7 @@ import {
 } from "../../src/crypto/index.ts";
 import { encodeTlv, Tag } from "../../src/crypto/der.ts";
 import { encodePkcs8, encodeSpki } from "../../src/crypto/keys.ts";
-import { ALL_PROVIDERS, native, noble } from "./providers.ts";
+import { ALL_PROVIDERS, native, noble, P384_VARIANTS } from "./providers.ts";
 import { fromHex, thrown } from "./vectors.ts";
 
 /** An ML-DSA-44 PKCS#8 in the draft's expandedKey-only form (2560 bytes of dummy key). */
@@ -222,5 +222,89 @@ for (const provider of ALL_PROVIDERS) {
         provider.hkdfExpand("SHA-256", new Uint8Array(32), new Uint8Array(0), 255 * 32 + 1)
       ) instanceof RangeError,
     );
+  });
+}
+
+/** The P-384 field prime and curve coefficient b (SEC 2 §2.5.1; a = -3). */
+const P384_P = BigInt(
+  "0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
+);
+const P384_B = BigInt(
+  "0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef",
+);
+/** Its group order: private scalars lie in [1, n). */
+const P384_N = BigInt(
+  "0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+);
+
+function modPow(base: bigint, exponent: bigint, modulus: bigint): bigint {
+  let result = 1n;
+  base %= modulus;
+  for (; exponent > 0n; exponent >>= 1n) {
+    if (exponent & 1n) result = (result * base) % modulus;
+    base = (base * base) % modulus;
+  }
+  return result;
+}
+
+const bytes48 = (value: bigint) => fromHex(value.toString(16).padStart(96, "0"));
+
+/**
+ * The P-384 point of smallest x, and the same point with x + p in its place: 48 bytes still hold
+ * it (p is within 2^129 of 2^384), and it passes an on-curve check done modulo p. SEC 1 §3.2.2.1
+ * (and RFC 8446 §4.2.8.2) require both coordinates in [0, p).
+ */
+function smallestXPoint(): { point: Uint8Array; unreduced: Uint8Array } {
+  for (let x = 0n;; x++) {
+    const rhs = (((x * x * x - 3n * x + P384_B) % P384_P) + P384_P) % P384_P;
+    // p = 3 (mod 4): a square root of a square is rhs^((p+1)/4).
+    const y = modPow(rhs, (P384_P + 1n) / 4n, P384_P);
+    if ((y * y) % P384_P !== rhs) continue;
+    const encode = (xValue: bigint) => Uint8Array.of(4, ...bytes48(xValue), ...bytes48(y));
+    return { point: encode(x), unreduced: encode(x + P384_P) };
+  }
+}
+
+for (
+  const { provider, label } of [
+    ...ALL_PROVIDERS.map((provider) => ({ provider, label: provider.name })),
+    ...P384_VARIANTS,
+  ]
+) {
+  Deno.test(`${label}: P-384 refuses unreduced, off-curve and malformed points`, async () => {
+    const agreement = provider.keyAgreement("P-384");
+    const pair = await agreement.generateKeyPair();
+    const isPublicValueError = async (what: string, peer: Uint8Array) => {
+      const error = await thrown(() => pair.deriveSharedSecret(peer));
+      ok(error instanceof InvalidPublicValueError, `${label}: ${what}: ${error}`);
+    };
+    const { point, unreduced } = smallestXPoint();
+    // The reduced point is a valid key: with the scalar 1 the shared secret is its x.
+    const one = await agreement.keyPairFromPrivateKey(bytes48(1n));
+    deepEqual(await one.deriveSharedSecret(point), point.subarray(1, 49));
+    await isPublicValueError("x + p", unreduced);
+    const yUnreduced = pair.publicKey.slice();
+    yUnreduced.set(bytes48(P384_P), 49);
+    await isPublicValueError("y = p", yUnreduced);
+    const offCurve = pair.publicKey.slice();
+    offCurve[96] ^= 1;
+    await isPublicValueError("off-curve point", offCurve);
+    await isPublicValueError("no prefix", pair.publicKey.subarray(1));
+    const hybrid = pair.publicKey.slice();
+    hybrid[0] = 6 + (hybrid[96] & 1);
+    await isPublicValueError("hybrid encoding", hybrid);
+    await isPublicValueError("point at infinity", Uint8Array.of(0));
+
+    for (
+      const [what, scalar] of [
+        ["zero scalar", new Uint8Array(48)],
+        ["47 bytes", new Uint8Array(47).fill(1)],
+        ["scalar n", bytes48(P384_N)],
+        ["scalar 2^384 - 1", new Uint8Array(48).fill(0xff)],
+      ] as const
+    ) {
+      const error = await thrown(() => agreement.keyPairFromPrivateKey(scalar));
+      ok(error instanceof InvalidPrivateKeyError, `${label}: ${what}: ${error}`);
+    }
   });
 }

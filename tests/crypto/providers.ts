@@ -15,6 +15,7 @@ import {
   type LibcryptoProviderOptions,
 } from "../../src/crypto/libcrypto.ts";
 import { loadLibcrypto } from "../../src/crypto/libcrypto_ffi.ts";
+import { loadNettle } from "../../src/crypto/nettle.ts";
 import { PROVIDERS } from "./vectors.ts";
 
 function requireLibcrypto(): CryptoProvider {
@@ -28,14 +29,18 @@ export const libcrypto = requireLibcrypto();
 export const ALL_PROVIDERS: readonly CryptoProvider[] = [native, noble, libcrypto];
 
 /**
- * libcrypto with its own P-384 key agreement even where the provider takes it from native (before
- * OpenSSL 3.2, whose P-384 is slower than Deno's): that code is tested on every OpenSSL all the
- * same. Undefined where libcrypto already runs it.
+ * libcrypto providers whose P-384 agreement is one the default does not run: OpenSSL's own, which
+ * the default leaves to Nettle (native runs WebCrypto's), so every P-384 implementation is tested
+ * on every OpenSSL. Nettle must load where the tests run, as libcrypto must: a host without
+ * libhogweed fails here.
  */
-export const libcryptoOwnP384: CryptoProvider | undefined =
-  libcrypto.primitives["ECDH P-384"] === "libcrypto"
-    ? undefined
-    : libcryptoWith({ p384Agreement: true });
+export const P384_VARIANTS: readonly { provider: CryptoProvider; label: string }[] = (() => {
+  if (libcrypto.primitives["ECDH P-384"] !== "nettle") {
+    const nettle = loadNettle();
+    throw new Error(`Nettle's P-384 unavailable: ${nettle.ok ? "not chosen" : nettle.reason}`);
+  }
+  return [{ provider: libcryptoWith({ p384: "libcrypto" }), label: "libcrypto (own P-384)" }];
+})();
 
 /**
  * libcrypto with its own ML-DSA, which the provider takes from native even where OpenSSL has one
@@ -70,9 +75,11 @@ export function providerLabel(provider: CryptoProvider): string {
  */
 export function crossPairs(family: PrimitiveFamily): [CryptoProvider, CryptoProvider][] {
   const pairs = new Map<string, [CryptoProvider, CryptoProvider]>();
-  const providers = [...ALL_PROVIDERS, libcryptoOwnP384, libcryptoOwnMlDsa].filter((p) =>
-    p !== undefined
-  );
+  const providers = [
+    ...ALL_PROVIDERS,
+    ...P384_VARIANTS.map(({ provider }) => provider),
+    libcryptoOwnMlDsa,
+  ].filter((p) => p !== undefined);
   for (const a of providers) {
     for (const b of providers) {
       const key = `${a.primitives[family]} ${b.primitives[family]}`;
