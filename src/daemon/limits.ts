@@ -3,6 +3,7 @@
  * accept and a close, not a handshake: connections open at once, and new connections per second
  * from one IP address (a token bucket per address, in a map whose size is bounded).
  */
+import { deadline } from "../delay.ts";
 
 /** Why a connection was refused; also the `reason` label of `qtls_handshake_failures_total`. */
 export type RefusalReason = "max_connections" | "rate_limited" | "proxy_header";
@@ -51,11 +52,11 @@ export class PerIpRateLimiter {
 
 /**
  * Closes a connection that has been idle (no activity reported through `touch`) for `timeoutMs`.
- * One timer per connection, re-armed lazily: activity only records a timestamp.
+ * One deadline per connection (delay.ts), re-armed lazily: activity only records a timestamp.
  */
 export class IdleTimer implements Disposable {
   #lastActivityMs = performance.now();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #deadline: Disposable | undefined;
 
   constructor(readonly timeoutMs: number, private readonly onIdle: () => void) {
     if (timeoutMs > 0) this.#arm(timeoutMs);
@@ -67,19 +68,19 @@ export class IdleTimer implements Disposable {
   }
 
   #arm(delayMs: number): void {
-    this.#timer = setTimeout(() => {
+    this.#deadline = deadline(delayMs, () => {
       const idleMs = performance.now() - this.#lastActivityMs;
       if (idleMs >= this.timeoutMs) {
-        this.#timer = undefined;
+        this.#deadline = undefined;
         this.onIdle();
       } else {
         this.#arm(this.timeoutMs - idleMs);
       }
-    }, delayMs);
+    });
   }
 
   [Symbol.dispose](): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#deadline?.[Symbol.dispose]();
+    this.#deadline = undefined;
   }
 }

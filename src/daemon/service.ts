@@ -20,7 +20,7 @@ import { IdleTimer, PerIpRateLimiter, type RefusalReason } from "./limits.ts";
 import { type ProxyHeader, ProxyHeaderError, readProxyHeader } from "./proxy_header.ts";
 import type { ServiceMaterials } from "./materials.ts";
 import type { MaterialsHolder } from "./reload.ts";
-import { delay } from "../delay.ts";
+import { deadline, delay } from "../delay.ts";
 
 /** Numbers sessions across every service of the process, from 1. */
 export class SessionCounter {
@@ -221,7 +221,7 @@ export class QtlsService {
    * malformed header closes the connection, is counted, and gives undefined.
    */
   async #proxyHeader(tcp: Deno.TcpConn): Promise<ProxyHeader | undefined> {
-    const timer = setTimeout(() => closeQuietly(tcp), this.config.limits.handshakeTimeoutMs);
+    using _ = deadline(this.config.limits.handshakeTimeoutMs, () => closeQuietly(tcp));
     try {
       return await readProxyHeader(tcp);
     } catch (e) {
@@ -233,8 +233,6 @@ export class QtlsService {
         problem,
       });
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

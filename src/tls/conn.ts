@@ -25,6 +25,7 @@
  */
 import { ownBytes } from "../crypto/small_bytes.ts";
 import { ConfigError } from "../errors.ts";
+import { deadline } from "../delay.ts";
 import {
   type AlertName,
   PeerAlert,
@@ -413,9 +414,10 @@ async function handshake(
   work: () => Promise<HandshakeResult>,
   progress?: ServerProgress,
 ): Promise<HandshakeResult> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let expiry: Disposable | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
+    expiry = deadline(
+      timeoutMs,
       () =>
         reject(
           new TlsHandshakeError(
@@ -425,7 +427,6 @@ async function handshake(
             peer,
           ),
         ),
-      timeoutMs,
     );
   });
   // Peer chain verification gives up at the same deadline (peer.ts).
@@ -458,7 +459,7 @@ async function handshake(
     }
     throw error;
   } finally {
-    clearTimeout(timer);
+    expiry?.[Symbol.dispose]();
   }
 }
 
