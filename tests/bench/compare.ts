@@ -580,13 +580,19 @@ function expectComplete(report: LoadReport, load: LoadOptions): void {
   const { completed, failed, resumed } = report.handshakes;
   if (failed || completed < load.handshakes) {
     throw new Error(
-      `load run incomplete: ${completed}/${load.handshakes} handshakes, ${failed} failed: ` +
+      `load run incomplete: ${completed}/${load.handshakes} handshakes, ${failed} failed, ` +
+        `${withinLimit()}: ` +
         JSON.stringify(report.errors),
     );
   }
   if (load.resume && resumed < completed) {
     throw new NotMeasurable(`only ${resumed} of ${completed} handshakes resumed`);
   }
+}
+
+/** Where a load stopped short without failures, the clients ran out of time. */
+function withinLimit(): string {
+  return `within --duration-limit ${values["duration-limit"]} s (raise it on a slow machine)`;
 }
 
 /** Descriptors a process keeps for other things than held connections. */
@@ -643,7 +649,8 @@ async function holdConnections(
   const failed = reports.reduce((sum, r) => sum + r.handshakes.failed, 0);
   if (failed || held < n) {
     throw new Error(
-      `held only ${held}/${n} connections: ${JSON.stringify(reports.flatMap((r) => r.errors))}`,
+      `held only ${held}/${n} connections, ${failed} failed, ${withinLimit()}: ` +
+        JSON.stringify(reports.flatMap((r) => r.errors)),
     );
   }
   // Let the server settle (tickets sent, buffers released) before its RSS is read.
