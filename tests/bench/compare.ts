@@ -580,8 +580,7 @@ function expectComplete(report: LoadReport, load: LoadOptions): void {
   const { completed, failed, resumed } = report.handshakes;
   if (failed || completed < load.handshakes) {
     throw new Error(
-      `load run incomplete: ${completed}/${load.handshakes} handshakes, ${failed} failed, ` +
-        `${withinLimit()}: ` +
+      `load run incomplete: ${completed}/${load.handshakes} handshakes, ${shortBy(failed)}: ` +
         JSON.stringify(report.errors),
     );
   }
@@ -590,9 +589,12 @@ function expectComplete(report: LoadReport, load: LoadOptions): void {
   }
 }
 
-/** Where a load stopped short without failures, the clients ran out of time. */
-function withinLimit(): string {
-  return `within --duration-limit ${values["duration-limit"]} s (raise it on a slow machine)`;
+/** Why a load stopped short: its failures, or, with none, the clients ran out of time. */
+function shortBy(failed: number): string {
+  return failed
+    ? `${failed} failed`
+    : `none failed: the clients ran out of --duration-limit ${values["duration-limit"]} s ` +
+      "(raise it on a slow machine)";
 }
 
 /** Descriptors a process keeps for other things than held connections. */
@@ -649,7 +651,7 @@ async function holdConnections(
   const failed = reports.reduce((sum, r) => sum + r.handshakes.failed, 0);
   if (failed || held < n) {
     throw new Error(
-      `held only ${held}/${n} connections, ${failed} failed, ${withinLimit()}: ` +
+      `held only ${held}/${n} connections, ${shortBy(failed)}: ` +
         JSON.stringify(reports.flatMap((r) => r.errors)),
     );
   }

@@ -6,14 +6,14 @@
  * per-IP limits keyed on the real client (two clients, 127.0.0.2 and 127.0.0.3); resumption on a
  * node that never saw the client, with and without a client certificate; a SIGTERM drain that
  * finishes an in-flight 10 MB transfer byte for byte; SIGKILL of a node under load with no
- * failure among the connections started once its port refuses; a rolling restart of all three nodes under
- * continuous load with no failed connection.
+ * failure among the connections started once its port refuses; a rolling restart of all three
+ * nodes under continuous load with no failed connection.
  */
 import { equal, ok } from "node:assert/strict";
 import { readProxyHeader } from "../../src/daemon/proxy_header.ts";
 import { Daemon, makePki, type Pki } from "../daemon/support.ts";
 import { PEER_NODE, ROOT, tempDir } from "../support/env.ts";
-import { freePort } from "../support/services.ts";
+import { freePort, waitForPortClosed } from "../support/services.ts";
 
 const NODES = 3;
 /** New connections per second one client address may open on one node. */
@@ -98,17 +98,6 @@ async function haproxyCommand(dir: string, command: string): Promise<string> {
     return await new Response(conn.readable).text();
   } catch (e) {
     conn.close();
-    throw e;
-  }
-}
-
-/** Whether nothing listens on 127.0.0.1:`port` any more. */
-async function refusesConnections(port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-    return false;
-  } catch (e) {
-    if (e instanceof Deno.errors.ConnectionRefused) return true;
     throw e;
   }
 }
@@ -328,7 +317,7 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
       // The node's workers exit once they see the supervisor's channel close; until then they
       // still accept, and what they accepted dies with them, as on any crash. The node is down
       // when its port refuses: from then on HAProxy must send every connection elsewhere.
-      await eventually(() => refusesConnections(ports[2].tls), "the killed node's port closed");
+      await waitForPortClosed(ports[2].tls, "the killed node");
       const killedAt = Date.now();
       const results = await load;
       const late = results.filter((r) => r.start > killedAt);

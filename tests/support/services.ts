@@ -1,7 +1,7 @@
 /**
- * Real services the tests start on loopback: a free port, waiting for a listener, and a
- * Prometheus that scrapes given targets every second (Debian's `prometheus`, storage in a
- * temporary directory).
+ * Real services the tests start on loopback: a free port, waiting for a listener (or for it to
+ * close), and a Prometheus that scrapes given targets every second (Debian's `prometheus`, storage
+ * in a temporary directory).
  */
 
 /** A port free on 127.0.0.1 now (the caller binds it soon after). */
@@ -23,6 +23,24 @@ export async function waitForPort(port: number, what: string, ms = 10_000): Prom
       if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port}`, { cause: e });
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+  }
+}
+
+/**
+ * Waits until 127.0.0.1:`port` refuses connections (whatever listened there has closed or died);
+ * throws after `ms`, or at once on any other connect error.
+ */
+export async function waitForPortClosed(port: number, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    } catch (e) {
+      if (e instanceof Deno.errors.ConnectionRefused) return;
+      throw e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what} still accepts on ${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
