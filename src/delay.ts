@@ -7,8 +7,12 @@
  * each setTimeout is a Node.js Timeout object over a runtime timer, 2–2.5 µs with its
  * clearTimeout. Deadlines of one length fall due in the order they were set, so they share one
  * list (a Set: insertion order, removal in O(1)) and one timer, armed for the list's head: setting
- * and clearing a deadline is a Set insertion and deletion. A deadline never fires early, and a
- * list with nothing pending holds no timer (nothing keeps the process alive).
+ * and clearing a deadline is a Set insertion and deletion. A deadline never fires early.
+ *
+ * A list that empties keeps its timer, unreferenced (it keeps the process alive no longer), until
+ * it falls due: connections come and go one after another, and a list that dropped its timer
+ * whenever it emptied would arm a new one for nearly every connection. The next deadline set
+ * references the timer again; a timer that falls due before the head's time re-arms for it.
  */
 
 /** One pending deadline; disposing it clears it. */
@@ -28,25 +32,36 @@ class Deadline implements Disposable {
 class SameLength {
   readonly #pending = new Set<Deadline>();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the timer keeps the process alive: exactly while something is pending. */
+  #referenced = false;
 
   constructor(readonly lengthMs: number) {}
 
   add(onExpiry: () => void): Deadline {
     const deadline = new Deadline(this, performance.now() + this.lengthMs, onExpiry);
     this.#pending.add(deadline);
-    this.#timer ??= setTimeout(() => this.#expire(), this.lengthMs);
+    if (this.#timer === undefined) this.#arm(this.lengthMs);
+    else if (!this.#referenced) {
+      Deno.refTimer(this.#timer);
+      this.#referenced = true;
+    }
     return deadline;
   }
 
   remove(deadline: Deadline): void {
     if (!this.#pending.delete(deadline) || this.#pending.size) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#retire();
+    if (this.#timer !== undefined) Deno.unrefTimer(this.#timer);
+    this.#referenced = false;
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => this.#expire(), ms);
+    this.#referenced = true;
   }
 
   #expire(): void {
     this.#timer = undefined;
+    this.#referenced = false;
     const nowMs = performance.now();
     const due: Deadline[] = [];
     for (const deadline of this.#pending) {
@@ -56,7 +71,7 @@ class SameLength {
     for (const deadline of due) this.#pending.delete(deadline);
     const next = this.#pending.values().next();
     if (next.done) this.#retire();
-    else this.#timer = setTimeout(() => this.#expire(), Math.max(0, next.value.dueMs - nowMs));
+    else this.#arm(Math.max(0, next.value.dueMs - nowMs));
     for (const deadline of due) {
       try {
         deadline.onExpiry();
@@ -74,7 +89,7 @@ class SameLength {
   }
 }
 
-/** The lists with something pending, by length. */
+/** The lists with something pending or a timer still armed, by length. */
 const lists = new Map<number, SameLength>();
 
 /** Calls `onExpiry` after `ms` unless the returned deadline is disposed first. */

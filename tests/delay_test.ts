@@ -1,6 +1,7 @@
 /**
  * Deadlines (src/delay.ts): several of one length share a timer, yet each fires on its own time,
- * never early, in order, and not at all once cleared; a list with nothing pending holds no timer.
+ * never early, in order, and not at all once cleared; a list with nothing pending keeps at most an
+ * unreferenced timer, and deadlines set one after another reuse it.
  */
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { deadline, delay } from "../src/delay.ts";
@@ -72,6 +73,29 @@ Deno.test("clearing every pending deadline leaves no timer keeping the process a
   equal(output.signal, null, "still running 20 s later: a timer was left armed");
   equal(output.code, 0, new TextDecoder().decode(output.stderr));
   equal(new TextDecoder().decode(output.stdout).trim(), "fired");
+});
+
+Deno.test("deadlines set and cleared one after another share one timer", async () => {
+  // As connections come and go: each sets its deadline and clears it before the next is set.
+  const armed: number[] = [];
+  const realSetTimeout = globalThis.setTimeout;
+  globalThis.setTimeout = ((callback: () => void, ms?: number) => {
+    armed.push(ms ?? 0);
+    return realSetTimeout(callback, ms);
+  }) as typeof setTimeout;
+  const lengthMs = 60_017; // a length no other test uses, so its list starts empty
+  let lastFired = false;
+  try {
+    for (let i = 0; i < 1000; i++) deadline(lengthMs, () => {})[Symbol.dispose]();
+    // The lingering timer still serves a deadline set later, and it fires on its own time.
+    await wait(20);
+    deadline(80, () => lastFired = true);
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+  deepEqual(armed.filter((ms) => ms === lengthMs), [lengthMs]);
+  await wait(150);
+  ok(lastFired);
 });
 
 Deno.test("a throwing deadline does not keep the others of its list from firing", async () => {
