@@ -121,12 +121,13 @@ function connection() {
       }, CLOSE_TIMEOUT_MS);
       socket.end();
     };
-    socket.on("session", (ticket) => {
-      if (!o.resume) return;
-      tickets.push(ticket);
-      newestTicket = ticket;
-      if (tickets.length > 4 * concurrency) tickets.shift();
-    });
+    if (o.resume) {
+      socket.on("session", (ticket) => {
+        tickets.push(ticket);
+        newestTicket = ticket;
+        if (tickets.length > 4 * concurrency) tickets.shift();
+      });
+    }
     socket.on("error", (e) => fail(e.code ?? e.name, e.message));
     // In sink mode the server's close after ours ends the data phase ("sinking").
     let sinkDone;
