@@ -31,9 +31,8 @@ class Deadline implements Disposable {
 /** The pending deadlines of one length, earliest first, and the timer for the first. */
 class SameLength {
   readonly #pending = new Set<Deadline>();
+  /** Referenced (keeping the process alive) exactly while something is pending. */
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** Whether the timer keeps the process alive: exactly while something is pending. */
-  #referenced = false;
 
   constructor(readonly lengthMs: number) {}
 
@@ -41,27 +40,22 @@ class SameLength {
     const deadline = new Deadline(this, performance.now() + this.lengthMs, onExpiry);
     this.#pending.add(deadline);
     if (this.#timer === undefined) this.#arm(this.lengthMs);
-    else if (!this.#referenced) {
-      Deno.refTimer(this.#timer);
-      this.#referenced = true;
-    }
+    // The first deadline of an emptied list: its lingering timer was unreferenced.
+    else if (this.#pending.size === 1) Deno.refTimer(this.#timer);
     return deadline;
   }
 
   remove(deadline: Deadline): void {
     if (!this.#pending.delete(deadline) || this.#pending.size) return;
     if (this.#timer !== undefined) Deno.unrefTimer(this.#timer);
-    this.#referenced = false;
   }
 
   #arm(ms: number): void {
     this.#timer = setTimeout(() => this.#expire(), ms);
-    this.#referenced = true;
   }
 
   #expire(): void {
     this.#timer = undefined;
-    this.#referenced = false;
     const nowMs = performance.now();
     const due: Deadline[] = [];
     for (const deadline of this.#pending) {

@@ -98,6 +98,23 @@ Deno.test("deadlines set and cleared one after another share one timer", async (
   ok(lastFired);
 });
 
+Deno.test("a deadline set on an emptied list keeps the process alive until it fires", async () => {
+  // The list's lingering timer was unreferenced when it emptied; the new deadline must take it
+  // back, or the process would exit without firing it.
+  const program = `
+    import { deadline } from ${JSON.stringify(new URL("../src/delay.ts", import.meta.url).href)};
+    deadline(200, () => {})[Symbol.dispose]();
+    deadline(200, () => console.log("fired"));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", program],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  equal(new TextDecoder().decode(output.stdout).trim(), "fired");
+});
+
 Deno.test("a throwing deadline does not keep the others of its list from firing", async () => {
   const errors: unknown[] = [];
   const onError = (event: ErrorEvent) => {
