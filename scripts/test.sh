@@ -15,9 +15,13 @@ read -ra test_command <<<"$(sed -nE 's/^ *"test": "deno test (.*) tests\/",?$/\1
 passed=0
 failed=0
 status=0
-# Runs deno test on "$@" (with the environment given before it) and adds its counts.
+# Runs deno test on "$@" (with the environment given before it) and adds its counts. A run still
+# going after LIMIT seconds is ended with every process it started (timeout signals its process
+# group) and counts as failed, so that a hung test cannot hold CI past its own limit.
 run() {
-  NO_COLOR=1 env "$@" 2>&1 | tee "$log"
+  local limit=$1
+  shift
+  NO_COLOR=1 timeout --kill-after=30 "$limit" env "$@" 2>&1 | tee "$log"
   local run_status=${PIPESTATUS[0]}
   local summary p f
   summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n 1)
@@ -25,6 +29,9 @@ run() {
   f=$(sed -nE 's/.*\| ([0-9]+) failed.*/\1/p' <<<"$summary")
   p=${p:-0}
   f=${f:-0}
+  if [ "$run_status" -eq 124 ] || [ "$run_status" -eq 137 ]; then
+    echo "the test run had not ended after $limit s and was stopped" >&2
+  fi
   if [ "$run_status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   passed=$((passed + p))
   failed=$((failed + f))
@@ -32,12 +39,12 @@ run() {
 }
 deno=.tools/node_modules/.bin/deno
 if (($#)); then
-  run "$deno" test "${test_command[@]}" "$@"
+  run 2100 "$deno" test "${test_command[@]}" "$@"
 else
-  run "$deno" task --quiet test
+  run 2100 "$deno" task --quiet test
   if openssl35=$(bash tests/crypto/openssl35.sh); then
     echo "== tests/crypto/ again on $openssl35"
-    run QSIGN_LIBCRYPTO="$openssl35" "$deno" test "${test_command[@]}" tests/crypto/
+    run 600 QSIGN_LIBCRYPTO="$openssl35" "$deno" test "${test_command[@]}" tests/crypto/
   else
     echo "tests/crypto/openssl35.sh could not fetch OpenSSL 3.5's libcrypto" >&2
     failed=$((failed + 1))

@@ -26,6 +26,12 @@ export const QSIGN_RUN_FLAGS = [
   `${ROOT}/main.ts`,
 ];
 
+/**
+ * A command a test runs that has not ended after this long is killed and the test fails with
+ * what it printed: a hung subprocess then fails its own test instead of stalling the whole run.
+ */
+const COMMAND_LIMIT_MS = 5 * 60_000;
+
 /** Runs `program ARGS…` (NO_COLOR set) and returns its exit code and output. */
 export async function runCommand(
   program: string,
@@ -40,14 +46,34 @@ export async function runCommand(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  if (options.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(options.stdin));
-    await w.close();
+  let overran = false;
+  const limit = setTimeout(() => {
+    overran = true;
+    child.kill("SIGKILL");
+  }, COMMAND_LIMIT_MS);
+  try {
+    if (options.stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode(options.stdin));
+      await w.close();
+    }
+    const out = await child.output();
+    const dec = new TextDecoder();
+    const result = {
+      code: out.code,
+      stdout: dec.decode(out.stdout),
+      stderr: dec.decode(out.stderr),
+    };
+    if (overran) {
+      throw new Error(
+        `${program} ${args.join(" ")} had not ended after ${COMMAND_LIMIT_MS / 1000} s and was ` +
+          `killed; it printed:\n${result.stdout}\n${result.stderr}`,
+      );
+    }
+    return result;
+  } finally {
+    clearTimeout(limit);
   }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
 /** Runs `qsign ARGS…` in a subprocess and returns its exit code and output. */
