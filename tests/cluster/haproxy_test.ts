@@ -18,6 +18,15 @@ import { freePort, waitForPortClosed } from "../support/services.ts";
 const NODES = 3;
 /** New connections per second one client address may open on one node. */
 const PER_IP_LIMIT = 10;
+/**
+ * The pause between one client's connections in the steps that stop nodes under load: two such
+ * clients open about 8 connections a second, 4 on each of the two nodes left while a third is
+ * down, well inside PER_IP_LIMIT, whose refill each node's two workers share (docs/workers.md).
+ * A refusal there is then a defect of the restart, not the limit at work. With a 100 ms pause
+ * they opened 17 a second (18 in the busiest second), about 9 on each node left, and in one CI
+ * run a connection was closed unanswered.
+ */
+const LOAD_GAP_MS = 250;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -308,9 +317,9 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
     await step("SIGKILL of a node: no failure among the connections started after", async () => {
       const load = clients(front, pki, {
         localAddress: "127.0.0.8",
-        count: 120,
+        count: 80,
         concurrency: 2,
-        gapMs: 100,
+        gapMs: LOAD_GAP_MS,
       });
       await sleep(2_000);
       await nodes[2].stop("SIGKILL");
@@ -333,15 +342,17 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
         localAddress: "127.0.0.9",
         count: 5_000,
         concurrency: 2,
-        gapMs: 100,
+        gapMs: LOAD_GAP_MS,
         stopFile,
       });
+      const stopped: Daemon[] = [];
       for (let i = 0; i < NODES; i++) {
         // As an operator would: drain the node in HAProxy, then stop and restart it.
         await haproxyCommand(dir.path, `set server qsign_nodes/qtls-node${i + 1} state drain`);
         await sleep(1_000);
         nodes[i].signal("SIGTERM");
         equal((await nodes[i].exited()).code, 0);
+        stopped.push(nodes[i]);
         nodes[i] = await startNode(i);
         await haproxyCommand(dir.path, `set server qsign_nodes/qtls-node${i + 1} state ready`);
         await eventually(() => nodeUp(dir.path, i), `node ${i + 1} up again`);
@@ -349,10 +360,15 @@ Deno.test("a qsign cluster behind HAProxy", async (t) => {
       await Deno.writeTextFile(stopFile, "");
       const results = await load;
       ok(results.length > 20, `connections during the restart: ${results.length}`);
+      const refusals = [...stopped, ...nodes].flatMap((node) =>
+        node.events.filter((e) => e.event === "refused" || e.event === "handshake_failed")
+      );
       equal(
         results.filter((r) => r.error).length,
         0,
-        JSON.stringify(results.filter((r) => r.error)),
+        `${JSON.stringify(results.filter((r) => r.error))}; the nodes refused or failed: ${
+          JSON.stringify(refusals)
+        }`,
       );
     });
   } catch (e) {
