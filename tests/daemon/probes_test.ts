@@ -64,7 +64,11 @@ Deno.test("health checks and abandoned handshakes are counted apart from failure
 
   for (let i = 0; i < 3; i++) (await Deno.connect({ hostname: "127.0.0.1", port })).close();
   await until(async () => (await metric("qtls_probe_connections_total")) === 3, "3 probes");
-  equal(daemon.events.filter((e) => e.event === "probe" && e.level === "DEBUG").length, 3);
+  // The log line comes through another pipe than the scrape: it may arrive just after it.
+  const probe = (e: { event: string; level?: string }) =>
+    e.event === "probe" && e.level === "DEBUG";
+  await daemon.waitForCount(probe, 3);
+  equal(daemon.events.filter(probe).length, 3);
 
   const partial = await Deno.connect({ hostname: "127.0.0.1", port });
   // A handshake record announcing 512 bytes, of which 4 arrive.
