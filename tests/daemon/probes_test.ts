@@ -7,7 +7,15 @@
  */
 import { equal } from "node:assert/strict";
 import { PEER_NODE, tempDir } from "../support/env.ts";
-import { Daemon, makePki, type Pki, sampleValue, scrapeMetrics, serveArgs } from "./support.ts";
+import {
+  type AuditEvent,
+  Daemon,
+  makePki,
+  type Pki,
+  sampleValue,
+  scrapeMetrics,
+  serveArgs,
+} from "./support.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -65,8 +73,7 @@ Deno.test("health checks and abandoned handshakes are counted apart from failure
   for (let i = 0; i < 3; i++) (await Deno.connect({ hostname: "127.0.0.1", port })).close();
   await until(async () => (await metric("qtls_probe_connections_total")) === 3, "3 probes");
   // The log line comes through another pipe than the scrape: it may arrive just after it.
-  const probe = (e: { event: string; level?: string }) =>
-    e.event === "probe" && e.level === "DEBUG";
+  const probe = (e: AuditEvent) => e.event === "probe" && e.level === "DEBUG";
   await daemon.waitForCount(probe, 3);
   equal(daemon.events.filter(probe).length, 3);
 
