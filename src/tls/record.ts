@@ -415,15 +415,21 @@ export type Incoming = { kind: "data"; data: Uint8Array } | {
  * The read buffer starts small and grows while the peer streams (a read that fills it suggests
  * more is waiting), up to READ_BUFFER_MAX or the record being read. A pending read pins its
  * buffer, so once nothing is buffered and the last read left room, the connection goes back to
- * a small one: an idle connection holds READ_BUFFER_INITIAL bytes, not a bulk transfer's. 1 KiB
- * is most of a ClientHello and every alert and ticket; what is larger costs one more read.
+ * a small one: an idle connection holds READ_BUFFER_IDLE bytes, not a bulk transfer's. 1 KiB
+ * holds every alert and ticket; what is larger costs one more read. A connection's first read
+ * gets READ_BUFFER_FIRST instead: a ClientHello with a post-quantum key share is always larger
+ * than 1 KiB (1.4 KB with X25519MLKEM768 alone, about 1.9 KB with SecP384r1MLKEM1024 or a
+ * browser's extensions, 3.1 KB with both shares), and in 1 KiB it took two transport reads and
+ * a second buffer. Only a connection that has not spoken yet holds it, for as long as its
+ * handshake deadline allows.
  */
-const READ_BUFFER_INITIAL = 1024;
+const READ_BUFFER_IDLE = 1024;
+const READ_BUFFER_FIRST = 4096;
 const READ_BUFFER_MAX = 64 * 1024;
 
 export class RecordLayer {
-  #buf = new Uint8Array(READ_BUFFER_INITIAL);
-  /** Whether the last transport read filled the buffer (see READ_BUFFER_INITIAL). */
+  #buf = new Uint8Array(READ_BUFFER_FIRST);
+  /** Whether the last transport read filled the buffer (see READ_BUFFER_IDLE). */
   #lastReadFilled = false;
   #start = 0;
   #end = 0;
@@ -593,7 +599,7 @@ export class RecordLayer {
   #makeRoom(n: number): void {
     const pending = this.#end - this.#start;
     let size = this.#buf.length;
-    if (pending === 0 && !this.#lastReadFilled) size = READ_BUFFER_INITIAL;
+    if (pending === 0 && !this.#lastReadFilled && this.#bytesReceived) size = READ_BUFFER_IDLE;
     else if (this.#lastReadFilled) size = Math.min(READ_BUFFER_MAX, 2 * size);
     size = Math.max(size, n);
     if (size !== this.#buf.length) {

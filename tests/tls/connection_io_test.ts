@@ -1,8 +1,8 @@
 /**
  * TlsConnection's own I/O over a real loopback socket, qsign on both ends: read/write/closeWrite
  * carry data and half-closes without web streams, one read is pending at a time, the streams
- * are made on first use (and are the same afterwards), and a peer's protocol error reaches
- * `read` as a TlsError with the alert.
+ * are made on first use (and are the same afterwards), a peer's protocol error reaches
+ * `read` as a TlsError with the alert, and a post-quantum ClientHello takes one transport read.
  */
 import { equal, ok, rejects } from "node:assert/strict";
 import { TlsError } from "../../src/tls/alert.ts";
@@ -109,6 +109,37 @@ Deno.test("a record the peer cannot open reaches read as a TlsError naming bad_r
     ok(error instanceof TlsError, String(error));
     equal(error.alert, "bad_record_mac");
     equal(error.sent, true);
+  } finally {
+    await Promise.all([client.close(), server.close()]);
+  }
+});
+
+Deno.test("a ClientHello with a post-quantum key share is taken in one transport read", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const clientTcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const serverTcp = await listener.accept();
+  // The server's socket, counting the reads made before the server first writes (its
+  // ServerHello): the ClientHello, more than 1 KiB, should need only one.
+  let readsBeforeReply = 0, replied = false, clientHelloBytes = 0;
+  const counted = Object.assign(Object.create(serverTcp), {
+    async read(p: Uint8Array) {
+      const n = await serverTcp.read(p);
+      if (!replied) readsBeforeReply++, clientHelloBytes += n ?? 0;
+      return n;
+    },
+    write(p: Uint8Array) {
+      replied = true;
+      return serverTcp.write(p);
+    },
+    close: () => serverTcp.close(),
+  }) as Deno.Conn;
+  const [client, server] = await Promise.all([
+    connectTls(clientTcp, mutualTlsClient(pki)),
+    acceptTls(counted, mutualTlsServer(pki)),
+  ]);
+  try {
+    ok(clientHelloBytes > 1024, `the ClientHello was ${clientHelloBytes} bytes`);
+    equal(readsBeforeReply, 1, `${clientHelloBytes} bytes in ${readsBeforeReply} reads`);
   } finally {
     await Promise.all([client.close(), server.close()]);
   }
